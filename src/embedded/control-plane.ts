@@ -1,0 +1,240 @@
+/**
+ * An envtest-style Kubernetes control plane on loopback: etcd and kube-apiserver, with
+ * client-certificate auth for an admin (system:masters) and RBAC, and no kubelet or
+ * controller-manager (Pods are stored and mutated but never run; namespaces never finish
+ * terminating).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
+import { request as httpRequest } from "node:http";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import {
+  createCa,
+  generateSigningKeyPem,
+  issueLeaf,
+  type KeyAndCertificate,
+} from "../pki/certificates.ts";
+import { freePort } from "./ports.ts";
+import { ManagedProcess } from "./process.ts";
+import { ownedTempDir } from "./tempdir.ts";
+import { waitUntil } from "./wait.ts";
+import type { Toolchain } from "./toolchain.ts";
+
+export interface ControlPlaneOptions {
+  toolchain: Pick<Toolchain, "etcd" | "kubeApiserver">;
+  /** Directory for data, certificates and logs; a temporary one when omitted (removed on stop). */
+  dir?: string;
+  startTimeoutMs?: number;
+}
+
+export interface ControlPlane {
+  /** https://127.0.0.1:<port> */
+  server: string;
+  kubeconfigPath: string;
+  kubeConfig: () => KubeConfig;
+  /** The CA that signed the API server's certificate (for webhooks' clients, kubeconfigs). */
+  ca: KeyAndCertificate;
+  processes: ManagedProcess[];
+  /** Every port it listens on (for leak checks). */
+  ports: number[];
+  dir: string;
+  logTails: (lines?: number) => string;
+  stop: () => Promise<void>;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function httpGet(
+  url: string,
+  tls?: { ca: string; cert: string; key: string },
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = url.startsWith("https:") ? httpsRequest : httpRequest;
+    const req = request(url, { ...tls, timeout: 2000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => {
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+function kubeconfigYaml(server: string, ca: string, client: KeyAndCertificate): string {
+  const b64 = (text: string): string => Buffer.from(text).toString("base64");
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    "- name: embedded",
+    "  cluster:",
+    `    server: ${server}`,
+    `    certificate-authority-data: ${b64(ca)}`,
+    "users:",
+    "- name: admin",
+    "  user:",
+    `    client-certificate-data: ${b64(client.certificatePem)}`,
+    `    client-key-data: ${b64(client.privateKeyPem)}`,
+    "contexts:",
+    "- name: embedded",
+    "  context:",
+    "    cluster: embedded",
+    "    user: admin",
+    "    namespace: default",
+    "current-context: embedded",
+    "",
+  ].join("\n");
+}
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const owned = options.dir === undefined ? ownedTempDir("kube") : undefined;
+  const dir = options.dir ?? owned?.dir ?? "";
+  const certDir = join(dir, "pki");
+  mkdirSync(certDir, { recursive: true });
+  const timeoutMs = options.startTimeoutMs ?? 60_000;
+
+  const ca = await createCa({
+    commonName: "nats-tenancy embedded kube CA",
+    lifetimeMs: 30 * DAY_MS,
+  });
+  const serving = await issueLeaf(ca, {
+    commonName: "kube-apiserver",
+    dnsNames: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+    ipAddresses: ["127.0.0.1"],
+    server: true,
+    lifetimeMs: 30 * DAY_MS,
+  });
+  const admin = await issueLeaf(ca, {
+    commonName: "admin",
+    organization: "system:masters",
+    server: false,
+    client: true,
+    lifetimeMs: 30 * DAY_MS,
+  });
+  const serviceAccountKey = await generateSigningKeyPem();
+  const file = (name: string, content: string): string => {
+    const path = join(certDir, name);
+    writeFileSync(path, content, { mode: 0o600 });
+    return path;
+  };
+  const caFile = file("ca.crt", ca.certificatePem);
+  const servingCert = file("apiserver.crt", serving.certificatePem);
+  const servingKey = file("apiserver.key", serving.privateKeyPem);
+  const saKey = file("sa.key", serviceAccountKey.privateKeyPem);
+  const saPub = file("sa.pub", serviceAccountKey.publicKeyPem);
+
+  const [etcdClientPort, etcdPeerPort, apiPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
+  const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
+  const processes: ManagedProcess[] = [];
+
+  const stop = async (): Promise<void> => {
+    // The API server first: it would otherwise log etcd connection errors until it exits.
+    for (const p of [...processes].reverse()) await p.stop();
+    owned?.release();
+  };
+
+  try {
+    const etcd = ManagedProcess.start({
+      name: "etcd",
+      command: options.toolchain.etcd,
+      args: [
+        "--name=embedded",
+        `--data-dir=${join(dir, "etcd")}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=embedded=${peerUrl}`,
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+      ],
+      logFile: join(dir, "etcd.log"),
+    });
+    processes.push(etcd);
+    await waitUntil(
+      "etcd health",
+      async () => (await httpGet(`${etcdUrl}/health`)).body.includes('"health":"true"'),
+      { timeoutMs, processes },
+    );
+
+    const server = `https://127.0.0.1:${apiPort}`;
+    const apiserver = ManagedProcess.start({
+      name: "kube-apiserver",
+      command: options.toolchain.kubeApiserver,
+      args: [
+        `--etcd-servers=${etcdUrl}`,
+        `--cert-dir=${certDir}`,
+        `--tls-cert-file=${servingCert}`,
+        `--tls-private-key-file=${servingKey}`,
+        `--client-ca-file=${caFile}`,
+        `--secure-port=${apiPort}`,
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        // No controller-manager creates service accounts' tokens.
+        "--disable-admission-plugins=ServiceAccount",
+        "--authorization-mode=RBAC",
+        "--allow-privileged=true",
+        `--service-account-issuer=${server}`,
+        `--service-account-key-file=${saPub}`,
+        `--service-account-signing-key-file=${saKey}`,
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+        "--v=0",
+      ],
+      logFile: join(dir, "kube-apiserver.log"),
+    });
+    processes.push(apiserver);
+    const tls = { ca: ca.certificatePem, cert: admin.certificatePem, key: admin.privateKeyPem };
+    await waitUntil(
+      "kube-apiserver /readyz",
+      async () => {
+        const res = await httpGet(`${server}/readyz`, tls);
+        return res.status === 200;
+      },
+      { timeoutMs, processes },
+    );
+    // The default namespace is created by a post-start hook that /readyz does not wait for.
+    await waitUntil(
+      "namespace default",
+      async () => (await httpGet(`${server}/api/v1/namespaces/default`, tls)).status === 200,
+      { timeoutMs, processes },
+    );
+
+    const kubeconfigPath = join(dir, "kubeconfig");
+    writeFileSync(kubeconfigPath, kubeconfigYaml(server, ca.certificatePem, admin), {
+      mode: 0o600,
+    });
+    return {
+      server,
+      kubeconfigPath,
+      kubeConfig: () => {
+        const kc = new KubeConfig();
+        kc.loadFromFile(kubeconfigPath);
+        return kc;
+      },
+      ca,
+      processes,
+      ports: [etcdClientPort, etcdPeerPort, apiPort],
+      dir,
+      logTails: (lines = 40) =>
+        processes
+          .map((p) => `--- ${p.name} (${p.describeExit()}), ${p.logFile}\n${p.tail(lines)}`)
+          .join("\n"),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Child processes (etcd, kube-apiserver, nats-server) that must never outlive their owner:
+ * not on a failed test, not on Ctrl-C, not even when the owner is SIGKILLed.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
+
+export interface StartOptions {
+  name: string;
+  command: string;
+  args: string[];
+  logFile: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+// setpriv sets PR_SET_PDEATHSIG before exec: the kernel kills the child when this process
+// dies, however it dies. Node has no binding for prctl, and exit handlers do not run on SIGKILL.
+const SETPRIV = "/usr/bin/setpriv";
+const live = new Set<ManagedProcess>();
+
+export class ManagedProcess {
+  readonly name: string;
+  readonly logFile: string;
+  readonly exited: Promise<Exit>;
+  private readonly child: ChildProcess;
+  private exit: Exit | undefined;
+
+  private constructor(options: StartOptions) {
+    this.name = options.name;
+    this.logFile = options.logFile;
+    const fd = openSync(options.logFile, "a");
+    const [command, args] = existsSync(SETPRIV)
+      ? [SETPRIV, ["--pdeathsig", "KILL", "--", options.command, ...options.args]]
+      : [options.command, options.args];
+    try {
+      this.child = spawn(command, args, {
+        cwd: options.cwd,
+        env: options.env ?? process.env,
+        stdio: ["ignore", fd, fd],
+      });
+    } finally {
+      closeSync(fd);
+    }
+    this.exited = new Promise((resolve) => {
+      this.child.once("exit", (code, signal) => {
+        this.exit = { code, signal };
+        live.delete(this);
+        resolve(this.exit);
+      });
+      this.child.once("error", (error) => {
+        this.exit = { code: null, signal: null };
+        live.delete(this);
+        process.stderr.write(`${this.name}: failed to start: ${error.message}\n`);
+        resolve(this.exit);
+      });
+    });
+    live.add(this);
+    installExitHooks();
+  }
+
+  static start(options: StartOptions): ManagedProcess {
+    return new ManagedProcess(options);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.exit === undefined;
+  }
+
+  /** Sends a signal without waiting (e.g. SIGHUP to make nats-server reload). */
+  signal(signal: NodeJS.Signals): void {
+    if (this.running) this.child.kill(signal);
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  async stop(graceMs = 5000): Promise<Exit> {
+    if (!this.running) return this.exited;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Immediate SIGKILL, for crash tests. */
+  async kill(): Promise<Exit> {
+    if (this.running) this.child.kill("SIGKILL");
+    return this.exited;
+  }
+
+  /** The last `lines` lines of the process's log. */
+  tail(lines = 40): string {
+    if (!existsSync(this.logFile)) return "";
+    const text = readFileSync(this.logFile, "utf8").trimEnd().split("\n");
+    return text.slice(-lines).join("\n");
+  }
+
+  describeExit(): string {
+    if (!this.exit) return "running";
+    return this.exit.signal
+      ? `killed by ${this.exit.signal}`
+      : `exited with code ${this.exit.code}`;
+  }
+}
+
+/** Processes started by this process and still running. */
+export function liveProcesses(): ManagedProcess[] {
+  return [...live];
+}
+
+let hooksInstalled = false;
+const dirsToRemove = new Set<string>();
+
+/** Removes `dir` when this process exits or is interrupted, after its servers are killed. */
+export function removeOnExit(dir: string): () => void {
+  dirsToRemove.add(dir);
+  installExitHooks();
+  return () => dirsToRemove.delete(dir);
+}
+
+function cleanUpNow(): void {
+  for (const p of live) p.signal("SIGKILL");
+  for (const dir of dirsToRemove) rmSync(dir, { recursive: true, force: true });
+}
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  // 'exit' does not fire when a signal ends the process, hence the signal handlers, which
+  // clean up and then die of the same signal so the parent sees the usual status.
+  process.once("exit", cleanUpNow);
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(signal, () => {
+      // Reap the servers before dying, so none lingers even as a zombie; a second signal
+      // finds no handler and ends this process at once.
+      void Promise.all([...live].map((p) => p.kill())).finally(() => {
+        cleanUpNow();
+        process.kill(process.pid, signal);
+      });
+    });
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * X.509 building blocks on @peculiar/x509 and WebCrypto: ECDSA P-256 keys, a self-signed CA,
+ * and leaf certificates signed by it. PEM in, PEM out, so callers store plain text.
+ */
+// @peculiar/x509 resolves its services through tsyringe, which needs this polyfill first.
+import "reflect-metadata";
+import { webcrypto } from "node:crypto";
+import * as x509 from "@peculiar/x509";
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const EC_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
+const SIGNING_ALGORITHM = { name: "ECDSA", hash: "SHA-256" } as const;
+// Clocks of the machines that verify a new certificate may lag ours.
+const BACKDATE_MS = 5 * 60 * 1000;
+
+export interface KeyAndCertificate {
+  certificatePem: string;
+  privateKeyPem: string;
+}
+
+export interface CaParams {
+  commonName: string;
+  lifetimeMs: number;
+  now?: Date;
+}
+
+export interface LeafParams {
+  commonName: string;
+  organization?: string;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  server?: boolean;
+  client?: boolean;
+  lifetimeMs: number;
+  now?: Date;
+}
+
+async function generateKeyPair(): Promise<CryptoKeyPair> {
+  return await webcrypto.subtle.generateKey(EC_ALGORITHM, true, ["sign", "verify"]);
+}
+
+async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey("pkcs8", key);
+  return x509.PemConverter.encode(der, "PRIVATE KEY");
+}
+
+async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
+  const der = x509.PemConverter.decode(pem)[0];
+  if (!der) throw new Error("no PEM block in private key");
+  return webcrypto.subtle.importKey("pkcs8", der, EC_ALGORITHM, true, ["sign"]);
+}
+
+function randomSerial(): string {
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = (bytes[0] ?? 0) & 0x7f; // positive INTEGER
+  return Buffer.from(bytes).toString("hex");
+}
+
+function validity(now: Date | undefined, lifetimeMs: number): { notBefore: Date; notAfter: Date } {
+  const start = now ?? new Date();
+  return {
+    notBefore: new Date(start.getTime() - BACKDATE_MS),
+    notAfter: new Date(start.getTime() + lifetimeMs),
+  };
+}
+
+function escapeDnValue(value: string): string {
+  return value.replace(/([,+"\\<>;=])/g, "\\$1");
+}
+
+export async function createCa(params: CaParams): Promise<KeyAndCertificate> {
+  const keys = await generateKeyPair();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: `CN=${escapeDnValue(params.commonName)}`,
+    ...validity(params.now, params.lifetimeMs),
+    keys,
+    signingAlgorithm: SIGNING_ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return {
+    certificatePem: cert.toString("pem"),
+    privateKeyPem: await exportPrivateKeyPem(keys.privateKey),
+  };
+}
+
+export async function issueLeaf(
+  ca: KeyAndCertificate,
+  params: LeafParams,
+): Promise<KeyAndCertificate> {
+  const caCert = new x509.X509Certificate(ca.certificatePem);
+  const caKey = await importPrivateKeyPem(ca.privateKeyPem);
+  const keys = await generateKeyPair();
+  const usages: string[] = [];
+  if (params.server ?? true) usages.push(x509.ExtendedKeyUsage.serverAuth);
+  if (params.client) usages.push(x509.ExtendedKeyUsage.clientAuth);
+  const names: x509.JsonGeneralName[] = [
+    ...(params.dnsNames ?? []).map((value) => ({ type: "dns" as const, value })),
+    ...(params.ipAddresses ?? []).map((value) => ({ type: "ip" as const, value })),
+  ];
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+      true,
+    ),
+    new x509.ExtendedKeyUsageExtension(usages, false),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
+  ];
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  const subject = [
+    params.organization ? `O=${escapeDnValue(params.organization)}` : undefined,
+    `CN=${escapeDnValue(params.commonName)}`,
+  ]
+    .filter((part) => part !== undefined)
+    .join(", ");
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject,
+    issuer: caCert.subject,
+    ...validity(params.now, params.lifetimeMs),
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: SIGNING_ALGORITHM,
+    extensions,
+  });
+  return {
+    certificatePem: cert.toString("pem"),
+    privateKeyPem: await exportPrivateKeyPem(keys.privateKey),
+  };
+}
+
+/** A fresh P-256 key pair as PEM (PKCS#8 private, SPKI public), e.g. for service-account tokens. */
+export async function generateSigningKeyPem(): Promise<{
+  privateKeyPem: string;
+  publicKeyPem: string;
+}> {
+  const keys = await generateKeyPair();
+  const spki = await webcrypto.subtle.exportKey("spki", keys.publicKey);
+  return {
+    privateKeyPem: await exportPrivateKeyPem(keys.privateKey),
+    publicKeyPem: x509.PemConverter.encode(spki, "PUBLIC KEY"),
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * Test-side wrappers around src/embedded: one shared toolchain lookup, fixtures that start
+ * servers before a suite and always stop them after it, and the servers' log tails printed
+ * for every failed test.
+ */
+import { after, afterEach, before } from "node:test";
+import { startControlPlane, type ControlPlane } from "../../src/embedded/control-plane.ts";
+import {
+  startNatsCluster,
+  type NatsCluster,
+  type NatsClusterOptions,
+} from "../../src/embedded/nats-cluster.ts";
+import { ensureToolchain, type Toolchain } from "../../src/embedded/toolchain.ts";
+
+// Node sets `passed` on the context given to afterEach; @types/node does not declare it yet.
+function testPassed(t: object): boolean {
+  return (t as { passed?: boolean }).passed !== false;
+}
+
+let toolchainPromise: Promise<Toolchain> | undefined;
+
+export function toolchain(): Promise<Toolchain> {
+  toolchainPromise ??= ensureToolchain();
+  return toolchainPromise;
+}
+
+/** Runs `setup` before the suite and its result's `stop` after it; prints logs on failures. */
+function useFixture<T extends { stop: () => Promise<void>; logTails: (lines?: number) => string }>(
+  label: string,
+  setup: () => Promise<T>,
+): () => T {
+  let fixture: T | undefined;
+  before(async () => {
+    fixture = await setup();
+  });
+  afterEach((t) => {
+    if (!testPassed(t) && fixture) {
+      process.stderr.write(
+        `\n=== ${label} logs after failed test "${t.name}" ===\n${fixture.logTails()}\n`,
+      );
+    }
+  });
+  after(async () => {
+    await fixture?.stop();
+  });
+  return () => {
+    if (!fixture) throw new Error(`${label} is not running (its before hook failed)`);
+    return fixture;
+  };
+}
+
+export function useControlPlane(): () => ControlPlane {
+  return useFixture("control plane", async () =>
+    startControlPlane({ toolchain: await toolchain() }),
+  );
+}
+
+export function useNatsCluster(options: NatsClusterOptions): () => NatsCluster {
+  return useFixture(`nats cluster (${options.binary})`, () => startNatsCluster(options));
+}
