@@ -1,0 +1,148 @@
+/**
+ * One app x environment's account: its keys, its account JWT (issued by the operator's signing
+ * key), and the user its pods connect as (issued by the account's scoped signing key).
+ */
+import type { Account, SigningKey, User } from "@nats-io/jwt";
+import { formatCreds, nextIat, sameClaims, type OperatorIdentity } from "./identities.ts";
+import { encodeJwt } from "./jwt.ts";
+import { NKey } from "./nkey.ts";
+import { accountLimits, accountName, validateAccountSpec, type AccountSpec } from "./spec.ts";
+
+/** What the key store keeps per account. Seeds: operator namespace only. */
+export interface StoredAccount {
+  accountSeed: string;
+  signingSeed: string;
+  userSeed: string;
+  accountJwt: string;
+  userJwt: string;
+}
+
+export interface MintedAccount {
+  stored: StoredAccount;
+  publicKey: string;
+  name: string;
+  /** The user's .creds text, for the app's Secret. */
+  creds: string;
+  /** False when `stored` equals what was passed in: nothing to save or push. */
+  changed: boolean;
+}
+
+/** Subjects of the system account's namespace stay out of reach even inside an app's account. */
+const APP_USER_TEMPLATE: Partial<User> = {
+  pub: { deny: ["$SYS.>"] },
+  sub: { deny: ["$SYS.>"] },
+  subs: -1,
+  data: -1,
+  payload: -1,
+};
+
+export const APP_USER_ROLE = "app";
+
+/**
+ * Validates `spec` (throws AccountSpecError, before anything is signed), then keeps every key
+ * and JWT of `previous` that still matches and issues the rest. iat strictly increases.
+ */
+export function mintAppAccount(
+  spec: AccountSpec,
+  operator: OperatorIdentity,
+  previous?: StoredAccount,
+  nowMs = Date.now(),
+): MintedAccount {
+  validateAccountSpec(spec);
+  const account = previous
+    ? NKey.fromSeed(previous.accountSeed, "account")
+    : NKey.generate("account");
+  const signing = previous
+    ? NKey.fromSeed(previous.signingSeed, "account")
+    : NKey.generate("account");
+  const user = previous ? NKey.fromSeed(previous.userSeed, "user") : NKey.generate("user");
+  const name = accountName(spec);
+
+  const scope: SigningKey = {
+    kind: "user_scope",
+    key: signing.publicKey,
+    role: APP_USER_ROLE,
+    template: APP_USER_TEMPLATE,
+  };
+  const accountClaims: Partial<Account> = {
+    limits: accountLimits(spec.limits),
+    signing_keys: [scope],
+  };
+  const accountJwt = sameClaims(previous?.accountJwt, {
+    name,
+    sub: account.publicKey,
+    iss: operator.signing.publicKey,
+    nats: accountClaims,
+  })
+    ? (previous?.accountJwt ?? "")
+    : encodeJwt(
+        { name, sub: account.publicKey, type: "account", nats: accountClaims },
+        operator.signing,
+        nextIat(previous?.accountJwt, nowMs),
+      );
+
+  // A scoped user carries no permissions or limits of its own: the scope's template applies.
+  const userClaims: Partial<User> = { issuer_account: account.publicKey };
+  const userName = `${name}/pods`;
+  const userJwt = sameClaims(previous?.userJwt, {
+    name: userName,
+    sub: user.publicKey,
+    iss: signing.publicKey,
+    nats: userClaims,
+  })
+    ? (previous?.userJwt ?? "")
+    : encodeJwt(
+        { name: userName, sub: user.publicKey, type: "user", nats: userClaims },
+        signing,
+        nextIat(previous?.userJwt, nowMs),
+      );
+
+  const stored: StoredAccount = {
+    accountSeed: account.seed,
+    signingSeed: signing.seed,
+    userSeed: user.seed,
+    accountJwt,
+    userJwt,
+  };
+  return {
+    stored,
+    publicKey: account.publicKey,
+    name,
+    creds: formatCreds(userJwt, user),
+    changed:
+      previous === undefined || previous.accountJwt !== accountJwt || previous.userJwt !== userJwt,
+  };
+}
+
+/**
+ * The account JWT that precedes a delete: no connections allowed. A server that missed the
+ * delete and syncs from a peer gets this one back, not a working account.
+ */
+export function disabledAccountJwt(
+  stored: StoredAccount,
+  operator: OperatorIdentity,
+  nowMs = Date.now(),
+): string {
+  const account = NKey.fromSeed(stored.accountSeed, "account");
+  const claims = decodeClaims(stored.accountJwt);
+  const nats = { ...claims, limits: { ...(claims.limits ?? {}), conn: 0, leaf: 0 } };
+  return encodeJwt(
+    { name: nameOf(stored.accountJwt), sub: account.publicKey, type: "account", nats },
+    operator.signing,
+    nextIat(stored.accountJwt, nowMs),
+  );
+}
+
+function decodeClaims(jwt: string): Partial<Account> {
+  const body = jwt.split(".")[1] ?? "";
+  const claims = JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as {
+    nats: Partial<Account> & { type?: string; version?: number };
+  };
+  const { type: _type, version: _version, ...nats } = claims.nats;
+  return nats;
+}
+
+function nameOf(jwt: string): string {
+  const body = jwt.split(".")[1] ?? "";
+  return (JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as { name: string }).name;
+}

@@ -1,0 +1,187 @@
+/**
+ * The operator and the system account: the trust root the servers are configured with, and the
+ * account through which the operator pushes, deletes and lists account JWTs.
+ *
+ * Accounts are issued by the operator's signing key, so the identity key signs only the
+ * operator JWT and can stay cold.
+ */
+import { fmtCreds, type Account, type KeyPair, type Operator, type User } from "@nats-io/jwt";
+import { decodeJwt, encodeJwt } from "./jwt.ts";
+import { NKey } from "./nkey.ts";
+import { SYSTEM_ACCOUNT_LIMITS } from "./spec.ts";
+
+export interface OperatorSeeds {
+  operatorSeed: string;
+  operatorSigningSeed: string;
+  systemAccountSeed: string;
+  systemUserSeed: string;
+}
+
+export interface OperatorIdentity {
+  name: string;
+  operator: NKey;
+  signing: NKey;
+  systemAccount: NKey;
+  systemUser: NKey;
+}
+
+/** What the servers are configured with, and the operator's own credentials. */
+export interface OperatorArtifacts {
+  operatorJwt: string;
+  systemAccountJwt: string;
+  systemUserCreds: string;
+}
+
+/** Subjects the operator's system user may publish to: the resolver's API and account purge. */
+export const SYSTEM_USER_PUBLISH = [
+  "$SYS.REQ.CLAIMS.UPDATE",
+  "$SYS.REQ.CLAIMS.DELETE",
+  "$SYS.REQ.CLAIMS.LIST",
+  "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP",
+  "$JS.API.ACCOUNT.PURGE.*",
+];
+
+export function generateOperatorSeeds(): OperatorSeeds {
+  return {
+    operatorSeed: NKey.generate("operator").seed,
+    operatorSigningSeed: NKey.generate("operator").seed,
+    systemAccountSeed: NKey.generate("account").seed,
+    systemUserSeed: NKey.generate("user").seed,
+  };
+}
+
+export function loadOperatorIdentity(name: string, seeds: OperatorSeeds): OperatorIdentity {
+  return {
+    name,
+    operator: NKey.fromSeed(seeds.operatorSeed, "operator"),
+    signing: NKey.fromSeed(seeds.operatorSigningSeed, "operator"),
+    systemAccount: NKey.fromSeed(seeds.systemAccountSeed, "account"),
+    systemUser: NKey.fromSeed(seeds.systemUserSeed, "user"),
+  };
+}
+
+function sameClaims(
+  jwt: string | undefined,
+  expected: { name: string; sub: string; iss: string; nats: object },
+): boolean {
+  if (!jwt) return false;
+  try {
+    const claims = decodeJwt<Record<string, unknown>>(jwt);
+    const { type: _type, version: _version, ...nats } = claims.nats;
+    return (
+      claims.name === expected.name &&
+      claims.sub === expected.sub &&
+      claims.iss === expected.iss &&
+      JSON.stringify(nats) === JSON.stringify(expected.nats)
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** A JWT's iat, or 0 if there is none to read. */
+export function issuedAt(jwt: string | undefined): number {
+  if (!jwt) return 0;
+  try {
+    return decodeJwt(jwt).iat;
+  } catch {
+    return 0;
+  }
+}
+
+/** Strictly after `previous`, and not before now. */
+export function nextIat(previousJwt: string | undefined, nowMs: number): number {
+  return Math.max(Math.floor(nowMs / 1000), issuedAt(previousJwt) + 1);
+}
+
+/**
+ * Issues what changed and returns the rest as given. The same seeds and `previous` give back
+ * `previous` unchanged, so a restart re-signs nothing.
+ */
+export function buildOperatorArtifacts(
+  identity: OperatorIdentity,
+  previous: Partial<OperatorArtifacts> = {},
+  nowMs = Date.now(),
+): OperatorArtifacts {
+  const operatorClaims: Partial<Operator> = {
+    signing_keys: [identity.signing.publicKey],
+    system_account: identity.systemAccount.publicKey,
+  };
+  const operatorJwt = sameClaims(previous.operatorJwt, {
+    name: identity.name,
+    sub: identity.operator.publicKey,
+    iss: identity.operator.publicKey,
+    nats: operatorClaims,
+  })
+    ? (previous.operatorJwt ?? "")
+    : encodeJwt(
+        {
+          name: identity.name,
+          sub: identity.operator.publicKey,
+          type: "operator",
+          nats: operatorClaims,
+        },
+        identity.operator,
+        nextIat(previous.operatorJwt, nowMs),
+      );
+
+  const systemClaims: Partial<Account> = { limits: SYSTEM_ACCOUNT_LIMITS };
+  const systemAccountJwt = sameClaims(previous.systemAccountJwt, {
+    name: "SYS",
+    sub: identity.systemAccount.publicKey,
+    iss: identity.signing.publicKey,
+    nats: systemClaims,
+  })
+    ? (previous.systemAccountJwt ?? "")
+    : encodeJwt(
+        { name: "SYS", sub: identity.systemAccount.publicKey, type: "account", nats: systemClaims },
+        identity.signing,
+        nextIat(previous.systemAccountJwt, nowMs),
+      );
+
+  const userClaims: Partial<User> = {
+    pub: { allow: SYSTEM_USER_PUBLISH },
+    sub: { allow: ["_INBOX.>"] },
+    subs: -1,
+    data: -1,
+    payload: -1,
+  };
+  const previousUserJwt = previous.systemUserCreds ? credsJwt(previous.systemUserCreds) : undefined;
+  const systemUserJwt =
+    previousUserJwt &&
+    sameClaims(previousUserJwt, {
+      name: "nats-tenancy-operator",
+      sub: identity.systemUser.publicKey,
+      iss: identity.systemAccount.publicKey,
+      nats: userClaims,
+    })
+      ? previousUserJwt
+      : encodeJwt(
+          {
+            name: "nats-tenancy-operator",
+            sub: identity.systemUser.publicKey,
+            type: "user",
+            nats: userClaims,
+          },
+          identity.systemAccount,
+          nextIat(previousUserJwt, nowMs),
+        );
+  return {
+    operatorJwt,
+    systemAccountJwt,
+    systemUserCreds: formatCreds(systemUserJwt, identity.systemUser),
+  };
+}
+
+/** .creds text: LF line endings and a final newline, which both credsAuthenticators require. */
+export function formatCreds(userJwt: string, user: NKey): string {
+  // fmtCreds reads only getSeed() of the key pair it is given.
+  return new TextDecoder().decode(fmtCreds(userJwt, user as unknown as KeyPair));
+}
+
+/** The user JWT inside a .creds text. */
+export function credsJwt(creds: string): string | undefined {
+  return /-----BEGIN NATS USER JWT-----\n([^\n]+)\n/.exec(creds)?.[1];
+}
+
+export { sameClaims };

@@ -1,0 +1,80 @@
+/**
+ * NATS v2 JWT encoding with a caller-chosen `iat`.
+ *
+ * @nats-io/jwt's encode() stamps `iat` from the clock, but servers that sync resolver stores
+ * keep the JWT with the higher `iat` (whole seconds), so each account's `iat` must strictly
+ * increase, even for two updates in one second. The layout (claim order, jti as base64 of the
+ * SHA-512 of the claims) is the library's, so a JWT made here equals the library's for the same
+ * clock (a unit test holds the two side by side).
+ */
+import { createHash } from "node:crypto";
+import type { ClaimsData } from "@nats-io/jwt";
+import { verifySignature, type NKey } from "./nkey.ts";
+
+export type ClaimType = "operator" | "account" | "user" | "generic";
+
+export interface ClaimsInput<T> {
+  name: string;
+  sub: string;
+  type: ClaimType;
+  nats: T;
+  exp?: number;
+}
+
+export class JwtError extends Error {
+  override name = "JwtError";
+}
+
+const HEADER = Buffer.from(JSON.stringify({ typ: "JWT", alg: "ed25519-nkey" })).toString(
+  "base64url",
+);
+const encoder = new TextEncoder();
+
+export function encodeJwt<T extends object>(
+  input: ClaimsInput<T>,
+  signer: NKey,
+  iat: number,
+): string {
+  const claims: Record<string, unknown> = {};
+  if (input.exp !== undefined) claims.exp = input.exp;
+  claims.aud = "NATS";
+  claims.name = input.name;
+  claims.sub = input.sub;
+  claims.nats = { ...input.nats, type: input.type, version: 2 };
+  claims.iss = signer.publicKey;
+  claims.iat = iat;
+  claims.jti = createHash("sha512").update(JSON.stringify(claims)).digest("base64");
+  const payload = `${HEADER}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}`;
+  return `${payload}.${Buffer.from(signer.sign(encoder.encode(payload))).toString("base64url")}`;
+}
+
+/** Parses a JWT and checks its signature against its `iss`. Does not check who `iss` is. */
+export function decodeJwt<T = unknown>(jwt: string): ClaimsData<T> {
+  const parts = jwt.split(".");
+  if (parts.length !== 3) throw new JwtError(`a JWT has 3 parts, this has ${parts.length}`);
+  const [header, body, signature] = parts as [string, string, string];
+  let parsedHeader: { alg?: unknown };
+  let claims: ClaimsData<T>;
+  try {
+    parsedHeader = JSON.parse(Buffer.from(header, "base64url").toString("utf8")) as {
+      alg?: unknown;
+    };
+    claims = JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as ClaimsData<T>;
+  } catch (error) {
+    throw new JwtError("JWT header or claims are not JSON", { cause: error });
+  }
+  if (parsedHeader.alg !== "ed25519-nkey")
+    throw new JwtError(`unsupported JWT algorithm ${String(parsedHeader.alg)}`);
+  if (typeof claims.iss !== "string" || typeof claims.sub !== "string")
+    throw new JwtError("JWT without iss or sub");
+  if (
+    !verifySignature(
+      claims.iss,
+      encoder.encode(`${header}.${body}`),
+      Buffer.from(signature, "base64url"),
+    )
+  ) {
+    throw new JwtError("JWT signature does not verify");
+  }
+  return claims;
+}

@@ -1,0 +1,88 @@
+/**
+ * The nats-server configuration of a cluster member in operator mode with a `full` resolver.
+ * One renderer for every place a server is configured (the chart's ConfigMap, the embedded
+ * cluster, the tests), so they cannot drift apart.
+ */
+export interface ServerTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+export interface ServerConfigInput {
+  serverName: string;
+  /** host:port for clients. */
+  listen: string;
+  /** host:port for the monitoring endpoint. */
+  monitor: string;
+  cluster: { name: string; listen: string; routes: string[]; tls?: ServerTls };
+  operatorJwt: string;
+  systemAccount: string;
+  systemAccountJwt: string;
+  /** A directory of this server's own: resolver store and JetStream data live under it. */
+  dataDir: string;
+  clientTls?: ServerTls;
+  jetstream?: { maxMemory: string; maxFile: string };
+  /** Largest payload the server accepts; accounts narrow it further. */
+  maxPayload?: string;
+}
+
+function quote(value: string): string {
+  return JSON.stringify(value);
+}
+
+function tlsBlock(tls: ServerTls, indent: string, verifyPeers: boolean): string[] {
+  return [
+    `${indent}tls {`,
+    `${indent}  cert_file: ${quote(tls.certFile)}`,
+    `${indent}  key_file: ${quote(tls.keyFile)}`,
+    `${indent}  ca_file: ${quote(tls.caFile)}`,
+    ...(verifyPeers ? [`${indent}  verify: true`] : []),
+    `${indent}  timeout: 5`,
+    `${indent}}`,
+  ];
+}
+
+export function renderServerConfig(input: ServerConfigInput): string {
+  const lines = [
+    `server_name: ${quote(input.serverName)}`,
+    `listen: ${quote(input.listen)}`,
+    `http: ${quote(input.monitor)}`,
+    `max_payload: ${input.maxPayload ?? "8388608"}`,
+    ...(input.clientTls ? tlsBlock(input.clientTls, "", false) : []),
+    "cluster {",
+    `  name: ${quote(input.cluster.name)}`,
+    `  listen: ${quote(input.cluster.listen)}`,
+    ...(input.cluster.tls ? tlsBlock(input.cluster.tls, "  ", true) : []),
+    "  routes: [",
+    ...input.cluster.routes.map((route) => `    ${quote(route)}`),
+    "  ]",
+    "}",
+    `operator: ${quote(input.operatorJwt)}`,
+    `system_account: ${quote(input.systemAccount)}`,
+    "resolver {",
+    "  type: full",
+    `  dir: ${quote(`${input.dataDir}/jwt`)}`,
+    // The operator deletes accounts of deleted apps.
+    "  allow_delete: true",
+    // Servers sync their stores with each other at this interval (drift repair between peers).
+    '  interval: "2m"',
+    '  timeout: "5s"',
+    // No `limit`: a full store would refuse new accounts.
+    "}",
+    // Without the system account preloaded, its users fail until a lookup succeeds.
+    "resolver_preload {",
+    `  ${input.systemAccount}: ${quote(input.systemAccountJwt)}`,
+    "}",
+  ];
+  if (input.jetstream) {
+    lines.push(
+      "jetstream {",
+      `  store_dir: ${quote(`${input.dataDir}/jetstream`)}`,
+      `  max_memory_store: ${input.jetstream.maxMemory}`,
+      `  max_file_store: ${input.jetstream.maxFile}`,
+      "}",
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import {
+  disabledAccountJwt,
+  mintAppAccount,
+  type MintedAccount,
+} from "../../src/accounts/app-account.ts";
+import { repairDrift } from "../../src/accounts/drift.ts";
+import { InvalidClaimsError, ResolverClient } from "../../src/accounts/resolver-client.ts";
+import { AccountSpecError, type AccountSpec } from "../../src/accounts/spec.ts";
+import { ensureToolchain } from "../../src/embedded/toolchain.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+import { startOperatorCluster, type OperatorCluster } from "./operator-cluster.ts";
+
+const { natsServers } = await ensureToolchain();
+const encoder = new TextEncoder();
+
+for (const server of natsServers) {
+  describe(`app accounts on a 3-node operator-mode cluster (${server.label})`, () => {
+    let cluster: OperatorCluster;
+    let resolver: ResolverClient;
+    const open: NatsConnection[] = [];
+
+    before(async () => {
+      cluster = await startOperatorCluster(server.path);
+      resolver = await ResolverClient.connect({
+        servers: cluster.urls,
+        creds: cluster.artifacts.systemUserCreds,
+        caFile: cluster.caFile,
+        expectedServers: 3,
+      });
+    });
+    after(async () => {
+      await Promise.allSettled(open.map((c) => c.close()));
+      await resolver.close();
+      await cluster.stop();
+    });
+
+    const connectAs = async (
+      account: MintedAccount,
+      node = 0,
+      name = "app",
+    ): Promise<NatsConnection> => {
+      const nc = await connect({
+        servers: cluster.urls[node],
+        name,
+        authenticator: credsAuthenticator(encoder.encode(account.creds)),
+        tls: { caFile: cluster.caFile },
+        reconnect: false,
+      });
+      open.push(nc);
+      return nc;
+    };
+
+    const minted = new Map<string, MintedAccount>();
+    const mint = async (spec: AccountSpec): Promise<MintedAccount> => {
+      const key = `${spec.namespace}/${spec.app}/${spec.environment}`;
+      const account = mintAppAccount(spec, cluster.identity, minted.get(key)?.stored);
+      const replies = await resolver.push(account.stored.accountJwt, cluster.identity);
+      assert.equal(new Set(replies.map((r) => r.server)).size, 3, "all three servers acknowledged");
+      minted.set(key, account);
+      return account;
+    };
+
+    test("a pushed account is acknowledged by and usable on all three nodes", async () => {
+      const account = await mint({ namespace: "shop", app: "orders", environment: "prod" });
+      const subscriber = await connectAs(account, 2);
+      const sub = subscriber.subscribe("orders.created", { max: 1 });
+      await subscriber.flush();
+      for (const node of [0, 1]) await (await connectAs(account, node)).flush();
+      const publisher = await connectAs(account, 0);
+      const received = (async () => {
+        for await (const m of sub) return m.string();
+        return undefined;
+      })();
+      await waitUntil(
+        "interest across the route",
+        async () => {
+          publisher.publish("orders.created", "order 1");
+          await publisher.flush();
+          return sub.getReceived() > 0;
+        },
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+      assert.equal(await received, "order 1");
+    });
+
+    test("accounts are isolated: other apps and other environments never deliver, not even to '>'", async () => {
+      const aProd = await mint({ namespace: "iso", app: "a", environment: "prod" });
+      const aTest = await mint({ namespace: "iso", app: "a", environment: "test" });
+      const bProd = await mint({ namespace: "iso", app: "b", environment: "prod" });
+      const watcher = await connectAs(aProd, 1);
+      const seen: string[] = [];
+      const all = watcher.subscribe(">", {
+        callback: (_e, m) => {
+          seen.push(`${m.subject}:${m.string()}`);
+        },
+      });
+      await watcher.flush();
+      for (const [account, label] of [
+        [aTest, "a-test"],
+        [bProd, "b-prod"],
+      ] as const) {
+        const nc = await connectAs(account, 0);
+        for (let i = 0; i < 20; i++) nc.publish("shared.subject", label);
+        await nc.flush();
+      }
+      const own = await connectAs(aProd, 0);
+      await waitUntil(
+        "own message delivered",
+        async () => {
+          own.publish("shared.subject", "a-prod");
+          await own.flush();
+          return seen.some((s) => s.endsWith("a-prod"));
+        },
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+      all.unsubscribe();
+      assert.deepEqual([...new Set(seen)], ["shared.subject:a-prod"]);
+
+      // $SYS.> is denied to app users, whatever account they are in.
+      const sys = await connectAs(aProd, 0, "sys-snooper");
+      const denied = new Promise<string>((resolve) => {
+        sys.subscribe("$SYS.>", {
+          callback: (error) => resolve(error ? error.message : "delivered"),
+        });
+      });
+      await sys.flush().catch(() => undefined);
+      assert.match(await denied, /permissions violation/i);
+    });
+
+    test("limits hold: connections, payload, and JetStream only where enabled, within its storage", async () => {
+      const limited = await mint({
+        namespace: "lim",
+        app: "small",
+        environment: "prod",
+        limits: { connections: 2, payload: 1024, jetstream: { storage: 64 * 1024, streams: 2 } },
+      });
+      // Counted per server at once; across servers the count converges through system events.
+      const first = await connectAs(limited, 0);
+      await connectAs(limited, 0);
+      await assert.rejects(connectAs(limited, 0), /maximum account active connections exceeded/i);
+      // The server tells the client the account's payload limit, and enforces it.
+      assert.equal(first.info?.max_payload, 1024);
+      assert.throws(() => {
+        first.publish("big", new Uint8Array(2048));
+      }, /max_payload/i);
+      first.publish("small", new Uint8Array(1000));
+      await first.flush();
+
+      const js = await mint({
+        namespace: "lim",
+        app: "stream",
+        environment: "prod",
+        limits: { jetstream: { storage: 64 * 1024, streams: 2 } },
+      });
+      const jnc = await connectAs(js, 0);
+      const { jetstreamManager, jetstream } = await import("@nats-io/jetstream");
+      const jsm = await waitForJetStream(() => jetstreamManager(jnc));
+      await jsm.streams.add({
+        name: "small",
+        subjects: ["small.>"],
+        max_bytes: 32 * 1024,
+        num_replicas: 1,
+      });
+      await assert.rejects(
+        jsm.streams.add({
+          name: "huge",
+          subjects: ["huge.>"],
+          max_bytes: 1024 * 1024,
+          num_replicas: 1,
+        }),
+        /insufficient storage|storage resources exceeded|exceeds account limit/i,
+      );
+      const client = jetstream(jnc);
+      await client.publish("small.x", "fits");
+
+      const noJs = await mint({ namespace: "lim", app: "nojs", environment: "prod" });
+      const plain = await connectAs(noJs, 0);
+      await assert.rejects(
+        (async () => {
+          const m = await jetstreamManager(plain, { timeout: 3000 });
+          await m.getAccountInfo();
+        })(),
+        /jetstream not enabled/i,
+      );
+    });
+
+    test("the nats v2 client snippet apps use connects with minted credentials over TLS", async () => {
+      const account = await mint({ namespace: "compat", app: "legacy", environment: "prod" });
+      const nats = await import("nats");
+      const nc = await nats.connect({
+        servers: cluster.urls,
+        authenticator: nats.credsAuthenticator(new TextEncoder().encode(account.creds)),
+        tls: { caFile: cluster.caFile },
+      });
+      const sub = nc.subscribe("legacy.ping", { max: 1 });
+      nc.publish("legacy.ping", "pong");
+      for await (const m of sub) assert.equal(m.string(), "pong");
+      await nc.close();
+    });
+
+    test("delete closes existing connections and refuses new ones on every node; drift repair restores only live accounts", async () => {
+      const doomed = await mint({ namespace: "del", app: "gone", environment: "prod" });
+      const keeper = await mint({ namespace: "del", app: "kept", environment: "prod" });
+      const conns = await Promise.all([0, 1, 2].map((n) => connectAs(doomed, n)));
+      const closedAll = Promise.all(conns.map((c) => c.closed()));
+      await resolver.push(disabledAccountJwt(doomed.stored, cluster.identity), cluster.identity);
+      await resolver.delete([doomed.publicKey], cluster.identity);
+      await closedAll;
+      for (const node of [0, 1, 2]) {
+        await assert.rejects(
+          connectAs(doomed, node),
+          /authorization|expired|violation/i,
+          `node ${node} refuses`,
+        );
+      }
+
+      // A node that lost its resolver store: restart it empty, repair, and its live accounts are back.
+      const node = cluster.nodes[1];
+      assert.ok(node);
+      await node.stop();
+      rmSync(join(node.address.dir, "jwt"), { recursive: true, force: true });
+      node.start();
+      await cluster.waitReady();
+      const desired = new Map(
+        [...minted.values()]
+          .filter((a) => a !== doomed)
+          .map((a) => [a.publicKey, a.stored.accountJwt]),
+      );
+      const report = await repairDrift(resolver, desired, cluster.identity);
+      assert.ok(report.missing.has(keeper.publicKey), "the emptied node lacked the live account");
+      const lists = await resolver.list();
+      for (const [name, accounts] of lists) {
+        assert.ok(accounts.includes(keeper.publicKey), `${name} holds the live account`);
+        assert.ok(
+          !accounts.includes(doomed.publicKey),
+          `${name} does not hold the deleted account`,
+        );
+      }
+      await (await connectAs(keeper, 1)).flush();
+      await assert.rejects(connectAs(doomed, 1), /authorization|expired|violation/i);
+    });
+
+    test("bad input gives typed validation errors and pushes nothing", async () => {
+      const before = await resolver.list();
+      assert.throws(
+        () =>
+          mintAppAccount(
+            { namespace: "ok", app: "Not_A_Label", environment: "prod" },
+            cluster.identity,
+          ),
+        (error: unknown) =>
+          error instanceof AccountSpecError && error.issues.some((i) => i.path === "app"),
+      );
+      assert.throws(
+        () =>
+          mintAppAccount(
+            {
+              namespace: "ok",
+              app: "fine",
+              environment: "prod",
+              limits: { connections: 0, payload: 1e9 },
+            },
+            cluster.identity,
+          ),
+        (error: unknown) =>
+          error instanceof AccountSpecError &&
+          error.issues.map((i) => i.path).join(",") === "limits.connections,limits.payload",
+      );
+      // A JWT from an operator the servers do not trust is refused before it is sent.
+      const stranger = await import("../../src/accounts/identities.ts");
+      const other = stranger.loadOperatorIdentity("other", stranger.generateOperatorSeeds());
+      const foreign = mintAppAccount({ namespace: "x", app: "y", environment: "z" }, other);
+      await assert.rejects(
+        resolver.push(foreign.stored.accountJwt, cluster.identity),
+        InvalidClaimsError,
+      );
+      assert.deepEqual(await resolver.list(), before);
+    });
+  });
+}
+
+async function waitForJetStream<T>(make: () => Promise<T>): Promise<T> {
+  // A clustered JetStream elects its meta leader after the routes form.
+  let result: T | undefined;
+  await waitUntil(
+    "JetStream ready",
+    async () => {
+      result = await make();
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 500 },
+  );
+  return result as T;
+}
