@@ -23,6 +23,10 @@ export default tseslint.config(
       // @kubernetes/client-node models are classes, but the API takes plain objects of their shape.
       "@typescript-eslint/no-unsafe-class-instance-assignment": "off",
       "@typescript-eslint/consistent-type-imports": "error",
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { ignoreRestSiblings: true, argsIgnorePattern: "^_" },
+      ],
     },
   },
   { files: ["eslint.config.js"], ...tseslint.configs.disableTypeChecked },

@@ -4,7 +4,7 @@
  */
 import type { Account, SigningKey, User } from "@nats-io/jwt";
 import { formatCreds, nextIat, sameClaims, type OperatorIdentity } from "./identities.ts";
-import { encodeJwt } from "./jwt.ts";
+import { decodeJwt, encodeJwt } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { accountLimits, accountName, validateAccountSpec, type AccountSpec } from "./spec.ts";
 
@@ -120,29 +120,19 @@ export function mintAppAccount(
  */
 export function disabledAccountJwt(
   stored: StoredAccount,
-  operator: OperatorIdentity,
+  operator: Pick<OperatorIdentity, "signing">,
   nowMs = Date.now(),
 ): string {
-  const account = NKey.fromSeed(stored.accountSeed, "account");
-  const claims = decodeClaims(stored.accountJwt);
-  const nats = { ...claims, limits: { ...(claims.limits ?? {}), conn: 0, leaf: 0 } };
+  const claims = decodeJwt<Account & { type?: string; version?: number }>(stored.accountJwt);
+  const { type: _type, version: _version, ...nats } = claims.nats;
   return encodeJwt(
-    { name: nameOf(stored.accountJwt), sub: account.publicKey, type: "account", nats },
+    {
+      name: claims.name,
+      sub: claims.sub,
+      type: "account",
+      nats: { ...nats, limits: { ...nats.limits, conn: 0, leaf: 0 } },
+    },
     operator.signing,
     nextIat(stored.accountJwt, nowMs),
   );
-}
-
-function decodeClaims(jwt: string): Partial<Account> {
-  const body = jwt.split(".")[1] ?? "";
-  const claims = JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as {
-    nats: Partial<Account> & { type?: string; version?: number };
-  };
-  const { type: _type, version: _version, ...nats } = claims.nats;
-  return nats;
-}
-
-function nameOf(jwt: string): string {
-  const body = jwt.split(".")[1] ?? "";
-  return (JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as { name: string }).name;
 }

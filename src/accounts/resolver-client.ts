@@ -5,9 +5,9 @@
  * No request carries headers: nats-server before 2.9.15 drops a CLAIMS.UPDATE that has them.
  */
 import {
+  RequestError,
   connect,
   credsAuthenticator,
-  type Msg,
   type NatsConnection,
 } from "@nats-io/transport-node";
 import { type OperatorIdentity } from "./identities.ts";
@@ -113,7 +113,7 @@ export class ResolverClient {
       maxMessages: this.expected,
       maxWait: this.timeoutMs,
     });
-    for await (const msg of iterator as AsyncIterable<Msg>) {
+    for await (const msg of iterator) {
       // A no-responders status arrives as an empty message.
       if (msg.data.length === 0) continue;
       replies.push(msg.json<ReplyBody>());
@@ -210,23 +210,28 @@ export class ResolverClient {
 
   /** Removes an account's JetStream data on every server (the resolver delete leaves it on disk). */
   async purgeJetStream(account: string): Promise<void> {
+    let msg;
     try {
-      const msg = await this.connection.request(`$JS.API.ACCOUNT.PURGE.${account}`, "", {
+      msg = await this.connection.request(`$JS.API.ACCOUNT.PURGE.${account}`, "", {
         timeout: this.timeoutMs,
       });
-      const body = msg.json<{ error?: { code?: number; description?: string } }>();
-      // 404: the account never used JetStream here.
-      if (body.error && body.error.code !== 404) {
-        throw new ResolverRejectedError(
-          "jetstream purge",
-          "jetstream",
-          body.error.code ?? 0,
-          body.error.description ?? "",
-        );
-      }
     } catch (error) {
-      if (error instanceof ResolverError) throw error;
-      // No responder: JetStream is not enabled on these servers.
+      // No responders: JetStream is not enabled on these servers, so there is nothing to purge.
+      if (error instanceof RequestError && error.isNoResponders()) return;
+      throw new ResolverError(`jetstream purge of ${account} failed`, { cause: error });
+    }
+    const body = msg.json<{
+      initiated?: boolean;
+      error?: { code?: number; description?: string };
+    }>();
+    // 404: the account never used JetStream here.
+    if (body.error && body.error.code !== 404) {
+      throw new ResolverRejectedError(
+        "jetstream purge",
+        "jetstream",
+        body.error.code ?? 0,
+        body.error.description ?? "",
+      );
     }
   }
 }

@@ -1,13 +1,10 @@
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import {
-  disabledAccountJwt,
-  mintAppAccount,
-  type MintedAccount,
-} from "../../src/accounts/app-account.ts";
+import { deleteAppAccount } from "../../src/accounts/account-deletion.ts";
+import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
 import { repairDrift } from "../../src/accounts/drift.ts";
 import { InvalidClaimsError, ResolverClient } from "../../src/accounts/resolver-client.ts";
 import { AccountSpecError, type AccountSpec } from "../../src/accounts/spec.ts";
@@ -125,7 +122,9 @@ for (const server of natsServers) {
       const sys = await connectAs(aProd, 0, "sys-snooper");
       const denied = new Promise<string>((resolve) => {
         sys.subscribe("$SYS.>", {
-          callback: (error) => resolve(error ? error.message : "delivered"),
+          callback: (error) => {
+            resolve(error ? error.message : "delivered");
+          },
         });
       });
       await sys.flush().catch(() => undefined);
@@ -204,13 +203,46 @@ for (const server of natsServers) {
     });
 
     test("delete closes existing connections and refuses new ones on every node; drift repair restores only live accounts", async () => {
-      const doomed = await mint({ namespace: "del", app: "gone", environment: "prod" });
+      const doomed = await mint({
+        namespace: "del",
+        app: "gone",
+        environment: "prod",
+        limits: { jetstream: { storage: 1024 * 1024 } },
+      });
       const keeper = await mint({ namespace: "del", app: "kept", environment: "prod" });
+      const { jetstreamManager, jetstream } = await import("@nats-io/jetstream");
+      const writer = await connectAs(doomed, 0);
+      const jsm = await waitForJetStream(() => jetstreamManager(writer));
+      await jsm.streams.add({ name: "doomed", subjects: ["doomed.>"], num_replicas: 3 });
+      await jetstream(writer).publish("doomed.data", "kept on disk until purged");
+      // nats-server keeps an account's JetStream data in <store_dir>/jetstream/<account>.
+      const storeDirs = cluster.nodes.map((n) =>
+        join(n.address.dir, "jetstream", "jetstream", doomed.publicKey),
+      );
+      // Some servers leave the account's empty directories behind; the data is what must go.
+      const dataLeft = (): string[] =>
+        storeDirs.flatMap((d) =>
+          existsSync(d)
+            ? readdirSync(d, { recursive: true, withFileTypes: true })
+                .filter((e) => e.isFile())
+                .map((e) => join(e.parentPath, e.name))
+            : [],
+        );
+      assert.ok(dataLeft().length > 0, "the account has JetStream data on disk");
+
       const conns = await Promise.all([0, 1, 2].map((n) => connectAs(doomed, n)));
       const closedAll = Promise.all(conns.map((c) => c.closed()));
-      await resolver.push(disabledAccountJwt(doomed.stored, cluster.identity), cluster.identity);
-      await resolver.delete([doomed.publicKey], cluster.identity);
+      await deleteAppAccount(resolver, doomed.stored, cluster.identity);
       await closedAll;
+      await waitUntil(
+        "JetStream data purged on every node",
+        () => Promise.resolve(dataLeft().length === 0),
+        {
+          timeoutMs: 15_000,
+        },
+      ).catch((error: unknown) => {
+        throw new Error(`${String(error)}: ${dataLeft().join(", ")}`);
+      });
       for (const node of [0, 1, 2]) {
         await assert.rejects(
           connectAs(doomed, node),
@@ -231,7 +263,18 @@ for (const server of natsServers) {
           .filter((a) => a !== doomed)
           .map((a) => [a.publicKey, a.stored.accountJwt]),
       );
-      const report = await repairDrift(resolver, desired, cluster.identity);
+      // The operator's own connection may have been on the restarted node: retry as the
+      // controller's periodic resync would.
+      let report: Awaited<ReturnType<typeof repairDrift>> | undefined;
+      await waitUntil(
+        "drift repaired",
+        async () => {
+          report = await repairDrift(resolver, desired, cluster.identity);
+          return true;
+        },
+        { timeoutMs: 30_000, intervalMs: 1000 },
+      );
+      assert.ok(report);
       assert.ok(report.missing.has(keeper.publicKey), "the emptied node lacked the live account");
       const lists = await resolver.list();
       for (const [name, accounts] of lists) {

@@ -1,0 +1,251 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { encodeAccount, encodeUser, parseCreds } from "@nats-io/jwt";
+import { createAccount, fromSeed } from "@nats-io/nkeys";
+import { credsAuthenticator } from "@nats-io/transport-node";
+import { disabledAccountJwt, mintAppAccount } from "../../src/accounts/app-account.ts";
+import {
+  buildOperatorArtifacts,
+  generateOperatorSeeds,
+  loadOperatorIdentity,
+} from "../../src/accounts/identities.ts";
+import { decodeJwt, encodeJwt } from "../../src/accounts/jwt.ts";
+import { NKey, NKeyError, isPublicKey } from "../../src/accounts/nkey.ts";
+import { AccountSpecError, accountLimits, validateAccountSpec } from "../../src/accounts/spec.ts";
+
+const encoder = new TextEncoder();
+const operator = loadOperatorIdentity("test", generateOperatorSeeds());
+const spec = { namespace: "shop", app: "orders", environment: "prod" };
+
+describe("nkeys on node:crypto", () => {
+  test("a seed gives the same public key and byte-identical signatures as @nats-io/nkeys", () => {
+    const reference = createAccount();
+    const seed = new TextDecoder().decode(reference.getSeed());
+    const key = NKey.fromSeed(seed, "account");
+    assert.equal(key.publicKey, reference.getPublicKey());
+    for (const message of ["", "hello", "x".repeat(10_000)]) {
+      assert.deepEqual(
+        Buffer.from(key.sign(encoder.encode(message))),
+        Buffer.from(reference.sign(encoder.encode(message))),
+      );
+    }
+  });
+
+  test("generated keys round-trip through nkeys", () => {
+    for (const role of ["operator", "account", "user"] as const) {
+      const key = NKey.generate(role);
+      const reference = fromSeed(encoder.encode(key.seed));
+      assert.equal(reference.getPublicKey(), key.publicKey);
+      assert.ok(isPublicKey(key.publicKey, role));
+      assert.ok(reference.verify(encoder.encode("m"), key.sign(encoder.encode("m"))));
+    }
+  });
+
+  test("a seed of the wrong role or a damaged seed is refused", () => {
+    const user = NKey.generate("user");
+    assert.throws(() => NKey.fromSeed(user.seed, "account"), NKeyError);
+    assert.throws(() => NKey.fromSeed(`${user.seed.slice(0, -2)}AA`, "user"), NKeyError);
+  });
+
+  test("a key never serializes its seed", () => {
+    const key = NKey.generate("account");
+    assert.ok(!JSON.stringify({ key }).includes(key.seed));
+    assert.ok(!JSON.stringify({ key }).includes(key.seed.slice(2, 20)));
+  });
+});
+
+describe("JWTs", () => {
+  test("equal the library's own encoding for the same clock", async (t) => {
+    t.mock.timers.enable({ apis: ["Date"], now: 1_790_000_000_123 });
+    const account = NKey.generate("account");
+    const nats = { limits: accountLimits(undefined) };
+    const ours = encodeJwt(
+      { name: "n", sub: account.publicKey, type: "account", nats },
+      operator.signing,
+      1_790_000_000,
+    );
+    const theirs = await encodeAccount("n", account.publicKey, nats, {
+      signer: fromSeed(encoder.encode(operator.signing.seed)),
+    });
+    assert.equal(ours, theirs);
+    const user = NKey.generate("user");
+    const userOurs = encodeJwt(
+      { name: "u", sub: user.publicKey, type: "user", nats: { issuer_account: account.publicKey } },
+      NKey.fromSeed(account.seed, "account"),
+      1_790_000_000,
+    );
+    const userTheirs = await encodeUser(
+      "u",
+      user.publicKey,
+      fromSeed(encoder.encode(account.seed)),
+      {},
+      {
+        scopedUser: true,
+      },
+    );
+    // The library writes issuer_account only with a separate signer; compare the signed bytes' shape.
+    assert.equal(decodeJwt(userOurs).iss, decodeJwt(userTheirs).iss);
+  });
+
+  test("a tampered JWT does not verify", () => {
+    const { accountJwt } = mintAppAccount(spec, operator).stored;
+    const [h, b, s] = accountJwt.split(".");
+    const claims = JSON.parse(Buffer.from(b ?? "", "base64url").toString()) as { name: string };
+    claims.name = "other";
+    const forged = `${h ?? ""}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.${s ?? ""}`;
+    assert.throws(() => decodeJwt(forged), /signature/);
+  });
+});
+
+describe("app accounts", () => {
+  test("every limit is explicit; JetStream only when a store is asked for", () => {
+    const claims = decodeJwt<{ limits: Record<string, unknown> }>(
+      mintAppAccount(spec, operator).stored.accountJwt,
+    );
+    for (const key of [
+      "conn",
+      "subs",
+      "payload",
+      "data",
+      "imports",
+      "exports",
+      "wildcards",
+      "leaf",
+      "mem_storage",
+      "disk_storage",
+      "streams",
+      "consumer",
+    ]) {
+      assert.ok(key in (claims.nats.limits ?? {}), `${key} is set`);
+    }
+    assert.equal(claims.nats.limits?.disk_storage, 0);
+    assert.equal(claims.nats.limits.conn, 1000);
+    const js = accountLimits({ jetstream: { storage: 1024 } });
+    assert.equal(js.disk_storage, 1024);
+    assert.equal(js.streams, -1);
+  });
+
+  test("the same seeds and spec give the same keys and the very same JWTs; a change reissues with a later iat", () => {
+    const first = mintAppAccount(spec, operator, undefined, 1_790_000_000_000);
+    const again = mintAppAccount(spec, operator, first.stored, 1_790_000_000_500);
+    assert.equal(again.changed, false);
+    assert.deepEqual(again.stored, first.stored);
+    assert.equal(again.creds, first.creds);
+    // Two changes within the same second still get strictly increasing iat.
+    const raised = mintAppAccount(
+      { ...spec, limits: { connections: 5 } },
+      operator,
+      first.stored,
+      1_790_000_000_600,
+    );
+    const lowered = mintAppAccount(
+      { ...spec, limits: { connections: 4 } },
+      operator,
+      raised.stored,
+      1_790_000_000_700,
+    );
+    assert.ok(raised.changed && lowered.changed);
+    assert.equal(raised.publicKey, first.publicKey);
+    assert.equal(
+      raised.stored.userJwt,
+      first.stored.userJwt,
+      "the user is not reissued for a limit change",
+    );
+    const iats = [first, raised, lowered].map((m) => decodeJwt(m.stored.accountJwt).iat);
+    assert.deepEqual(iats, [1_790_000_000, 1_790_000_001, 1_790_000_002]);
+    const disabled = decodeJwt<{ limits: { conn: number } }>(
+      disabledAccountJwt(lowered.stored, operator, 1_790_000_000_800),
+    );
+    assert.equal(disabled.nats.limits?.conn, 0);
+    assert.equal(disabled.iat, 1_790_000_003);
+  });
+
+  test("accounts are issued by the operator signing key, users by the account's scoped key", () => {
+    const minted = mintAppAccount(spec, operator);
+    const account = decodeJwt<{ signing_keys: { key: string; kind: string }[] }>(
+      minted.stored.accountJwt,
+    );
+    assert.equal(account.iss, operator.signing.publicKey);
+    assert.equal(account.name, "shop/orders/prod");
+    const user = decodeJwt<Record<string, unknown>>(minted.stored.userJwt);
+    assert.equal(user.iss, account.nats.signing_keys?.[0]?.key);
+    assert.equal(account.nats.signing_keys?.[0]?.kind, "user_scope");
+    assert.deepEqual(Object.keys(user.nats).sort(), ["issuer_account", "type", "version"]);
+  });
+
+  test(".creds text has LF endings and a final newline, and both credsAuthenticators accept it", async () => {
+    const minted = mintAppAccount(spec, operator);
+    assert.ok(!minted.creds.includes("\r"));
+    assert.ok(minted.creds.endsWith("\n"));
+    const parsed = await parseCreds(encoder.encode(minted.creds));
+    assert.equal(parsed.jwt, minted.stored.userJwt);
+    const nonce = "nonce";
+    const auth = credsAuthenticator(encoder.encode(minted.creds))(nonce) as {
+      jwt?: string;
+      sig?: string;
+    };
+    assert.equal(auth.jwt, minted.stored.userJwt);
+    const legacy = (await import("nats")).credsAuthenticator(encoder.encode(minted.creds))(
+      nonce,
+    ) as { jwt?: string };
+    assert.equal(legacy.jwt, minted.stored.userJwt);
+    assert.ok(
+      !minted.creds.includes(NKey.fromSeed(minted.stored.accountSeed, "account").seed),
+      "no account seed in creds",
+    );
+  });
+
+  test("operator artifacts are stable across restarts", () => {
+    const first = buildOperatorArtifacts(operator, {}, 1_790_000_000_000);
+    const again = buildOperatorArtifacts(operator, first, 1_790_000_100_000);
+    assert.deepEqual(again, first);
+    const op = decodeJwt<{ signing_keys: string[]; system_account: string }>(first.operatorJwt);
+    assert.equal(op.iss, op.sub);
+    assert.deepEqual(op.nats.signing_keys, [operator.signing.publicKey]);
+    assert.equal(op.nats.system_account, operator.systemAccount.publicKey);
+    const sys = decodeJwt<{ limits: { conn: number } }>(first.systemAccountJwt);
+    assert.equal(sys.nats.limits?.conn, -1);
+  });
+});
+
+describe("validation", () => {
+  test("names must be DNS labels and limits in range; every problem is reported at once", () => {
+    assert.throws(
+      () => {
+        validateAccountSpec({
+          namespace: "Shop",
+          app: "-x",
+          environment: "a".repeat(64),
+          limits: {
+            connections: 0,
+            payload: 9 * 1024 * 1024,
+            subscriptions: 1.5,
+            jetstream: { storage: -1 },
+          },
+        });
+      },
+      (error: unknown) => {
+        assert.ok(error instanceof AccountSpecError);
+        assert.deepEqual(
+          error.issues.map((i) => i.path),
+          [
+            "namespace",
+            "app",
+            "environment",
+            "limits.connections",
+            "limits.payload",
+            "limits.subscriptions",
+            "limits.jetstream.storage",
+          ],
+        );
+        return true;
+      },
+    );
+    assert.doesNotThrow(() => {
+      validateAccountSpec({
+        ...spec,
+        limits: { connections: -1, subscriptions: -1, jetstream: { streams: -1 } },
+      });
+    });
+  });
+});
