@@ -6,7 +6,7 @@
  * operator JWT and can stay cold.
  */
 import { fmtCreds, type Account, type KeyPair, type Operator, type User } from "@nats-io/jwt";
-import { decodeJwt, encodeJwt } from "./jwt.ts";
+import { encodeJwt, parseJwt } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { SYSTEM_ACCOUNT_LIMITS } from "./spec.ts";
 
@@ -66,7 +66,7 @@ function sameClaims(
 ): boolean {
   if (!jwt) return false;
   try {
-    const claims = decodeJwt<Record<string, unknown>>(jwt);
+    const claims = parseJwt<Record<string, unknown>>(jwt);
     const { type: _type, version: _version, ...nats } = claims.nats;
     return (
       claims.name === expected.name &&
@@ -83,7 +83,7 @@ function sameClaims(
 export function issuedAt(jwt: string | undefined): number {
   if (!jwt) return 0;
   try {
-    return decodeJwt(jwt).iat;
+    return parseJwt(jwt).iat;
   } catch {
     return 0;
   }

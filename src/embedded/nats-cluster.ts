@@ -96,14 +96,10 @@ export class NatsNode {
   async waitReady(peers: number, timeoutMs: number): Promise<void> {
     const processes = this.process ? [this.process] : [];
     await waitUntil(
-      `${this.address.name} healthy with routes to ${peers} peers`,
-      async () => {
-        const health = await fetch(`${this.monitorUrl}/healthz`, {
-          signal: AbortSignal.timeout(2000),
-        });
-        if (!health.ok) return false;
-        return (await this.routedPeers()).length >= peers;
-      },
+      `${this.address.name} serving with routes to ${peers} peers`,
+      // Not /healthz: with JetStream it reports (and on 2.9 can stall) until the JetStream
+      // cluster has caught up, which is not what "the server is up" means here.
+      async () => (await this.routedPeers()).length >= peers,
       { timeoutMs, processes },
     );
   }

@@ -1,0 +1,115 @@
+/**
+ * The key store as Kubernetes Secrets in the operator's namespace, and only there: the
+ * namespace is fixed at construction and never taken from an App.
+ */
+import {
+  ApiException,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import type { SecretStore } from "./key-store.ts";
+
+export const FIELD_MANAGER = "nats-tenancy";
+export const KEYS_LABEL = "nats-tenancy.io/keys";
+
+function statusOf(error: unknown): number | undefined {
+  return error instanceof ApiException ? error.code : undefined;
+}
+
+function decode(secret: V1Secret): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(secret.data ?? {}).map(([k, v]) => [
+      k,
+      Buffer.from(v, "base64").toString("utf8"),
+    ]),
+  );
+}
+
+export class KubernetesSecretStore implements SecretStore {
+  private readonly api: CoreV1Api;
+  readonly namespace: string;
+
+  constructor(kubeConfig: KubeConfig, namespace: string) {
+    this.api = kubeConfig.makeApiClient(CoreV1Api);
+    this.namespace = namespace;
+  }
+
+  private manifest(name: string, data: Record<string, string>): V1Secret {
+    return {
+      apiVersion: "v1",
+      kind: "Secret",
+      type: "Opaque",
+      metadata: {
+        name,
+        namespace: this.namespace,
+        labels: { "app.kubernetes.io/managed-by": "nats-tenancy", [KEYS_LABEL]: "true" },
+      },
+      data: Object.fromEntries(
+        Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
+      ),
+    };
+  }
+
+  async get(name: string): Promise<Record<string, string> | undefined> {
+    try {
+      return decode(await this.api.readNamespacedSecret({ name, namespace: this.namespace }));
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async create(name: string, data: Record<string, string>): Promise<boolean> {
+    try {
+      await this.api.createNamespacedSecret({
+        namespace: this.namespace,
+        body: this.manifest(name, data),
+        fieldManager: FIELD_MANAGER,
+      });
+      return true;
+    } catch (error) {
+      if (statusOf(error) === 409) return false;
+      throw error;
+    }
+  }
+
+  async put(name: string, data: Record<string, string>): Promise<void> {
+    await this.api.patchNamespacedSecret(
+      {
+        name,
+        namespace: this.namespace,
+        body: this.manifest(name, data),
+        fieldManager: FIELD_MANAGER,
+        force: true,
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+    );
+  }
+
+  async delete(name: string): Promise<void> {
+    try {
+      await this.api.deleteNamespacedSecret({ name, namespace: this.namespace });
+    } catch (error) {
+      if (statusOf(error) !== 404) throw error;
+    }
+  }
+
+  async list(): Promise<string[]> {
+    const names: string[] = [];
+    let next: string | undefined;
+    do {
+      const page = await this.api.listNamespacedSecret({
+        namespace: this.namespace,
+        labelSelector: `${KEYS_LABEL}=true`,
+        limit: 500,
+        ...(next ? { _continue: next } : {}),
+      });
+      names.push(...page.items.map((s) => s.metadata?.name ?? "").filter((n) => n !== ""));
+      next = page.metadata?._continue;
+    } while (next);
+    return names;
+  }
+}
