@@ -12,6 +12,7 @@ import {
 } from "@nats-io/transport-node";
 import { type OperatorIdentity } from "./identities.ts";
 import { decodeJwt, encodeJwt } from "./jwt.ts";
+import { isPublicKey } from "./nkey.ts";
 
 export interface ResolverClientOptions {
   servers: string[];
@@ -156,8 +157,10 @@ export class ResolverClient {
         cause: error,
       });
     }
-    if (claims.nats.type !== "account")
-      throw new InvalidClaimsError(`not an account JWT (${String(claims.nats.type)})`);
+    if (claims.nats.type !== "account" || !isPublicKey(claims.sub, "account"))
+      throw new InvalidClaimsError(
+        `not an account JWT (${String(claims.nats.type)} for ${claims.sub})`,
+      );
     const trusted = [operator.operator.publicKey, operator.signing.publicKey];
     if (!trusted.includes(claims.iss))
       throw new InvalidClaimsError(`account ${claims.sub} is issued by an untrusted key`);

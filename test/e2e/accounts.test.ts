@@ -6,7 +6,11 @@ import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/trans
 import { deleteAppAccount } from "../../src/accounts/account-deletion.ts";
 import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
 import { repairDrift } from "../../src/accounts/drift.ts";
-import { InvalidClaimsError, ResolverClient } from "../../src/accounts/resolver-client.ts";
+import {
+  InvalidClaimsError,
+  ResolverClient,
+  ResolverRejectedError,
+} from "../../src/accounts/resolver-client.ts";
 import { AccountSpecError, type AccountSpec } from "../../src/accounts/spec.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
@@ -334,6 +338,23 @@ for (const server of natsServers) {
         InvalidClaimsError,
       );
       assert.deepEqual(await resolver.list(), before);
+
+      // A delete signed by a key the servers do not trust: every server answers with its error.
+      const live = await mint({ namespace: "x", app: "live", environment: "prod" });
+      await assert.rejects(
+        resolver.delete([live.publicKey], other),
+        (error: unknown) => error instanceof ResolverRejectedError && error.code > 0,
+      );
+      assert.ok(
+        (await resolver.list()).get("nats-0")?.includes(live.publicKey),
+        "nothing was deleted",
+      );
+
+      // The operator's own system user can reach the resolver API and nothing else.
+      await assert.rejects(
+        resolver.connection.request("$SYS.REQ.SERVER.PING", "", { timeout: 2000 }),
+        /permission/i,
+      );
     });
   });
 }

@@ -155,26 +155,21 @@ describe("embedded control plane (etcd + kube-apiserver)", () => {
     const { kubectl } = await toolchain();
     const cp = controlPlane();
     const manifest = join(cp.dir, "invalid-widget.yaml");
-    writeFileSync(
-      manifest,
-      [
-        `apiVersion: ${group}/v1`,
-        "kind: Widget",
-        "metadata:",
-        "  name: bad",
-        "spec:",
-        "  size: 0",
-        "",
-      ].join("\n"),
-    );
-    const result = await run(kubectl, [
-      "--kubeconfig",
-      cp.kubeconfigPath,
-      "apply",
-      "--dry-run=server",
-      "-f",
-      manifest,
-    ]).then(
+    const dryRun = (name: string, size: number) => {
+      writeFileSync(
+        manifest,
+        `apiVersion: ${group}/v1\nkind: Widget\nmetadata:\n  name: ${name}\nspec:\n  size: ${size}\n`,
+      );
+      return run(kubectl, [
+        "--kubeconfig",
+        cp.kubeconfigPath,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        manifest,
+      ]);
+    };
+    const result = await dryRun("bad", 0).then(
       () => undefined,
       (error: unknown) => error as { code: number; stderr: string },
     );
@@ -186,26 +181,7 @@ describe("embedded control plane (etcd + kube-apiserver)", () => {
     );
 
     // And a valid one passes the same dry run without being stored.
-    writeFileSync(
-      manifest,
-      [
-        `apiVersion: ${group}/v1`,
-        "kind: Widget",
-        "metadata:",
-        "  name: good",
-        "spec:",
-        "  size: 3",
-        "",
-      ].join("\n"),
-    );
-    const ok = await run(kubectl, [
-      "--kubeconfig",
-      cp.kubeconfigPath,
-      "apply",
-      "--dry-run=server",
-      "-f",
-      manifest,
-    ]);
+    const ok = await dryRun("good", 3);
     assert.match(ok.stdout, /widget\.harness\.nats-tenancy\.io\/good created \(server dry run\)/);
     const objects = cp.kubeConfig().makeApiClient(CustomObjectsApi);
     await assert.rejects(
