@@ -26,6 +26,8 @@ export interface CaParams {
   commonName: string;
   lifetimeMs: number;
   now?: Date;
+  /** How far notBefore lies before `now` (clock skew of verifiers); 5 minutes by default. */
+  backdateMs?: number;
 }
 
 export interface LeafParams {
@@ -37,6 +39,7 @@ export interface LeafParams {
   client?: boolean;
   lifetimeMs: number;
   now?: Date;
+  backdateMs?: number;
 }
 
 async function generateKeyPair(): Promise<CryptoKeyPair> {
@@ -60,10 +63,14 @@ function randomSerial(): string {
   return Buffer.from(bytes).toString("hex");
 }
 
-function validity(now: Date | undefined, lifetimeMs: number): { notBefore: Date; notAfter: Date } {
+function validity(
+  now: Date | undefined,
+  lifetimeMs: number,
+  backdateMs = BACKDATE_MS,
+): { notBefore: Date; notAfter: Date } {
   const start = now ?? new Date();
   return {
-    notBefore: new Date(start.getTime() - BACKDATE_MS),
+    notBefore: new Date(start.getTime() - backdateMs),
     notAfter: new Date(start.getTime() + lifetimeMs),
   };
 }
@@ -77,7 +84,7 @@ export async function createCa(params: CaParams): Promise<KeyAndCertificate> {
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
     name: `CN=${escapeDnValue(params.commonName)}`,
-    ...validity(params.now, params.lifetimeMs),
+    ...validity(params.now, params.lifetimeMs, params.backdateMs),
     keys,
     signingAlgorithm: SIGNING_ALGORITHM,
     extensions: [
@@ -130,7 +137,7 @@ export async function issueLeaf(
     serialNumber: randomSerial(),
     subject,
     issuer: caCert.subject,
-    ...validity(params.now, params.lifetimeMs),
+    ...validity(params.now, params.lifetimeMs, params.backdateMs),
     publicKey: keys.publicKey,
     signingKey: caKey,
     signingAlgorithm: SIGNING_ALGORITHM,

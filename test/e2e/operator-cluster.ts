@@ -1,8 +1,9 @@
 /**
- * A 3-node cluster in operator mode with a full resolver, client and route TLS from a test CA,
- * and JetStream: configured by the product's own renderer, as deployed servers are.
+ * A 3-node cluster in operator mode with a full resolver, client and route TLS issued by the
+ * operator's CA code, and JetStream: configured by the product's own renderer, as deployed
+ * servers are. TLS material can be rewritten and reloaded (SIGHUP) to walk renewals.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   buildOperatorArtifacts,
@@ -11,41 +12,83 @@ import {
   type OperatorArtifacts,
   type OperatorIdentity,
 } from "../../src/accounts/identities.ts";
+import { DAY_MS, caBundle, stepCa, type CaPolicy, type CaState } from "../../src/ca/authority.ts";
+import { ensureLeaf, natsRouteLeaf, natsServerLeaf, type NatsNames } from "../../src/ca/leaves.ts";
 import { startNatsCluster, type NatsCluster } from "../../src/embedded/nats-cluster.ts";
 import { ownedTempDir } from "../../src/embedded/tempdir.ts";
 import { renderServerConfig, type ServerTls } from "../../src/nats/server-config.ts";
-import { createCa, issueLeaf } from "../../src/pki/certificates.ts";
+import type { KeyAndCertificate } from "../../src/pki/certificates.ts";
+
+export const TEST_CA_POLICY: CaPolicy = {
+  caLifetimeMs: 30 * DAY_MS,
+  overlapMs: 2 * DAY_MS,
+  commonName: "nats-tenancy test CA",
+};
+export const TEST_NAMES: NatsNames = {
+  service: "nats",
+  headlessService: "nats-headless",
+  statefulSet: "nats",
+  namespace: "nats-tenancy-system",
+  replicas: 3,
+  clusterDomain: "cluster.local",
+  loopback: true,
+};
+export const LEAF_LIFETIME_MS = 9 * DAY_MS;
+
+export interface TlsMaterial {
+  ca: CaState;
+  server: KeyAndCertificate;
+  route: KeyAndCertificate;
+}
 
 export interface OperatorCluster extends NatsCluster {
   identity: OperatorIdentity;
   artifacts: OperatorArtifacts;
+  /** The CA bundle file clients use (NATS_CA_FILE). */
   caFile: string;
+  tls: TlsMaterial;
+  /** Writes new TLS material where the servers read it and makes every server reload. */
+  reloadTls: (material: TlsMaterial) => void;
 }
 
-const DAY = 24 * 60 * 60 * 1000;
+export async function issueTestTls(nowMs = Date.now()): Promise<TlsMaterial> {
+  const { state } = await stepCa(undefined, TEST_CA_POLICY, nowMs, false);
+  return {
+    ca: state,
+    server: (
+      await ensureLeaf(undefined, natsServerLeaf(TEST_NAMES, LEAF_LIFETIME_MS), state, nowMs)
+    ).leaf,
+    route: (await ensureLeaf(undefined, natsRouteLeaf(TEST_NAMES, LEAF_LIFETIME_MS), state, nowMs))
+      .leaf,
+  };
+}
 
-export async function startOperatorCluster(binary: string): Promise<OperatorCluster> {
+export async function startOperatorCluster(
+  binary: string,
+  material?: TlsMaterial,
+): Promise<OperatorCluster> {
   const identity = loadOperatorIdentity("nats-tenancy-test", generateOperatorSeeds());
   const artifacts = buildOperatorArtifacts(identity);
   const pki = ownedTempDir("pki");
-  const ca = await createCa({ commonName: "nats-tenancy test CA", lifetimeMs: DAY });
-  const leaf = await issueLeaf(ca, {
-    commonName: "nats",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    server: true,
-    client: true,
-    lifetimeMs: DAY,
-  });
-  mkdirSync(pki.dir, { recursive: true });
-  const tls: ServerTls = {
+  const clientTls: ServerTls = {
     certFile: join(pki.dir, "tls.crt"),
     keyFile: join(pki.dir, "tls.key"),
     caFile: join(pki.dir, "ca.crt"),
   };
-  writeFileSync(tls.certFile, leaf.certificatePem);
-  writeFileSync(tls.keyFile, leaf.privateKeyPem, { mode: 0o600 });
-  writeFileSync(tls.caFile, ca.certificatePem);
+  const routeTls: ServerTls = {
+    certFile: join(pki.dir, "route.crt"),
+    keyFile: join(pki.dir, "route.key"),
+    caFile: clientTls.caFile,
+  };
+  let tls = material ?? (await issueTestTls());
+  const write = (m: TlsMaterial): void => {
+    writeFileSync(clientTls.certFile, m.server.certificatePem);
+    writeFileSync(clientTls.keyFile, m.server.privateKeyPem, { mode: 0o600 });
+    writeFileSync(routeTls.certFile, m.route.certificatePem);
+    writeFileSync(routeTls.keyFile, m.route.privateKeyPem, { mode: 0o600 });
+    writeFileSync(clientTls.caFile, caBundle(m.ca));
+  };
+  write(tls);
   const cluster = await startNatsCluster({
     binary,
     size: 3,
@@ -59,26 +102,34 @@ export async function startOperatorCluster(binary: string): Promise<OperatorClus
           listen: `127.0.0.1:${node.clusterPort}`,
           routes: layout.nodes
             .filter((p) => p.index !== node.index)
-            .map((p) => `nats-route://127.0.0.1:${p.clusterPort}`),
-          tls,
+            .map((p) => `nats-route://localhost:${p.clusterPort}`),
+          tls: routeTls,
         },
         operatorJwt: artifacts.operatorJwt,
         systemAccount: identity.systemAccount.publicKey,
         systemAccountJwt: artifacts.systemAccountJwt,
         dataDir: node.dir,
-        clientTls: tls,
+        clientTls,
         jetstream: { maxMemory: "64MB", maxFile: "256MB" },
       }),
   });
-  return {
+  const result: OperatorCluster = {
     ...cluster,
-    urls: cluster.nodes.map((n) => `tls://127.0.0.1:${n.address.clientPort}`),
+    urls: cluster.nodes.map((n) => `tls://localhost:${n.address.clientPort}`),
     identity,
     artifacts,
-    caFile: tls.caFile,
+    caFile: clientTls.caFile,
+    tls,
+    reloadTls: (m) => {
+      tls = m;
+      result.tls = m;
+      write(m);
+      for (const node of cluster.nodes) node.process?.signal("SIGHUP");
+    },
     stop: async () => {
       await cluster.stop();
       pki.release();
     },
   };
+  return result;
 }
