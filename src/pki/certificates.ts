@@ -59,7 +59,9 @@ async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
 
 function randomSerial(): string {
   const bytes = webcrypto.getRandomValues(new Uint8Array(16));
-  bytes[0] = (bytes[0] ?? 0) & 0x7f; // positive INTEGER
+  // First byte 0x01-0x7f: a positive INTEGER whose DER encoding is 16 bytes with no padding,
+  // so strict parsers (Go's, in nats-server) never meet a non-minimal encoding.
+  bytes[0] = ((bytes[0] ?? 0) % 0x7f) + 1;
   return Buffer.from(bytes).toString("hex");
 }
 

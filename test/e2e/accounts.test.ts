@@ -14,6 +14,7 @@ import {
 import { AccountSpecError, type AccountSpec } from "../../src/accounts/spec.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
+import { printLogsOnFailure } from "./harness.ts";
 import { startOperatorCluster, type OperatorCluster } from "./operator-cluster.ts";
 
 const { natsServers } = await ensureToolchain();
@@ -34,6 +35,7 @@ for (const server of natsServers) {
         expectedServers: 3,
       });
     });
+    printLogsOnFailure("nats cluster", () => cluster);
     after(async () => {
       await Promise.allSettled(open.map((c) => c.close()));
       await resolver.close();

@@ -24,6 +24,21 @@ export function toolchain(): Promise<Toolchain> {
   return toolchainPromise;
 }
 
+/** After every failed test of the suite, prints the tails of the servers' logs. */
+export function printLogsOnFailure(
+  label: string,
+  servers: () => { logTails: (lines?: number) => string } | undefined,
+): void {
+  afterEach((t) => {
+    const running = servers();
+    if (!testPassed(t) && running) {
+      process.stderr.write(
+        `\n=== ${label} logs after failed test "${t.name}" ===\n${running.logTails()}\n`,
+      );
+    }
+  });
+}
+
 /** Runs `setup` before the suite and its result's `stop` after it; prints logs on failures. */
 function useFixture<T extends { stop: () => Promise<void>; logTails: (lines?: number) => string }>(
   label: string,

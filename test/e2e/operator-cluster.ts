@@ -3,7 +3,7 @@
  * operator's CA code, and JetStream: configured by the product's own renderer, as deployed
  * servers are. TLS material can be rewritten and reloaded (SIGHUP) to walk renewals.
  */
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   buildOperatorArtifacts,
@@ -81,12 +81,19 @@ export async function startOperatorCluster(
     caFile: clientTls.caFile,
   };
   let tls = material ?? (await issueTestTls());
+  // Each file is replaced whole (write, then rename), as a Kubernetes Secret volume swaps its
+  // files: a client re-reading its CA file mid-update must never see half a bundle. The
+  // bundle goes first, so it already trusts whatever the reload will present.
+  const put = (path: string, content: string, mode = 0o644): void => {
+    writeFileSync(`${path}.tmp`, content, { mode });
+    renameSync(`${path}.tmp`, path);
+  };
   const write = (m: TlsMaterial): void => {
-    writeFileSync(clientTls.certFile, m.server.certificatePem);
-    writeFileSync(clientTls.keyFile, m.server.privateKeyPem, { mode: 0o600 });
-    writeFileSync(routeTls.certFile, m.route.certificatePem);
-    writeFileSync(routeTls.keyFile, m.route.privateKeyPem, { mode: 0o600 });
-    writeFileSync(clientTls.caFile, caBundle(m.ca));
+    put(clientTls.caFile, caBundle(m.ca));
+    put(clientTls.certFile, m.server.certificatePem);
+    put(clientTls.keyFile, m.server.privateKeyPem, 0o600);
+    put(routeTls.certFile, m.route.certificatePem);
+    put(routeTls.keyFile, m.route.privateKeyPem, 0o600);
   };
   write(tls);
   const cluster = await startNatsCluster({

@@ -19,6 +19,7 @@ import {
   type OperatorCluster,
   type TlsMaterial,
 } from "./operator-cluster.ts";
+import { printLogsOnFailure } from "./harness.ts";
 
 const { natsServers } = await ensureToolchain();
 const encoder = new TextEncoder();
@@ -63,6 +64,7 @@ for (const server of natsServers) {
       await resolver.push(account.stored.accountJwt, cluster.identity);
       await resolver.close();
     });
+    printLogsOnFailure("nats cluster", () => cluster);
     after(async () => {
       await Promise.allSettled(open.map((c) => c.close()));
       await cluster.stop();
@@ -221,12 +223,16 @@ for (const server of natsServers) {
 
 // Real time, short lifetimes: the servers and clients check validity against the real clock.
 const SHORT: CaPolicy = {
-  caLifetimeMs: 12_000,
-  overlapMs: 3_000,
+  caLifetimeMs: 24_000,
+  overlapMs: 6_000,
   backdateMs: 1_000,
   commonName: "short-lived test CA",
 };
-const shortLeaf = (leaf: LeafSpec): LeafSpec => ({ ...leaf, lifetimeMs: 6_000, backdateMs: 1_000 });
+const shortLeaf = (leaf: LeafSpec): LeafSpec => ({
+  ...leaf,
+  lifetimeMs: 12_000,
+  backdateMs: 1_000,
+});
 
 for (const server of natsServers) {
   describe(`a full CA rotation with connected clients (${server.label})`, () => {
@@ -278,7 +284,7 @@ for (const server of natsServers) {
         void longLived.closed().then(() => (dropped = true));
         let bundleBefore = caBundle(material.ca);
         const events: string[] = [];
-        const deadline = Date.now() + 30_000;
+        const deadline = Date.now() + 60_000;
         while (!events.includes("retired-dropped") && Date.now() < deadline) {
           const now = Date.now();
           const active = new X509Certificate(material.ca.active.certificatePem);
