@@ -1,9 +1,11 @@
 /**
  * Compares what each server's resolver holds with what should exist, and repairs the
- * difference: pushes accounts a server lacks (one that lost its store), deletes accounts that
- * should not exist (one that missed a delete).
+ * difference: pushes accounts a server lacks (one that lost its store) or holds in an older
+ * version (one that missed an update), deletes accounts that should not exist (one that missed
+ * a delete).
  */
 import type { OperatorIdentity } from "./identities.ts";
+import { parseJwt } from "./jwt.ts";
 import type { ResolverClient } from "./resolver-client.ts";
 
 export interface DriftReport {
@@ -11,6 +13,8 @@ export interface DriftReport {
   missing: Map<string, string[]>;
   /** Account public key -> servers that held it although it should not exist. */
   unexpected: Map<string, string[]>;
+  /** Accounts some server holds in an older version than the desired JWT. */
+  stale: string[];
 }
 
 export async function findDrift(
@@ -31,7 +35,14 @@ export async function findDrift(
       if (account !== systemAccount && !desired.has(account)) add(unexpected, account, server);
     }
   }
-  return { missing, unexpected };
+  const stale: string[] = [];
+  for (const [account, jwt] of desired) {
+    if (missing.has(account)) continue;
+    const current = parseJwt(jwt).iat;
+    if ((await client.lookup(account)).some((held) => parseJwt(held).iat < current))
+      stale.push(account);
+  }
+  return { missing, unexpected, stale };
 }
 
 /** Repairs drift and returns what it found. `desired` maps account public keys to their JWTs. */
@@ -41,7 +52,7 @@ export async function repairDrift(
   operator: Pick<OperatorIdentity, "operator" | "signing" | "systemAccount">,
 ): Promise<DriftReport> {
   const report = await findDrift(client, desired, operator.systemAccount.publicKey);
-  for (const account of report.missing.keys()) {
+  for (const account of [...report.missing.keys(), ...report.stale]) {
     const jwt = desired.get(account);
     if (jwt) await client.push(jwt, operator);
   }

@@ -194,6 +194,28 @@ export class ResolverClient {
     );
   }
 
+  /**
+   * The account JWTs the servers answer a lookup with (one per server that holds it). A server
+   * without the account answers nothing on 2.9 and an empty message on later versions.
+   */
+  async lookup(account: string): Promise<string[]> {
+    const iterator = await this.connection.requestMany(
+      `$SYS.REQ.ACCOUNT.${account}.CLAIMS.LOOKUP`,
+      "",
+      {
+        strategy: "count",
+        maxMessages: this.expected,
+        maxWait: Math.min(this.timeoutMs, 2000),
+      },
+    );
+    const jwts: string[] = [];
+    for await (const msg of iterator) {
+      const text = msg.string().trim();
+      if (text.split(".").length === 3) jwts.push(text);
+    }
+    return jwts;
+  }
+
   /** The account public keys each server's resolver holds. */
   async list(): Promise<Map<string, string[]>> {
     const replies = await this.ask("list", "$SYS.REQ.CLAIMS.LIST", "");

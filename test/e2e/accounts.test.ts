@@ -5,11 +5,12 @@ import { after, before, describe, test } from "node:test";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { deleteAppAccount } from "../../src/accounts/account-deletion.ts";
 import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
-import { repairDrift } from "../../src/accounts/drift.ts";
+import { findDrift, repairDrift } from "../../src/accounts/drift.ts";
 import {
   InvalidClaimsError,
   ResolverClient,
   ResolverRejectedError,
+  ResolverTimeoutError,
 } from "../../src/accounts/resolver-client.ts";
 import { AccountSpecError, type AccountSpec } from "../../src/accounts/spec.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
@@ -250,6 +251,7 @@ for (const server of natsServers) {
       const conns = await Promise.all([0, 1, 2].map((n) => connectAs(doomed, n)));
       const closedAll = Promise.all(conns.map((c) => c.closed()));
       await deleteAppAccount(resolver, doomed.stored, cluster.identity);
+      minted.delete("del/gone/prod");
       await closedAll;
       await waitUntil(
         "JetStream data purged on every node",
@@ -275,11 +277,7 @@ for (const server of natsServers) {
       rmSync(join(node.address.dir, "jwt"), { recursive: true, force: true });
       node.start();
       await cluster.waitReady();
-      const desired = new Map(
-        [...minted.values()]
-          .filter((a) => a !== doomed)
-          .map((a) => [a.publicKey, a.stored.accountJwt]),
-      );
+      const desired = new Map([...minted.values()].map((a) => [a.publicKey, a.stored.accountJwt]));
       // The operator's own connection may have been on the restarted node: retry as the
       // controller's periodic resync would.
       let report: Awaited<ReturnType<typeof repairDrift>> | undefined;
@@ -303,6 +301,52 @@ for (const server of natsServers) {
       }
       await (await connectAs(keeper, 1)).flush();
       await assert.rejects(connectAs(doomed, 1), /authorization|expired|violation/i);
+    });
+
+    test("a push is not acknowledged until every server has it; a server that missed an update is repaired", async () => {
+      const spec = { namespace: "miss", app: "update", environment: "prod" };
+      const v1 = await mint(spec);
+      const node = cluster.nodes[2];
+      assert.ok(node);
+      await node.stop();
+      const v2 = mintAppAccount(
+        { ...spec, limits: { connections: 7 } },
+        cluster.identity,
+        v1.stored,
+      );
+      await assert.rejects(
+        resolver.push(v2.stored.accountJwt, cluster.identity),
+        (error: unknown) => {
+          assert.ok(error instanceof ResolverTimeoutError, String(error));
+          assert.equal(error.answered.length, 2);
+          assert.ok(!error.answered.includes(node.address.name));
+          return true;
+        },
+      );
+      node.start();
+      await cluster.waitReady();
+      minted.set("miss/update/prod", v2);
+      const desired = new Map([...minted.values()].map((a) => [a.publicKey, a.stored.accountJwt]));
+      await waitUntil(
+        "drift repaired",
+        async () => {
+          await repairDrift(resolver, desired, cluster.identity);
+          return true;
+        },
+        { timeoutMs: 30_000, intervalMs: 1000 },
+      );
+      const held = await resolver.lookup(v2.publicKey);
+      assert.equal(held.length, 3, "every server answers the lookup");
+      assert.deepEqual(
+        new Set(held),
+        new Set([v2.stored.accountJwt]),
+        "every server holds the current JWT",
+      );
+      const report = await findDrift(resolver, desired, cluster.identity.systemAccount.publicKey);
+      assert.deepEqual(
+        [report.missing.size, report.unexpected.size, report.stale.length],
+        [0, 0, 0],
+      );
     });
 
     test("bad input gives typed validation errors and pushes nothing", async () => {
