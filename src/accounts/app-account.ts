@@ -3,8 +3,8 @@
  * key), and the user its pods connect as (issued by the account's scoped signing key).
  */
 import type { Account, SigningKey, User } from "@nats-io/jwt";
-import { formatCreds, nextIat, sameClaims, type OperatorIdentity } from "./identities.ts";
-import { decodeJwt, encodeJwt } from "./jwt.ts";
+import { formatCreds, type OperatorIdentity } from "./identities.ts";
+import { decodeJwt, encodeJwt, keepOrIssue, nextIat } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { accountLimits, accountName, validateAccountSpec, type AccountSpec } from "./spec.ts";
 
@@ -68,34 +68,20 @@ export function mintAppAccount(
     limits: accountLimits(spec.limits),
     signing_keys: [scope],
   };
-  const accountJwt = sameClaims(previous?.accountJwt, {
-    name,
-    sub: account.publicKey,
-    iss: operator.signing.publicKey,
-    nats: accountClaims,
-  })
-    ? (previous?.accountJwt ?? "")
-    : encodeJwt(
-        { name, sub: account.publicKey, type: "account", nats: accountClaims },
-        operator.signing,
-        nextIat(previous?.accountJwt, nowMs),
-      );
-
+  const accountJwt = keepOrIssue(
+    previous?.accountJwt,
+    { name, sub: account.publicKey, type: "account", nats: accountClaims },
+    operator.signing,
+    nowMs,
+  );
   // A scoped user carries no permissions or limits of its own: the scope's template applies.
   const userClaims: Partial<User> = { issuer_account: account.publicKey };
-  const userName = `${name}/pods`;
-  const userJwt = sameClaims(previous?.userJwt, {
-    name: userName,
-    sub: user.publicKey,
-    iss: signing.publicKey,
-    nats: userClaims,
-  })
-    ? (previous?.userJwt ?? "")
-    : encodeJwt(
-        { name: userName, sub: user.publicKey, type: "user", nats: userClaims },
-        signing,
-        nextIat(previous?.userJwt, nowMs),
-      );
+  const userJwt = keepOrIssue(
+    previous?.userJwt,
+    { name: `${name}/pods`, sub: user.publicKey, type: "user", nats: userClaims },
+    signing,
+    nowMs,
+  );
 
   const stored: StoredAccount = {
     accountSeed: account.seed,

@@ -6,7 +6,7 @@
  * operator JWT and can stay cold.
  */
 import { fmtCreds, type Account, type KeyPair, type Operator, type User } from "@nats-io/jwt";
-import { encodeJwt, parseJwt } from "./jwt.ts";
+import { keepOrIssue } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { SYSTEM_ACCOUNT_LIMITS } from "./spec.ts";
 
@@ -60,40 +60,6 @@ export function loadOperatorIdentity(name: string, seeds: OperatorSeeds): Operat
   };
 }
 
-function sameClaims(
-  jwt: string | undefined,
-  expected: { name: string; sub: string; iss: string; nats: object },
-): boolean {
-  if (!jwt) return false;
-  try {
-    const claims = parseJwt<Record<string, unknown>>(jwt);
-    const { type: _type, version: _version, ...nats } = claims.nats;
-    return (
-      claims.name === expected.name &&
-      claims.sub === expected.sub &&
-      claims.iss === expected.iss &&
-      JSON.stringify(nats) === JSON.stringify(expected.nats)
-    );
-  } catch {
-    return false;
-  }
-}
-
-/** A JWT's iat, or 0 if there is none to read. */
-export function issuedAt(jwt: string | undefined): number {
-  if (!jwt) return 0;
-  try {
-    return parseJwt(jwt).iat;
-  } catch {
-    return 0;
-  }
-}
-
-/** Strictly after `previous`, and not before now. */
-export function nextIat(previousJwt: string | undefined, nowMs: number): number {
-  return Math.max(Math.floor(nowMs / 1000), issuedAt(previousJwt) + 1);
-}
-
 /**
  * Issues what changed and returns the rest as given. The same seeds and `previous` give back
  * `previous` unchanged, so a restart re-signs nothing.
@@ -107,38 +73,24 @@ export function buildOperatorArtifacts(
     signing_keys: [identity.signing.publicKey],
     system_account: identity.systemAccount.publicKey,
   };
-  const operatorJwt = sameClaims(previous.operatorJwt, {
-    name: identity.name,
-    sub: identity.operator.publicKey,
-    iss: identity.operator.publicKey,
-    nats: operatorClaims,
-  })
-    ? (previous.operatorJwt ?? "")
-    : encodeJwt(
-        {
-          name: identity.name,
-          sub: identity.operator.publicKey,
-          type: "operator",
-          nats: operatorClaims,
-        },
-        identity.operator,
-        nextIat(previous.operatorJwt, nowMs),
-      );
-
+  const operatorJwt = keepOrIssue(
+    previous.operatorJwt,
+    {
+      name: identity.name,
+      sub: identity.operator.publicKey,
+      type: "operator",
+      nats: operatorClaims,
+    },
+    identity.operator,
+    nowMs,
+  );
   const systemClaims: Partial<Account> = { limits: SYSTEM_ACCOUNT_LIMITS };
-  const systemAccountJwt = sameClaims(previous.systemAccountJwt, {
-    name: "SYS",
-    sub: identity.systemAccount.publicKey,
-    iss: identity.signing.publicKey,
-    nats: systemClaims,
-  })
-    ? (previous.systemAccountJwt ?? "")
-    : encodeJwt(
-        { name: "SYS", sub: identity.systemAccount.publicKey, type: "account", nats: systemClaims },
-        identity.signing,
-        nextIat(previous.systemAccountJwt, nowMs),
-      );
-
+  const systemAccountJwt = keepOrIssue(
+    previous.systemAccountJwt,
+    { name: "SYS", sub: identity.systemAccount.publicKey, type: "account", nats: systemClaims },
+    identity.signing,
+    nowMs,
+  );
   const userClaims: Partial<User> = {
     pub: { allow: SYSTEM_USER_PUBLISH },
     sub: { allow: ["_INBOX.>"] },
@@ -146,26 +98,17 @@ export function buildOperatorArtifacts(
     data: -1,
     payload: -1,
   };
-  const previousUserJwt = previous.systemUserCreds ? credsJwt(previous.systemUserCreds) : undefined;
-  const systemUserJwt =
-    previousUserJwt &&
-    sameClaims(previousUserJwt, {
+  const systemUserJwt = keepOrIssue(
+    previous.systemUserCreds ? credsJwt(previous.systemUserCreds) : undefined,
+    {
       name: "nats-tenancy-operator",
       sub: identity.systemUser.publicKey,
-      iss: identity.systemAccount.publicKey,
+      type: "user",
       nats: userClaims,
-    })
-      ? previousUserJwt
-      : encodeJwt(
-          {
-            name: "nats-tenancy-operator",
-            sub: identity.systemUser.publicKey,
-            type: "user",
-            nats: userClaims,
-          },
-          identity.systemAccount,
-          nextIat(previousUserJwt, nowMs),
-        );
+    },
+    identity.systemAccount,
+    nowMs,
+  );
   return {
     operatorJwt,
     systemAccountJwt,
@@ -183,5 +126,3 @@ export function formatCreds(userJwt: string, user: NKey): string {
 export function credsJwt(creds: string): string | undefined {
   return /-----BEGIN NATS USER JWT-----\n([^\n]+)\n/.exec(creds)?.[1];
 }
-
-export { sameClaims };

@@ -92,3 +92,49 @@ export function decodeJwt<T = unknown>(jwt: string): ClaimsData<T> {
   }
   return claims;
 }
+
+/**
+ * True when `jwt` already says what `input` would, issued by `issuer`: ignoring iat, jti and
+ * the type/version stamps.
+ */
+function sameClaims<T extends object>(jwt: string, input: ClaimsInput<T>, issuer: string): boolean {
+  try {
+    const claims = parseJwt<Record<string, unknown>>(jwt);
+    const { type: _type, version: _version, ...nats } = claims.nats;
+    return (
+      claims.name === input.name &&
+      claims.sub === input.sub &&
+      claims.iss === issuer &&
+      JSON.stringify(nats) === JSON.stringify(input.nats)
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** Strictly after `previousJwt`'s iat, and not before now. */
+export function nextIat(previousJwt: string | undefined, nowMs: number): number {
+  let previous = 0;
+  if (previousJwt) {
+    try {
+      previous = parseJwt(previousJwt).iat;
+    } catch {
+      // Unreadable: anything from now on is later.
+    }
+  }
+  return Math.max(Math.floor(nowMs / 1000), previous + 1);
+}
+
+/**
+ * `previous` if it already carries these claims from this signer, else a new JWT whose iat
+ * follows it: the same inputs re-sign nothing, a change always moves iat forward.
+ */
+export function keepOrIssue<T extends object>(
+  previous: string | undefined,
+  input: ClaimsInput<T>,
+  signer: NKey,
+  nowMs: number,
+): string {
+  if (previous && sameClaims(previous, input, signer.publicKey)) return previous;
+  return encodeJwt(input, signer, nextIat(previous, nowMs));
+}
