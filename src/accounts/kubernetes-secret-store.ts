@@ -2,17 +2,10 @@
  * The key store as Kubernetes Secrets in the operator's namespace, and only there: the
  * namespace is fixed at construction and never taken from an App.
  */
-import {
-  ApiException,
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-  type V1Secret,
-} from "@kubernetes/client-node";
+import { ApiException, CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
+import { FIELD_MANAGER, MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import type { SecretStore } from "./key-store.ts";
 
-export const FIELD_MANAGER = "nats-tenancy";
 export const KEYS_LABEL = "nats-tenancy.io/keys";
 
 function statusOf(error: unknown): number | undefined {
@@ -45,11 +38,9 @@ export class KubernetesSecretStore implements SecretStore {
       metadata: {
         name,
         namespace: this.namespace,
-        labels: { "app.kubernetes.io/managed-by": "nats-tenancy", [KEYS_LABEL]: "true" },
+        labels: { ...MANAGED_BY, [KEYS_LABEL]: "true" },
       },
-      data: Object.fromEntries(
-        Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
-      ),
+      data: secretData(data),
     };
   }
 
@@ -77,16 +68,7 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async put(name: string, data: Record<string, string>): Promise<void> {
-    await this.api.patchNamespacedSecret(
-      {
-        name,
-        namespace: this.namespace,
-        body: this.manifest(name, data),
-        fieldManager: FIELD_MANAGER,
-        force: true,
-      },
-      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-    );
+    await applySecret(this.api, this.manifest(name, data));
   }
 
   async delete(name: string): Promise<void> {

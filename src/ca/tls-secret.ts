@@ -2,17 +2,9 @@
  * Issued certificates as `kubernetes.io/tls` Secrets: tls.crt, tls.key, and ca.crt holding the
  * CA bundle (every CA a peer may present during a rotation), server-side applied.
  */
-import {
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-  type V1Secret,
-} from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
+import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
-import { FIELD_MANAGER } from "../accounts/kubernetes-secret-store.ts";
-
-const b64 = (text: string): string => Buffer.from(text).toString("base64");
 
 export function tlsSecret(
   name: string,
@@ -24,22 +16,15 @@ export function tlsSecret(
     apiVersion: "v1",
     kind: "Secret",
     type: "kubernetes.io/tls",
-    metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "nats-tenancy" } },
-    data: {
-      "tls.crt": b64(leaf.certificatePem),
-      "tls.key": b64(leaf.privateKeyPem),
-      "ca.crt": b64(bundle),
-    },
+    metadata: { name, namespace, labels: { ...MANAGED_BY } },
+    data: secretData({
+      "tls.crt": leaf.certificatePem,
+      "tls.key": leaf.privateKeyPem,
+      "ca.crt": bundle,
+    }),
   };
 }
 
 export async function applyTlsSecret(kubeConfig: KubeConfig, secret: V1Secret): Promise<void> {
-  const name = secret.metadata?.name ?? "";
-  const namespace = secret.metadata?.namespace ?? "";
-  await kubeConfig
-    .makeApiClient(CoreV1Api)
-    .patchNamespacedSecret(
-      { name, namespace, body: secret, fieldManager: FIELD_MANAGER, force: true },
-      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-    );
+  await applySecret(kubeConfig.makeApiClient(CoreV1Api), secret);
 }
