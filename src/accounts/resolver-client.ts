@@ -8,6 +8,7 @@ import {
   RequestError,
   connect,
   credsAuthenticator,
+  type Msg,
   type NatsConnection,
 } from "@nats-io/transport-node";
 import { type OperatorIdentity } from "./identities.ts";
@@ -75,6 +76,19 @@ interface ReplyBody {
 
 const encoder = new TextEncoder();
 
+function rejection(
+  operation: string,
+  server: string,
+  error: { code?: number; description?: string },
+): ResolverRejectedError {
+  return new ResolverRejectedError(
+    operation,
+    server,
+    error.code ?? 0,
+    error.description ?? "unknown error",
+  );
+}
+
 function serverName(body: ReplyBody): string {
   return body.server?.name ?? body.server?.id ?? "unknown server";
 }
@@ -106,35 +120,34 @@ export class ResolverClient {
     await this.connection.close();
   }
 
-  /** Sends one request and collects an answer from each of the expected servers. */
-  private async ask(operation: string, subject: string, payload: string): Promise<ReplyBody[]> {
-    const replies: ReplyBody[] = [];
+  /** Sends one request and collects what arrives, up to one answer per expected server. */
+  private async gather(subject: string, payload: string, maxWait: number): Promise<Msg[]> {
+    const messages: Msg[] = [];
     const iterator = await this.connection.requestMany(subject, payload, {
       strategy: "count",
       maxMessages: this.expected,
-      maxWait: this.timeoutMs,
+      maxWait,
     });
-    for await (const msg of iterator) {
-      // A no-responders status arrives as an empty message.
-      if (msg.data.length === 0) continue;
-      replies.push(msg.json<ReplyBody>());
-    }
+    // A no-responders status, and a 2.10+ lookup of an unknown account, arrive empty.
+    for await (const msg of iterator) if (msg.data.length > 0) messages.push(msg);
+    return messages;
+  }
+
+  /** Sends one request and collects an answer from each of the expected servers. */
+  private async ask(operation: string, subject: string, payload: string): Promise<ReplyBody[]> {
+    const replies = (await this.gather(subject, payload, this.timeoutMs)).map((m) =>
+      m.json<ReplyBody>(),
+    );
     const servers = new Set(replies.map(serverName));
     if (servers.size < this.expected)
       throw new ResolverTimeoutError(operation, this.expected, [...servers]);
+    for (const body of replies)
+      if (body.error) throw rejection(operation, serverName(body), body.error);
     return replies;
   }
 
-  private static check(operation: string, replies: ReplyBody[]): ServerReply[] {
+  private static acknowledgements(replies: ReplyBody[]): ServerReply[] {
     return replies.map((body) => {
-      if (body.error) {
-        throw new ResolverRejectedError(
-          operation,
-          serverName(body),
-          body.error.code ?? 0,
-          body.error.description ?? "unknown error",
-        );
-      }
       const data = (body.data ?? {}) as { code?: number; message?: string };
       return { server: serverName(body), code: data.code ?? 200, message: data.message ?? "" };
     });
@@ -166,8 +179,7 @@ export class ResolverClient {
       throw new InvalidClaimsError(`account ${claims.sub} is issued by an untrusted key`);
     if (claims.exp !== undefined && claims.exp * 1000 <= Date.now())
       throw new InvalidClaimsError(`account ${claims.sub} has expired`);
-    return ResolverClient.check(
-      "push",
+    return ResolverClient.acknowledgements(
       await this.ask(`push of ${claims.sub}`, "$SYS.REQ.CLAIMS.UPDATE", accountJwt),
     );
   }
@@ -188,8 +200,7 @@ export class ResolverClient {
       operator.signing,
       Math.floor(Date.now() / 1000),
     );
-    return ResolverClient.check(
-      "delete",
+    return ResolverClient.acknowledgements(
       await this.ask(`delete of ${accounts.join(", ")}`, "$SYS.REQ.CLAIMS.DELETE", request),
     );
   }
@@ -199,21 +210,12 @@ export class ResolverClient {
    * without the account answers nothing on 2.9 and an empty message on later versions.
    */
   async lookup(account: string): Promise<string[]> {
-    const iterator = await this.connection.requestMany(
+    const messages = await this.gather(
       `$SYS.REQ.ACCOUNT.${account}.CLAIMS.LOOKUP`,
       "",
-      {
-        strategy: "count",
-        maxMessages: this.expected,
-        maxWait: Math.min(this.timeoutMs, 2000),
-      },
+      Math.min(this.timeoutMs, 2000),
     );
-    const jwts: string[] = [];
-    for await (const msg of iterator) {
-      const text = msg.string().trim();
-      if (text.split(".").length === 3) jwts.push(text);
-    }
-    return jwts;
+    return messages.map((m) => m.string().trim()).filter((text) => text.split(".").length === 3);
   }
 
   /** The account public keys each server's resolver holds. */
@@ -221,13 +223,6 @@ export class ResolverClient {
     const replies = await this.ask("list", "$SYS.REQ.CLAIMS.LIST", "");
     const result = new Map<string, string[]>();
     for (const body of replies) {
-      if (body.error)
-        throw new ResolverRejectedError(
-          "list",
-          serverName(body),
-          body.error.code ?? 0,
-          body.error.description ?? "",
-        );
       result.set(serverName(body), Array.isArray(body.data) ? (body.data as string[]) : []);
     }
     return result;
@@ -250,13 +245,7 @@ export class ResolverClient {
       error?: { code?: number; description?: string };
     }>();
     // 404: the account never used JetStream here.
-    if (body.error && body.error.code !== 404) {
-      throw new ResolverRejectedError(
-        "jetstream purge",
-        "jetstream",
-        body.error.code ?? 0,
-        body.error.description ?? "",
-      );
-    }
+    if (body.error && body.error.code !== 404)
+      throw rejection("jetstream purge", "jetstream", body.error);
   }
 }
