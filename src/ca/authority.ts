@@ -43,7 +43,8 @@ export const DEFAULT_CA_POLICY: CaPolicy = {
   commonName: "nats-tenancy CA",
 };
 
-function validity(pem: string): { notBefore: number; notAfter: number } {
+/** A certificate's validity window in ms since epoch. */
+export function validity(pem: string): { notBefore: number; notAfter: number } {
   const cert = new X509Certificate(pem);
   return {
     notBefore: new Date(cert.validFrom).getTime(),

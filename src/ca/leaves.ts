@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { issueLeaf, type KeyAndCertificate } from "../pki/certificates.ts";
-import { renewalTime, type CaState } from "./authority.ts";
+import { renewalTime, validity, type CaState } from "./authority.ts";
 
 export interface LeafSpec {
   commonName: string;
@@ -126,10 +126,8 @@ export function reissueReason(
   } catch {
     return "unreadable";
   }
-  if (
-    !cert.checkIssued(new X509Certificate(state.active.certificatePem)) ||
-    !cert.verify(new X509Certificate(state.active.certificatePem).publicKey)
-  ) {
+  const active = new X509Certificate(state.active.certificatePem);
+  if (!cert.checkIssued(active) || !cert.verify(active.publicKey)) {
     return "issued by another CA";
   }
   const sans = sansOf(cert);
@@ -148,8 +146,10 @@ export async function ensureLeaf(
   const reason = reissueReason(leaf, spec, state, nowMs);
   if (leaf && !reason) return { leaf };
   // A leaf never outlives the CA that signed it: past that its chain no longer verifies.
-  const caNotAfter = new Date(new X509Certificate(state.active.certificatePem).validTo).getTime();
-  const lifetimeMs = Math.min(spec.lifetimeMs, caNotAfter - nowMs);
+  const lifetimeMs = Math.min(
+    spec.lifetimeMs,
+    validity(state.active.certificatePem).notAfter - nowMs,
+  );
   const issued = await issueLeaf(state.active, { ...spec, lifetimeMs, now: new Date(nowMs) });
   return reason ? { leaf: issued, reason } : { leaf: issued };
 }
