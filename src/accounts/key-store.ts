@@ -37,15 +37,6 @@ export function accountEntryName(
   return `${ACCOUNT_PREFIX}${spec.namespace}.${spec.app}.${spec.environment}`;
 }
 
-export function parseAccountEntryName(
-  name: string,
-): Pick<AccountSpec, "namespace" | "app" | "environment"> | undefined {
-  if (!name.startsWith(ACCOUNT_PREFIX)) return undefined;
-  const [namespace, app, environment, ...rest] = name.slice(ACCOUNT_PREFIX.length).split(".");
-  if (!namespace || !app || !environment || rest.length > 0) return undefined;
-  return { namespace, app, environment };
-}
-
 const OPERATOR_KEYS: (keyof OperatorSeeds)[] = [
   "operatorSeed",
   "operatorSigningSeed",
@@ -111,34 +102,4 @@ export async function forgetAccount(
   spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
 ): Promise<void> {
   await store.delete(accountEntryName(spec));
-}
-
-/** An in-memory store, for unit tests of code that uses one. */
-export class MemorySecretStore implements SecretStore {
-  readonly entries = new Map<string, Record<string, string>>();
-
-  get(name: string): Promise<Record<string, string> | undefined> {
-    const data = this.entries.get(name);
-    return Promise.resolve(data ? { ...data } : undefined);
-  }
-
-  create(name: string, data: Record<string, string>): Promise<boolean> {
-    if (this.entries.has(name)) return Promise.resolve(false);
-    this.entries.set(name, { ...data });
-    return Promise.resolve(true);
-  }
-
-  put(name: string, data: Record<string, string>): Promise<void> {
-    this.entries.set(name, { ...data });
-    return Promise.resolve();
-  }
-
-  delete(name: string): Promise<void> {
-    this.entries.delete(name);
-    return Promise.resolve();
-  }
-
-  list(): Promise<string[]> {
-    return Promise.resolve([...this.entries.keys()]);
-  }
 }

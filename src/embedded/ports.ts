@@ -34,11 +34,5 @@ export async function freePort(): Promise<number> {
   throw new Error(`no free loopback port found in ${LOW}-${HIGH}`);
 }
 
-export async function freePorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let i = 0; i < count; i++) ports.push(await freePort());
-  return ports;
-}
-
 /** True when nothing listens on 127.0.0.1:port. */
 export { canBind as isPortFree };

@@ -114,11 +114,6 @@ export class ManagedProcess {
   }
 }
 
-/** Processes started by this process and still running. */
-export function liveProcesses(): ManagedProcess[] {
-  return [...live];
-}
-
 let hooksInstalled = false;
 const dirsToRemove = new Set<string>();
 
