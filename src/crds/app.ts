@@ -1,0 +1,277 @@
+/**
+ * The App custom resource, defined once: the TypeBox schemas below give the TypeScript types,
+ * the runtime check the controller applies to what it reads, and (through crd.ts) the CRD the
+ * API server validates with. Limits come from accounts/spec.ts, so the CRD cannot accept a
+ * value the account minting would refuse.
+ *
+ * `errorMessage` on a schema is ours, not JSON Schema: the message shown for any value that
+ * does not fit that node, by appSpecIssues and in the CRD's CEL rules alike.
+ */
+import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { Value, ValueErrorType, type ValueError } from "@sinclair/typebox/value";
+import type { V1ObjectMeta } from "@kubernetes/client-node";
+import {
+  DEFAULT_LIMITS,
+  LIMIT_RANGES,
+  type AccountRequest,
+  type ValidationIssue,
+} from "../accounts/spec.ts";
+
+export const APP_GROUP = "nats-tenancy.io";
+export const APP_VERSION = "v1alpha1";
+export const APP_KIND = "App";
+export const APP_PLURAL = "apps";
+export const APP_SHORT_NAME = "natsapp";
+export const APP_API_VERSION = `${APP_GROUP}/${APP_VERSION}` as const;
+
+/** The same labels accounts/spec.ts accepts for an environment. */
+const DNS_LABEL_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+const MAX_ENVIRONMENTS = 32;
+
+function limit(key: keyof typeof LIMIT_RANGES, description: string) {
+  const range = LIMIT_RANGES[key];
+  const bounds = { minimum: range.min, maximum: range.max };
+  const errorMessage = `must be an integer from ${range.min} to ${range.max}${
+    range.unlimited ? ", or -1 for unlimited" : ""
+  }`;
+  return range.unlimited
+    ? Type.Union([Type.Integer(bounds), Type.Literal(-1)], { description, errorMessage })
+    : Type.Integer({ ...bounds, description, errorMessage });
+}
+
+export const JetStreamLimitsSchema = Type.Object(
+  {
+    memory: Type.Optional(limit("jetstream.memory", "Bytes of memory storage; 0 (default): none.")),
+    storage: Type.Optional(limit("jetstream.storage", "Bytes of file storage; 0 (default): none.")),
+    streams: Type.Optional(limit("jetstream.streams", "Maximum streams; -1 (default): unlimited.")),
+    consumers: Type.Optional(
+      limit("jetstream.consumers", "Maximum consumers; -1 (default): unlimited."),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: "JetStream for the account: on when memory or storage is above 0.",
+  },
+);
+
+export const NatsLimitsSchema = Type.Object(
+  {
+    connections: Type.Optional(
+      limit(
+        "connections",
+        `Maximum client connections; default ${DEFAULT_LIMITS.connections}, -1: unlimited.`,
+      ),
+    ),
+    payload: Type.Optional(
+      limit("payload", `Maximum message payload in bytes; default ${DEFAULT_LIMITS.payload}.`),
+    ),
+    subscriptions: Type.Optional(
+      limit(
+        "subscriptions",
+        `Maximum subscriptions; default ${DEFAULT_LIMITS.subscriptions}, -1: unlimited.`,
+      ),
+    ),
+    jetstream: Type.Optional(JetStreamLimitsSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const AppSpecSchema = Type.Object({
+  nats: Type.Optional(
+    Type.Union([Type.Boolean(), NatsLimitsSchema], {
+      description:
+        "true gives every environment a NATS account with default limits; an object of limits " +
+        "does too, with those limits; false or absent: no accounts.",
+      errorMessage: "must be true, false, or an object of limits",
+    }),
+  ),
+  environments: Type.Array(
+    Type.String({
+      minLength: 1,
+      maxLength: 63,
+      pattern: DNS_LABEL_PATTERN,
+      errorMessage:
+        "must be a DNS label: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+    }),
+    {
+      minItems: 1,
+      maxItems: MAX_ENVIRONMENTS,
+      uniqueItems: true,
+      "x-kubernetes-list-type": "set",
+      description:
+        "The app's environments (prod, test, ...): each gets its own account and Secret.",
+    },
+  ),
+});
+
+export const ConditionSchema = Type.Object({
+  type: Type.String({ minLength: 1, maxLength: 316 }),
+  status: Type.Union([Type.Literal("True"), Type.Literal("False"), Type.Literal("Unknown")]),
+  reason: Type.String({ maxLength: 1024 }),
+  message: Type.String({ maxLength: 32768 }),
+  lastTransitionTime: Type.String({ format: "date-time" }),
+  observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+});
+
+export const EnvironmentStatusSchema = Type.Object({
+  name: Type.String(),
+  /** Absent until the account is first minted. */
+  account: Type.Optional(Type.String({ description: "The NATS account's public key." })),
+  secret: Type.String({ description: "The Secret holding the environment's credentials." }),
+  url: Type.Optional(Type.String({ description: "NATS_URL given to the app." })),
+  ready: Type.Boolean(),
+  revision: Type.Optional(
+    Type.Integer({
+      description: "iat of the account JWT last acknowledged by every server.",
+    }),
+  ),
+});
+
+export const AppStatusSchema = Type.Object({
+  observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+  conditions: Type.Optional(
+    Type.Array(ConditionSchema, {
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["type"],
+    }),
+  ),
+  environments: Type.Optional(
+    Type.Array(EnvironmentStatusSchema, {
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["name"],
+    }),
+  ),
+});
+
+export const AppSchema = Type.Object(
+  {
+    apiVersion: Type.String(),
+    kind: Type.String(),
+    // The API server allows no schema for metadata beyond its type.
+    metadata: Type.Unsafe<V1ObjectMeta>({ type: "object" }),
+    spec: AppSpecSchema,
+    status: Type.Optional(AppStatusSchema),
+  },
+  { description: "An app whose environments each get their own NATS account." },
+);
+
+export type JetStreamLimits = Static<typeof JetStreamLimitsSchema>;
+export type NatsLimits = Static<typeof NatsLimitsSchema>;
+export type AppSpec = Static<typeof AppSpecSchema>;
+export type Condition = Static<typeof ConditionSchema>;
+export type EnvironmentStatus = Static<typeof EnvironmentStatusSchema>;
+export type AppStatus = Static<typeof AppStatusSchema>;
+export type App = Static<typeof AppSchema>;
+
+/** The `errorMessage` of a schema node, if it has one. */
+export function errorMessageOf(schema: TSchema): string | undefined {
+  const message: unknown = schema["errorMessage"];
+  return typeof message === "string" ? message : undefined;
+}
+
+/** "/nats/jetstream/memory" -> "nats.jetstream.memory", "/environments/1" -> "environments[1]" */
+function dottedPath(pointer: string): string {
+  let path = "";
+  for (const raw of pointer.split("/").slice(1)) {
+    const segment = raw.replaceAll("~1", "/").replaceAll("~0", "~");
+    path += /^\d+$/.test(segment) ? `[${segment}]` : path ? `.${segment}` : segment;
+  }
+  return path;
+}
+
+function shown(value: unknown): string {
+  return typeof value === "string" || typeof value === "number" || typeof value === "boolean"
+    ? `; got ${JSON.stringify(value)}`
+    : "";
+}
+
+function knownKeys(schema: TSchema): string[] {
+  const properties: unknown = schema["properties"];
+  return typeof properties === "object" && properties !== null ? Object.keys(properties) : [];
+}
+
+const REQUIRED = "is required";
+
+function* issuesOf(errors: Iterable<ValueError>): Generator<ValidationIssue> {
+  for (const error of errors) {
+    const path = dottedPath(error.path);
+    switch (error.type) {
+      case ValueErrorType.Union: {
+        // A variant whose errors all lie deeper matched the value's shape: its errors say
+        // what is wrong (nats: {conections: 1} fails on the key, not on being no boolean).
+        const variants = error.errors.map((iterator) => [...iterator]);
+        const matched = variants.filter((v) => v.every((e) => e.path !== error.path));
+        if (matched.length === 1 && matched[0]) yield* issuesOf(matched[0]);
+        else
+          yield {
+            path,
+            message: (errorMessageOf(error.schema) ?? "is invalid") + shown(error.value),
+          };
+        break;
+      }
+      case ValueErrorType.ObjectRequiredProperty:
+        yield { path, message: REQUIRED };
+        break;
+      case ValueErrorType.ObjectAdditionalProperties:
+        yield {
+          path,
+          message: `is not a known field (known: ${knownKeys(error.schema).join(", ")})`,
+        };
+        break;
+      case ValueErrorType.ArrayMinItems:
+        yield { path, message: `must have at least ${String(error.schema["minItems"])} item(s)` };
+        break;
+      case ValueErrorType.ArrayMaxItems:
+        yield { path, message: `must have at most ${String(error.schema["maxItems"])} items` };
+        break;
+      case ValueErrorType.ArrayUniqueItems: {
+        const items = Array.isArray(error.value) ? (error.value as unknown[]) : [];
+        const repeated = new Set(items.filter((item, i) => items.indexOf(item) !== i));
+        yield {
+          path,
+          message: `must not repeat ${[...repeated].map((r) => JSON.stringify(r)).join(", ")}`,
+        };
+        break;
+      }
+      case ValueErrorType.Object:
+        yield { path, message: "must be an object" };
+        break;
+      case ValueErrorType.Array:
+        yield { path, message: "must be a list" };
+        break;
+      default:
+        yield {
+          path,
+          message: (errorMessageOf(error.schema) ?? error.message) + shown(error.value),
+        };
+    }
+  }
+}
+
+/**
+ * Everything wrong with a spec, against the same schema the CRD is generated from; empty when
+ * it is valid. Objects stored before the schema tightened (or written with validation off) can
+ * still be wrong, so the controller checks before acting.
+ */
+export function appSpecIssues(spec: unknown): ValidationIssue[] {
+  const issues = [...issuesOf(Value.Errors(AppSpecSchema, spec))];
+  // A missing value is also checked as the value undefined: "is required" says it all.
+  const missing = new Set(issues.filter((i) => i.message === REQUIRED).map((i) => i.path));
+  const seen = new Set<string>();
+  return issues.filter((issue) => {
+    // A string breaking both pattern and length reports the same message twice.
+    const key = `${issue.path}\n${issue.message}`;
+    if (seen.has(key) || (missing.has(issue.path) && issue.message !== REQUIRED)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** The account limits the spec asks for; undefined when NATS is off for the app. */
+export function natsRequest(spec: AppSpec): AccountRequest | undefined {
+  const { nats } = spec;
+  if (nats === undefined || nats === false) return undefined;
+  if (nats === true) return {};
+  const { jetstream, ...limits } = nats;
+  return jetstream ? { ...limits, jetstream: { ...jetstream } } : limits;
+}
