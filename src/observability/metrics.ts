@@ -1,0 +1,74 @@
+/**
+ * The operator's Prometheus metrics, on a registry of their own (prom-client's global one is
+ * shared by every library in the process, and by every operator a test starts).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+const PREFIX = "nats_tenancy_";
+
+export interface Metrics {
+  registry: Registry;
+  reconcileTotal: Counter<"result">;
+  reconcileDuration: Histogram;
+  reconcileErrors: Counter<"reason">;
+  queueDepth: Gauge;
+  accounts: Gauge;
+  natsPushes: Counter<"operation">;
+  apiWrites: Counter<"resource">;
+  /** 1 while this replica holds the leader Lease. */
+  leader: Gauge;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  const registers = [registry];
+  return {
+    registry,
+    reconcileTotal: new Counter({
+      name: `${PREFIX}reconcile_total`,
+      help: "Reconciliations of Apps, by result (success, error, requeue).",
+      labelNames: ["result"],
+      registers,
+    }),
+    reconcileDuration: new Histogram({
+      name: `${PREFIX}reconcile_duration_seconds`,
+      help: "Time to reconcile one App.",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    reconcileErrors: new Counter({
+      name: `${PREFIX}reconcile_errors_total`,
+      help: "Failed reconciliations, by the error's name.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    queueDepth: new Gauge({
+      name: `${PREFIX}queue_depth`,
+      help: "Apps waiting to be reconciled.",
+      registers,
+    }),
+    accounts: new Gauge({
+      name: `${PREFIX}accounts`,
+      help: "NATS accounts managed.",
+      registers,
+    }),
+    natsPushes: new Counter({
+      name: `${PREFIX}nats_pushes_total`,
+      help: "Account JWT updates and deletions sent to the NATS resolver, by operation.",
+      labelNames: ["operation"],
+      registers,
+    }),
+    apiWrites: new Counter({
+      name: `${PREFIX}api_writes_total`,
+      help: "Writes to the Kubernetes API, by resource.",
+      labelNames: ["resource"],
+      registers,
+    }),
+    leader: new Gauge({
+      name: `${PREFIX}leader`,
+      help: "1 while this replica holds the leader Lease, else 0.",
+      registers,
+    }),
+  };
+}
