@@ -1,0 +1,230 @@
+/**
+ * Leader election on a coordination.k8s.io/v1 Lease, so that one replica reconciles while the
+ * others stand by. A replica takes the Lease when it does not exist, names no holder, or was
+ * not renewed within its leaseDurationSeconds; every write carries the resourceVersion it read,
+ * so of two replicas racing for it, one gets a 409 and stays a follower.
+ *
+ * Times in a Lease are MicroTime, which the API server only accepts with exactly six fractional
+ * digits: a plain Date is sent with three and refused (400), hence V1MicroTime. Leases read
+ * back hold those times as strings, whatever the model's type says.
+ */
+import {
+  ApiException,
+  CoordinationV1Api,
+  Observable,
+  V1MicroTime,
+  type ConfigurationOptions,
+  type KubeConfig,
+  type RequestContext,
+  type ResponseContext,
+  type V1Lease,
+  type V1LeaseSpec,
+} from "@kubernetes/client-node";
+import type { Logger } from "pino";
+
+export interface LeaderElectorOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  name: string;
+  /** Unique per replica (the Pod's name). */
+  identity: string;
+  /** How long a Lease not renewed keeps others off it; 15 s when omitted. */
+  leaseDurationMs?: number;
+  /** How often the leader renews; 5 s when omitted. */
+  renewIntervalMs?: number;
+  /** How often a follower tries to acquire, and a leader retries a failed renewal; 2 s. */
+  retryIntervalMs?: number;
+  logger: Logger;
+  onStartedLeading: () => void;
+  onStoppedLeading: () => void;
+}
+
+/** True if the Lease's holder has not renewed it within its duration. */
+function expired(spec: V1LeaseSpec, nowMs: number): boolean {
+  const renewedMs = spec.renewTime === undefined ? 0 : new Date(spec.renewTime).getTime();
+  return !(nowMs < renewedMs + (spec.leaseDurationSeconds ?? 0) * 1000);
+}
+
+/** Request options that abort the request when `signal` fires (client-node sets no timeout). */
+function abortOn(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (request: RequestContext) => {
+          request.setSignal(signal);
+          return new Observable(Promise.resolve(request));
+        },
+        post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
+      },
+    ],
+    middlewareMergeStrategy: "append",
+  };
+}
+
+function isConflict(error: unknown): boolean {
+  return error instanceof ApiException && error.code === 409;
+}
+
+export class LeaderElector {
+  private readonly api: CoordinationV1Api;
+  private readonly options: Required<LeaderElectorOptions>;
+  private readonly logger: Logger;
+  private running = false;
+  private leading = false;
+  /** When the last successful renewal was sent (by the local clock). */
+  private renewedAtMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private attempt: Promise<void> | undefined;
+
+  constructor(options: LeaderElectorOptions) {
+    this.options = {
+      ...options,
+      leaseDurationMs: options.leaseDurationMs ?? 15_000,
+      renewIntervalMs: options.renewIntervalMs ?? 5_000,
+      retryIntervalMs: options.retryIntervalMs ?? 2_000,
+    };
+    const { leaseDurationMs, renewIntervalMs, retryIntervalMs } = this.options;
+    if (renewIntervalMs + retryIntervalMs >= leaseDurationMs) {
+      // The Lease would expire between two renewals, and a standby take it from a live leader.
+      throw new RangeError(
+        "renewIntervalMs + retryIntervalMs must be shorter than leaseDurationMs",
+      );
+    }
+    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.logger = options.logger.child({
+      lease: `${options.namespace}/${options.name}`,
+      identity: options.identity,
+    });
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.attempt = this.tick();
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Stops competing and, if this replica holds the Lease, releases it for a standby. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    await this.attempt;
+    this.stepDown();
+    await this.release();
+  }
+
+  private async tick(): Promise<void> {
+    const { leaseDurationMs, renewIntervalMs, retryIntervalMs } = this.options;
+    const startedMs = Date.now();
+    let holds: boolean | undefined;
+    try {
+      // Bounded, so that a hung API server cannot keep a leader from stepping down in time.
+      holds = await this.acquireOrRenew(startedMs, abortOn(AbortSignal.timeout(retryIntervalMs)));
+    } catch (error) {
+      // A 409 is another replica's write between our read and our write: routine.
+      this.logger[isConflict(error) ? "debug" : "warn"](
+        { err: error },
+        this.leading ? "renewing the Lease failed" : "acquiring the Lease failed",
+      );
+    }
+    if (!this.running) return;
+
+    if (holds === true) {
+      this.renewedAtMs = startedMs;
+      if (!this.leading) {
+        this.leading = true;
+        this.logger.info("acquired the Lease: leading");
+        this.options.onStartedLeading();
+      }
+    } else if (this.leading) {
+      if (holds === false) {
+        this.logger.warn("another replica holds the Lease");
+        this.stepDown();
+      } else if (Date.now() + 2 * retryIntervalMs >= this.renewedAtMs + leaseDurationMs) {
+        // Step down before the Lease expires, not after: a standby may take it the moment it
+        // does. The next attempt starts a retry interval from now and may time out after another.
+        this.logger.warn("could not renew the Lease before it expires");
+        this.stepDown();
+      }
+    }
+    const delay = holds === true ? renewIntervalMs : retryIntervalMs;
+    this.timer = setTimeout(() => {
+      this.attempt = this.tick();
+    }, delay);
+  }
+
+  /** Takes or renews the Lease: true if this replica now holds it, false if another does. */
+  private async acquireOrRenew(nowMs: number, request: ConfigurationOptions): Promise<boolean> {
+    const { namespace, name, identity } = this.options;
+    let lease: V1Lease;
+    try {
+      lease = await this.api.readNamespacedLease({ name, namespace }, request);
+    } catch (error) {
+      if (!(error instanceof ApiException && error.code === 404)) throw error;
+      await this.api.createNamespacedLease(
+        {
+          namespace,
+          body: { metadata: { name, namespace }, spec: this.heldSpec(nowMs, undefined) },
+        },
+        request,
+      );
+      return true;
+    }
+    const spec = lease.spec ?? {};
+    const holder = spec.holderIdentity;
+    if (holder && holder !== identity && !expired(spec, nowMs)) return false;
+    await this.api.replaceNamespacedLease(
+      { name, namespace, body: { metadata: lease.metadata, spec: this.heldSpec(nowMs, spec) } },
+      request,
+    );
+    return true;
+  }
+
+  private heldSpec(nowMs: number, previous: V1LeaseSpec | undefined): V1LeaseSpec {
+    const now = new V1MicroTime(nowMs);
+    const renewal = previous?.holderIdentity === this.options.identity;
+    return {
+      holderIdentity: this.options.identity,
+      leaseDurationSeconds: Math.ceil(this.options.leaseDurationMs / 1000),
+      acquireTime: renewal ? previous.acquireTime : now,
+      renewTime: now,
+      leaseTransitions:
+        previous === undefined ? 0 : (previous.leaseTransitions ?? 0) + (renewal ? 0 : 1),
+    };
+  }
+
+  private stepDown(): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.logger.info("stopped leading");
+    this.options.onStoppedLeading();
+  }
+
+  /** Clears the holder so a standby acquires at its next try rather than after the duration. */
+  private async release(): Promise<void> {
+    const { namespace, name, identity, retryIntervalMs } = this.options;
+    const request = abortOn(AbortSignal.timeout(retryIntervalMs));
+    try {
+      const lease = await this.api.readNamespacedLease({ name, namespace }, request);
+      if (lease.spec?.holderIdentity !== identity) return;
+      const { acquireTime, leaseTransitions } = lease.spec;
+      const spec = {
+        leaseDurationSeconds: 1,
+        renewTime: new V1MicroTime(),
+        acquireTime,
+        leaseTransitions,
+      };
+      await this.api.replaceNamespacedLease(
+        { name, namespace, body: { metadata: lease.metadata, spec } },
+        request,
+      );
+      this.logger.info("released the Lease");
+    } catch (error) {
+      // Not fatal: a Lease not released expires after its duration.
+      this.logger.warn({ err: error }, "could not release the Lease");
+    }
+  }
+}

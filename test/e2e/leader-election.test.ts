@@ -1,0 +1,270 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterEach, before, describe, test } from "node:test";
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  V1MicroTime,
+  type V1LeaseSpec,
+} from "@kubernetes/client-node";
+import { LeaderElector } from "../../src/controller/leader-election.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+import { createLogger } from "../../src/observability/logger.ts";
+import { useControlPlane } from "./harness.ts";
+
+const namespace = "leader-election";
+const LEASE_MS = 2000;
+const RENEW_MS = 500;
+const RETRY_MS = 300;
+
+interface Candidate {
+  identity: string;
+  elector: LeaderElector;
+  /** When onStartedLeading and onStoppedLeading were called, in order. */
+  events: { event: "started" | "stopped"; atMs: number }[];
+}
+
+/**
+ * A TCP proxy to the API server that can turn into a black hole: open connections are cut and
+ * new ones accepted but never answered, as when the network to the API server hangs.
+ */
+async function startProxy(target: URL): Promise<{
+  server: string;
+  blackHole: () => void;
+  close: () => Promise<void>;
+}> {
+  const sockets = new Set<Socket>();
+  let forwarding = true;
+  const track = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+  };
+  const proxy = createServer((client) => {
+    track(client);
+    if (!forwarding) return;
+    const upstream = connect(Number(target.port), target.hostname);
+    track(upstream);
+    client.pipe(upstream).pipe(client);
+  });
+  proxy.listen(0, "127.0.0.1");
+  await once(proxy, "listening");
+  const { port } = proxy.address() as AddressInfo;
+  const cut = (): void => {
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    server: `https://127.0.0.1:${String(port)}`,
+    blackHole: () => {
+      forwarding = false;
+      cut();
+    },
+    close: async () => {
+      cut();
+      proxy.close();
+      await once(proxy, "close");
+    },
+  };
+}
+
+describe("leader election on a real API server", () => {
+  const controlPlane = useControlPlane();
+  const leases = () => controlPlane().kubeConfig().makeApiClient(CoordinationV1Api);
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? "silent" });
+  const running: LeaderElector[] = [];
+
+  before(async () => {
+    const core = controlPlane().kubeConfig().makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+  });
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((elector) => elector.stop()));
+  });
+
+  function candidate(
+    lease: string,
+    identity: string,
+    overrides: { leaseDurationMs?: number; kubeConfig?: KubeConfig } = {},
+  ): Candidate {
+    const events: Candidate["events"] = [];
+    const elector = new LeaderElector({
+      kubeConfig: overrides.kubeConfig ?? controlPlane().kubeConfig(),
+      namespace,
+      name: lease,
+      identity,
+      leaseDurationMs: overrides.leaseDurationMs ?? LEASE_MS,
+      renewIntervalMs: RENEW_MS,
+      retryIntervalMs: RETRY_MS,
+      logger,
+      onStartedLeading: () => events.push({ event: "started", atMs: Date.now() }),
+      onStoppedLeading: () => events.push({ event: "stopped", atMs: Date.now() }),
+    });
+    running.push(elector);
+    elector.start();
+    return { identity, elector, events };
+  }
+
+  const spec = async (lease: string): Promise<V1LeaseSpec> =>
+    (await leases().readNamespacedLease({ name: lease, namespace })).spec ?? {};
+
+  const leading = (who: Candidate, timeoutMs = 10_000): Promise<void> =>
+    waitUntil(`${who.identity} leading`, () => Promise.resolve(who.elector.isLeader()), {
+      timeoutMs,
+      intervalMs: 20,
+    });
+
+  /** When `who` last started leading. */
+  const startedAt = (who: Candidate): number =>
+    who.events.findLast((e) => e.event === "started")?.atMs ?? Number.NaN;
+
+  test("of two electors on one Lease exactly one leads, and the Lease names it", async () => {
+    const a = candidate("pair", "a");
+    const b = candidate("pair", "b");
+    await waitUntil(
+      "a leader",
+      () => Promise.resolve(a.elector.isLeader() || b.elector.isLeader()),
+      { timeoutMs: 10_000, intervalMs: 20 },
+    );
+    // Both keep competing through several renewals: leadership is neither shared nor moved.
+    await sleep(4 * RENEW_MS);
+    const [leader, follower] = a.elector.isLeader() ? [a, b] : [b, a];
+    assert.equal(follower.elector.isLeader(), false);
+    assert.deepEqual(
+      leader.events.map((e) => e.event),
+      ["started"],
+    );
+    assert.deepEqual(follower.events, []);
+    const held = await spec("pair");
+    assert.equal(held.holderIdentity, leader.identity);
+    assert.equal(held.leaseDurationSeconds, LEASE_MS / 1000);
+    assert.equal(held.leaseTransitions ?? 0, 0);
+  });
+
+  test("a leader that stops releases the Lease, and the standby takes over at once", async () => {
+    // Long enough that a takeover by expiry would fail the test's bound.
+    const leaseDurationMs = 15_000;
+    const a = candidate("handover", "a", { leaseDurationMs });
+    await leading(a);
+    const b = candidate("handover", "b", { leaseDurationMs });
+    await sleep(2 * RETRY_MS);
+    assert.equal(b.elector.isLeader(), false);
+
+    const stoppedAt = Date.now();
+    await a.elector.stop();
+    assert.equal(a.elector.isLeader(), false);
+    assert.deepEqual(
+      a.events.map((e) => e.event),
+      ["started", "stopped"],
+    );
+    await leading(b, leaseDurationMs / 3);
+    const tookMs = startedAt(b) - stoppedAt;
+    assert.ok(tookMs < leaseDurationMs / 3, `the standby took ${String(tookMs)} ms to take over`);
+    const held = await spec("handover");
+    assert.equal(held.holderIdentity, "b");
+    assert.equal(held.leaseTransitions, 1);
+  });
+
+  test("a Lease its holder stopped renewing is taken over when it expires, not before", async () => {
+    const ghost = {
+      holderIdentity: "ghost",
+      leaseDurationSeconds: LEASE_MS / 1000,
+      acquireTime: new V1MicroTime(),
+      renewTime: new V1MicroTime(),
+    };
+    await leases().createNamespacedLease({
+      namespace,
+      body: { metadata: { name: "ghost", namespace }, spec: ghost },
+    });
+    const c = candidate("ghost", "c");
+    // The holder renews for longer than a lease duration: c has to keep waiting.
+    let lastRenewalMs = Date.now();
+    for (let i = 0; i < 6; i++) {
+      await sleep(RENEW_MS);
+      assert.equal(c.elector.isLeader(), false, "took a Lease that its holder renews");
+      const lease = await leases().readNamespacedLease({ name: "ghost", namespace });
+      lastRenewalMs = Date.now();
+      await leases().replaceNamespacedLease({
+        name: "ghost",
+        namespace,
+        body: {
+          metadata: lease.metadata,
+          spec: { ...ghost, renewTime: new V1MicroTime(lastRenewalMs) },
+        },
+      });
+    }
+    // Then the holder vanishes without releasing.
+    await leading(c);
+    const afterMs = startedAt(c) - lastRenewalMs;
+    assert.ok(afterMs >= LEASE_MS, `took over ${String(afterMs)} ms after the last renewal`);
+    const held = await spec("ghost");
+    assert.equal(held.holderIdentity, "c");
+    assert.equal(held.leaseTransitions, 1);
+  });
+
+  test("a leader steps down when another replica holds the Lease", async () => {
+    const a = candidate("usurped", "a");
+    await leading(a);
+    const lease = await leases().readNamespacedLease({ name: "usurped", namespace });
+    await leases().replaceNamespacedLease({
+      name: "usurped",
+      namespace,
+      body: {
+        metadata: lease.metadata,
+        spec: {
+          holderIdentity: "usurper",
+          leaseDurationSeconds: 60,
+          acquireTime: new V1MicroTime(),
+          renewTime: new V1MicroTime(),
+        },
+      },
+    });
+    await waitUntil("a stepped down", () => Promise.resolve(!a.elector.isLeader()), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
+    assert.deepEqual(
+      a.events.map((e) => e.event),
+      ["started", "stopped"],
+    );
+    assert.equal((await spec("usurped")).holderIdentity, "usurper");
+  });
+
+  test("a leader cut off from the API server steps down before a standby can take over", async () => {
+    const direct = controlPlane().kubeConfig();
+    const proxy = await startProxy(new URL(direct.getCurrentCluster()?.server ?? ""));
+    try {
+      const viaProxy = new KubeConfig();
+      viaProxy.loadFromOptions({
+        clusters: direct.clusters.map((cluster) => ({ ...cluster, server: proxy.server })),
+        users: direct.users,
+        contexts: direct.contexts,
+        currentContext: direct.currentContext,
+      });
+      const a = candidate("cut-off", "a", { kubeConfig: viaProxy });
+      await leading(a);
+      const b = candidate("cut-off", "b");
+      await sleep(2 * RENEW_MS);
+      assert.equal(b.elector.isLeader(), false);
+
+      proxy.blackHole();
+      const renewTime = (await spec("cut-off")).renewTime;
+      const lastRenewalMs = new Date(renewTime ?? 0).getTime();
+      await leading(b);
+      const stopped = a.events.find((e) => e.event === "stopped");
+      assert.ok(stopped, "the cut-off leader never stepped down");
+      assert.ok(
+        stopped.atMs < lastRenewalMs + LEASE_MS,
+        `stepped down ${String(stopped.atMs - lastRenewalMs)} ms after its last renewal`,
+      );
+      assert.ok(startedAt(b) >= lastRenewalMs + LEASE_MS, "the standby took an unexpired Lease");
+      assert.ok(startedAt(b) > stopped.atMs, "two leaders at once");
+      assert.equal(a.elector.isLeader(), false);
+    } finally {
+      await Promise.all(running.splice(0).map((elector) => elector.stop()));
+      await proxy.close();
+    }
+  });
+});
