@@ -37,6 +37,16 @@ export function accountEntryName(
   return `${ACCOUNT_PREFIX}${spec.namespace}.${spec.app}.${spec.environment}`;
 }
 
+/** The (namespace, app, environment) an entry name stands for; undefined for other entries. */
+export function parseAccountEntryName(
+  name: string,
+): Pick<AccountSpec, "namespace" | "app" | "environment"> | undefined {
+  if (!name.startsWith(ACCOUNT_PREFIX)) return undefined;
+  const [namespace, app, environment, ...rest] = name.slice(ACCOUNT_PREFIX.length).split(".");
+  if (!namespace || !app || !environment || rest.length > 0) return undefined;
+  return { namespace, app, environment };
+}
+
 const OPERATOR_KEYS: (keyof OperatorSeeds)[] = [
   "operatorSeed",
   "operatorSigningSeed",

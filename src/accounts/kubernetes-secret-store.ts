@@ -2,24 +2,12 @@
  * The key store as Kubernetes Secrets in the operator's namespace, and only there: the
  * namespace is fixed at construction and never taken from an App.
  */
-import { ApiException, CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
 import { FIELD_MANAGER, MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
+import { readSecretData, statusOf } from "../kube/read-secret.ts";
 import type { SecretStore } from "./key-store.ts";
 
 export const KEYS_LABEL = "nats-tenancy.io/keys";
-
-function statusOf(error: unknown): number | undefined {
-  return error instanceof ApiException ? error.code : undefined;
-}
-
-function decode(secret: V1Secret): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([k, v]) => [
-      k,
-      Buffer.from(v, "base64").toString("utf8"),
-    ]),
-  );
-}
 
 export class KubernetesSecretStore implements SecretStore {
   private readonly api: CoreV1Api;
@@ -44,13 +32,8 @@ export class KubernetesSecretStore implements SecretStore {
     };
   }
 
-  async get(name: string): Promise<Record<string, string> | undefined> {
-    try {
-      return decode(await this.api.readNamespacedSecret({ name, namespace: this.namespace }));
-    } catch (error) {
-      if (statusOf(error) === 404) return undefined;
-      throw error;
-    }
+  get(name: string): Promise<Record<string, string> | undefined> {
+    return readSecretData(this.api, this.namespace, name);
   }
 
   async create(name: string, data: Record<string, string>): Promise<boolean> {

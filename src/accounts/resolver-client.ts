@@ -22,6 +22,8 @@ export interface ResolverClientOptions {
   /** How many servers run a full resolver; a push is acknowledged only when all of them answer. */
   expectedServers: number;
   caFile?: string;
+  /** CA bundle PEM, for a caller that holds it in memory (the operator: its own CA). */
+  ca?: string;
   timeoutMs?: number;
   name?: string;
 }
@@ -110,6 +112,7 @@ export class ResolverClient {
       name: options.name ?? "nats-tenancy-operator",
       authenticator: credsAuthenticator(encoder.encode(options.creds)),
       ...(options.caFile ? { tls: { caFile: options.caFile } } : {}),
+      ...(options.ca ? { tls: { ca: options.ca } } : {}),
       maxReconnectAttempts: -1,
       timeout: options.timeoutMs ?? 5000,
     });

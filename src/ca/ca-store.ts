@@ -73,11 +73,16 @@ export async function ensureCa(
   store: SecretStore,
   policy: CaPolicy,
   nowMs: number,
-  leavesCurrent: boolean,
+  leavesCurrent: boolean | ((state: CaState) => boolean),
 ): Promise<{ state: CaState; steps: CaStep["reason"][] }> {
+  // Asked of each state the rotation passes through: a promotion makes every leaf stale.
+  const current = (state: CaState | undefined): boolean =>
+    typeof leavesCurrent === "boolean"
+      ? leavesCurrent
+      : state !== undefined && leavesCurrent(state);
   let data = await store.get(CA_ENTRY);
   if (!data) {
-    const first = await stepCa(undefined, policy, nowMs, leavesCurrent);
+    const first = await stepCa(undefined, policy, nowMs, current(undefined));
     if (await store.create(CA_ENTRY, encode(first.state)))
       return { state: first.state, steps: [first.reason] };
     data = await store.get(CA_ENTRY);
@@ -97,7 +102,7 @@ export async function ensureCa(
   }
   const steps: CaStep["reason"][] = [];
   for (let i = 0; i < 4; i++) {
-    const step = await stepCa(state, policy, nowMs, leavesCurrent);
+    const step = await stepCa(state, policy, nowMs, current(state));
     if (!step.changed) break;
     state = step.state;
     steps.push(step.reason);

@@ -112,6 +112,18 @@ function sansOf(cert: X509Certificate): { dns: string[]; ip: string[] } {
   };
 }
 
+/** True when `leaf` was signed by the active CA (what a rotation waits for before retiring). */
+export function issuedByActive(leaf: KeyAndCertificate | undefined, state: CaState): boolean {
+  if (!leaf) return false;
+  try {
+    const cert = new X509Certificate(leaf.certificatePem);
+    const active = new X509Certificate(state.active.certificatePem);
+    return cert.checkIssued(active) && cert.verify(active.publicKey);
+  } catch {
+    return false;
+  }
+}
+
 /** Why `leaf` must be reissued, or undefined if it is fine. */
 export function reissueReason(
   leaf: KeyAndCertificate | undefined,
@@ -126,10 +138,7 @@ export function reissueReason(
   } catch {
     return "unreadable";
   }
-  const active = new X509Certificate(state.active.certificatePem);
-  if (!cert.checkIssued(active) || !cert.verify(active.publicKey)) {
-    return "issued by another CA";
-  }
+  if (!issuedByActive(leaf, state)) return "issued by another CA";
   const sans = sansOf(cert);
   if (!sameSet(sans.dns, spec.dnsNames) || !sameSet(sans.ip, spec.ipAddresses))
     return "names changed";

@@ -35,6 +35,13 @@ export interface ControlPlane {
   kubeConfig: () => KubeConfig;
   /** The CA that signed the API server's certificate (for webhooks' clients, kubeconfigs). */
   ca: KeyAndCertificate;
+  /**
+   * A kubeconfig file for another identity (a client certificate with `user` as CN and `group`
+   * as O): lets a test tell the operator's requests from its own in the audit log.
+   */
+  kubeconfigFor: (user: string, group?: string) => Promise<string>;
+  /** JSON lines, one per write request (create, update, patch, delete) the API server served. */
+  auditLog: string;
   processes: ManagedProcess[];
   /** Every port it listens on (for leak checks). */
   ports: number[];
@@ -64,6 +71,18 @@ function httpGet(
     req.end();
   });
 }
+
+// Writes only, at Metadata level: enough to count who changed what, without logging bodies.
+const AUDIT_POLICY = [
+  "apiVersion: audit.k8s.io/v1",
+  "kind: Policy",
+  "omitStages: [RequestReceived]",
+  "rules:",
+  "- level: Metadata",
+  "  verbs: [create, update, patch, delete, deletecollection]",
+  "- level: None",
+  "",
+].join("\n");
 
 function kubeconfigYaml(server: string, ca: string, client: KeyAndCertificate): string {
   const b64 = (text: string): string => Buffer.from(text).toString("base64");
@@ -127,6 +146,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const servingKey = file("apiserver.key", serving.privateKeyPem);
   const saKey = file("sa.key", serviceAccountKey.privateKeyPem);
   const saPub = file("sa.pub", serviceAccountKey.publicKeyPem);
+  const auditPolicy = file("audit-policy.yaml", AUDIT_POLICY);
+  const auditLog = join(dir, "audit.log");
 
   const [etcdClientPort, etcdPeerPort, apiPort] = [
     await freePort(),
@@ -189,6 +210,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         `--service-account-key-file=${saPub}`,
         `--service-account-signing-key-file=${saKey}`,
         "--endpoint-reconciler-type=none",
+        `--audit-policy-file=${auditPolicy}`,
+        `--audit-log-path=${auditLog}`,
+        "--audit-log-mode=blocking",
         "--profiling=false",
         "--v=0",
       ],
@@ -224,6 +248,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         return kc;
       },
       ca,
+      kubeconfigFor: async (user, group) => {
+        const client = await issueLeaf(ca, {
+          commonName: user,
+          ...(group ? { organization: group } : {}),
+          server: false,
+          client: true,
+          lifetimeMs: 30 * DAY_MS,
+        });
+        const path = join(dir, `kubeconfig-${user.replace(/[^a-z0-9-]/gi, "_")}`);
+        writeFileSync(path, kubeconfigYaml(server, ca.certificatePem, client), { mode: 0o600 });
+        return path;
+      },
+      auditLog,
       processes,
       ports: [etcdClientPort, etcdPeerPort, apiPort],
       dir,

@@ -2,6 +2,10 @@
  * The nats-server configuration of a cluster member in operator mode with a `full` resolver.
  * One renderer for every place a server is configured (the chart's ConfigMap, the embedded
  * cluster, the tests), so they cannot drift apart.
+ *
+ * Two files: the server's own (names, ports, routes, TLS file paths: known when the chart is
+ * installed) includes the trust file (operator JWT, system account, preload: known only once the
+ * operator has minted its identity), which the operator writes into the NATS config Secret.
  */
 export interface ServerTls {
   certFile: string;
@@ -16,9 +20,8 @@ export interface ServerConfigInput {
   /** host:port for the monitoring endpoint. */
   monitor: string;
   cluster: { name: string; listen: string; routes: string[]; tls?: ServerTls };
-  operatorJwt: string;
-  systemAccount: string;
-  systemAccountJwt: string;
+  /** Path of the trust file (see renderTrustConfig), relative to this configuration file. */
+  trustInclude: string;
   /** A directory of this server's own: resolver store and JetStream data live under it. */
   dataDir: string;
   clientTls?: ServerTls;
@@ -58,8 +61,7 @@ export function renderServerConfig(input: ServerConfigInput): string {
     ...input.cluster.routes.map((route) => `    ${quote(route)}`),
     "  ]",
     "}",
-    `operator: ${quote(input.operatorJwt)}`,
-    `system_account: ${quote(input.systemAccount)}`,
+    `include ${quote(input.trustInclude)}`,
     "resolver {",
     "  type: full",
     `  dir: ${quote(`${input.dataDir}/jwt`)}`,
@@ -69,10 +71,6 @@ export function renderServerConfig(input: ServerConfigInput): string {
     '  interval: "2m"',
     '  timeout: "5s"',
     // No `limit`: a full store would refuse new accounts.
-    "}",
-    // Without the system account preloaded, its users fail until a lookup succeeds.
-    "resolver_preload {",
-    `  ${input.systemAccount}: ${quote(input.systemAccountJwt)}`,
     "}",
   ];
   if (input.jetstream) {
@@ -86,3 +84,39 @@ export function renderServerConfig(input: ServerConfigInput): string {
   }
   return `${lines.join("\n")}\n`;
 }
+
+export interface TrustConfigInput {
+  operatorJwt: string;
+  systemAccount: string;
+  systemAccountJwt: string;
+}
+
+export function renderTrustConfig(input: TrustConfigInput): string {
+  return [
+    `operator: ${quote(input.operatorJwt)}`,
+    `system_account: ${quote(input.systemAccount)}`,
+    // Without the system account preloaded, its users fail until a lookup succeeds.
+    "resolver_preload {",
+    `  ${input.systemAccount}: ${quote(input.systemAccountJwt)}`,
+    "}",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The NATS config Secret's keys, which are also the file names where the servers mount it:
+ * the operator writes them, the servers' configuration points at them.
+ */
+export const NATS_CONFIG_FILES = {
+  trust: "trust.conf",
+  certificate: "tls.crt",
+  key: "tls.key",
+  routeCertificate: "route.crt",
+  routeKey: "route.key",
+  caBundle: "ca.crt",
+} as const;
+
+export type NatsConfigFiles = Record<
+  (typeof NATS_CONFIG_FILES)[keyof typeof NATS_CONFIG_FILES],
+  string
+>;
