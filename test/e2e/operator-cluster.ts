@@ -3,8 +3,6 @@
  * operator's CA code, and JetStream: configured by the product's own renderer, as deployed
  * servers are. TLS material can be rewritten and reloaded (SIGHUP) to walk renewals.
  */
-import { renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import {
   buildOperatorArtifacts,
   generateOperatorSeeds,
@@ -14,9 +12,12 @@ import {
 } from "../../src/accounts/identities.ts";
 import { DAY_MS, caBundle, stepCa, type CaPolicy, type CaState } from "../../src/ca/authority.ts";
 import { ensureLeaf, natsRouteLeaf, natsServerLeaf, type NatsNames } from "../../src/ca/leaves.ts";
-import { startNatsCluster, type NatsCluster } from "../../src/embedded/nats-cluster.ts";
-import { ownedTempDir } from "../../src/embedded/tempdir.ts";
-import { renderServerConfig, type ServerTls } from "../../src/nats/server-config.ts";
+import { startTenancyNats, type TenancyNatsCluster } from "../../src/embedded/tenancy-nats.ts";
+import {
+  NATS_CONFIG_FILES,
+  renderTrustConfig,
+  type NatsConfigFiles,
+} from "../../src/nats/server-config.ts";
 import type { KeyAndCertificate } from "../../src/pki/certificates.ts";
 
 export const TEST_CA_POLICY: CaPolicy = {
@@ -41,11 +42,9 @@ export interface TlsMaterial {
   route: KeyAndCertificate;
 }
 
-export interface OperatorCluster extends NatsCluster {
+export interface OperatorCluster extends TenancyNatsCluster {
   identity: OperatorIdentity;
   artifacts: OperatorArtifacts;
-  /** The CA bundle file clients use (NATS_CA_FILE). */
-  caFile: string;
   tls: TlsMaterial;
   /** Writes new TLS material where the servers read it and makes every server reload. */
   reloadTls: (material: TlsMaterial) => void;
@@ -63,79 +62,48 @@ export async function issueTestTls(nowMs = Date.now()): Promise<TlsMaterial> {
   };
 }
 
+/** The NATS config Secret's files for this identity and TLS material. */
+export function natsFiles(
+  artifacts: OperatorArtifacts,
+  identity: OperatorIdentity,
+  m: TlsMaterial,
+): NatsConfigFiles {
+  return {
+    [NATS_CONFIG_FILES.trust]: renderTrustConfig({
+      operatorJwt: artifacts.operatorJwt,
+      systemAccount: identity.systemAccount.publicKey,
+      systemAccountJwt: artifacts.systemAccountJwt,
+    }),
+    [NATS_CONFIG_FILES.certificate]: m.server.certificatePem,
+    [NATS_CONFIG_FILES.key]: m.server.privateKeyPem,
+    [NATS_CONFIG_FILES.routeCertificate]: m.route.certificatePem,
+    [NATS_CONFIG_FILES.routeKey]: m.route.privateKeyPem,
+    [NATS_CONFIG_FILES.caBundle]: caBundle(m.ca),
+  };
+}
+
 export async function startOperatorCluster(
   binary: string,
   material?: TlsMaterial,
 ): Promise<OperatorCluster> {
   const identity = loadOperatorIdentity("nats-tenancy-test", generateOperatorSeeds());
   const artifacts = buildOperatorArtifacts(identity);
-  const pki = ownedTempDir("pki");
-  const clientTls: ServerTls = {
-    certFile: join(pki.dir, "tls.crt"),
-    keyFile: join(pki.dir, "tls.key"),
-    caFile: join(pki.dir, "ca.crt"),
-  };
-  const routeTls: ServerTls = {
-    certFile: join(pki.dir, "route.crt"),
-    keyFile: join(pki.dir, "route.key"),
-    caFile: clientTls.caFile,
-  };
-  let tls = material ?? (await issueTestTls());
-  // Each file is replaced whole (write, then rename), as a Kubernetes Secret volume swaps its
-  // files: a client re-reading its CA file mid-update must never see half a bundle. The
-  // bundle goes first, so it already trusts whatever the reload will present.
-  const put = (path: string, content: string, mode = 0o644): void => {
-    writeFileSync(`${path}.tmp`, content, { mode });
-    renameSync(`${path}.tmp`, path);
-  };
-  const write = (m: TlsMaterial): void => {
-    put(clientTls.caFile, caBundle(m.ca));
-    put(clientTls.certFile, m.server.certificatePem);
-    put(clientTls.keyFile, m.server.privateKeyPem, 0o600);
-    put(routeTls.certFile, m.route.certificatePem);
-    put(routeTls.keyFile, m.route.privateKeyPem, 0o600);
-  };
-  write(tls);
-  const cluster = await startNatsCluster({
+  const tls = material ?? (await issueTestTls());
+  const cluster = await startTenancyNats({
     binary,
-    size: 3,
-    config: (node, layout) =>
-      renderServerConfig({
-        serverName: node.name,
-        listen: `127.0.0.1:${node.clientPort}`,
-        monitor: `127.0.0.1:${node.monitorPort}`,
-        cluster: {
-          name: layout.name,
-          listen: `127.0.0.1:${node.clusterPort}`,
-          routes: layout.nodes
-            .filter((p) => p.index !== node.index)
-            .map((p) => `nats-route://localhost:${p.clusterPort}`),
-          tls: routeTls,
-        },
-        operatorJwt: artifacts.operatorJwt,
-        systemAccount: identity.systemAccount.publicKey,
-        systemAccountJwt: artifacts.systemAccountJwt,
-        dataDir: node.dir,
-        clientTls,
-        jetstream: { maxMemory: "64MB", maxFile: "256MB" },
-      }),
+    files: natsFiles(artifacts, identity, tls),
+    jetstream: { maxMemory: "64MB", maxFile: "256MB" },
   });
   const result: OperatorCluster = {
     ...cluster,
-    urls: cluster.nodes.map((n) => `tls://localhost:${n.address.clientPort}`),
+    urls: cluster.tlsUrls,
     identity,
     artifacts,
-    caFile: clientTls.caFile,
     tls,
     reloadTls: (m) => {
-      tls = m;
       result.tls = m;
-      write(m);
-      for (const node of cluster.nodes) node.process?.signal("SIGHUP");
-    },
-    stop: async () => {
-      await cluster.stop();
-      pki.release();
+      cluster.writeFiles(natsFiles(artifacts, identity, m));
+      cluster.reload();
     },
   };
   return result;

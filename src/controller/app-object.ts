@@ -1,0 +1,33 @@
+/**
+ * An App as the controller reads it from the informer: metadata it relies on is required, the
+ * spec is unknown until checked (an object stored before the schema tightened may not fit).
+ */
+import type { AppStatus } from "../crds/app.ts";
+
+export interface AppObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    generation?: number;
+    deletionTimestamp?: Date;
+    finalizers?: string[];
+    resourceVersion?: string;
+  };
+  spec?: unknown;
+  status?: AppStatus;
+}
+
+/** Narrows what an informer delivered; objects without these fields are not Apps to act on. */
+export function asAppObject(value: unknown): AppObject | undefined {
+  const meta = (value as { metadata?: Record<string, unknown> } | undefined)?.metadata;
+  if (
+    typeof meta?.name !== "string" ||
+    typeof meta.namespace !== "string" ||
+    typeof meta.uid !== "string"
+  )
+    return undefined;
+  return value as AppObject;
+}

@@ -1,0 +1,92 @@
+/**
+ * An App's status from what the reconciler found: per-environment results and two conditions,
+ * Ready and Degraded, each with reason, message and the generation they describe. A condition
+ * keeps its lastTransitionTime while its status stays the same, so an unchanged world gives an
+ * identical status and nothing is written.
+ */
+import { isDeepStrictEqual } from "node:util";
+import type { AppStatus, Condition, EnvironmentStatus } from "../crds/app.ts";
+
+export interface Outcome {
+  generation: number;
+  environments: EnvironmentStatus[];
+  /** Set when something stopped the App from being fully reconciled. */
+  problem?: { reason: string; message: string };
+  /** Set when NATS is turned off for the App. */
+  disabled?: boolean;
+}
+
+function condition(
+  previous: Condition[] | undefined,
+  type: string,
+  status: "True" | "False",
+  reason: string,
+  message: string,
+  generation: number,
+  nowIso: string,
+): Condition {
+  const before = previous?.find((c) => c.type === type);
+  return {
+    type,
+    status,
+    reason,
+    message,
+    observedGeneration: generation,
+    lastTransitionTime: before && before.status === status ? before.lastTransitionTime : nowIso,
+  };
+}
+
+export function appStatus(
+  previous: AppStatus | undefined,
+  outcome: Outcome,
+  nowMs: number,
+): AppStatus {
+  const now = new Date(nowMs).toISOString().replace(/\.\d+Z$/, "Z");
+  const ready = outcome.environments.filter((e) => e.ready).length;
+  const total = outcome.environments.length;
+  const allReady = !outcome.problem && ready === total;
+  const readyReason = outcome.problem
+    ? outcome.problem.reason
+    : outcome.disabled
+      ? "NatsDisabled"
+      : "AccountsReady";
+  const readyMessage = outcome.problem
+    ? outcome.problem.message
+    : outcome.disabled
+      ? "NATS is off for this app: it has no accounts"
+      : `${ready} of ${total} environment${total === 1 ? "" : "s"} ready`;
+  const conditions = previous?.conditions;
+  return {
+    observedGeneration: outcome.generation,
+    conditions: [
+      condition(
+        conditions,
+        "Ready",
+        allReady ? "True" : "False",
+        readyReason,
+        readyMessage,
+        outcome.generation,
+        now,
+      ),
+      condition(
+        conditions,
+        "Degraded",
+        outcome.problem ? "True" : "False",
+        outcome.problem ? outcome.problem.reason : "AsExpected",
+        outcome.problem ? outcome.problem.message : "nothing is wrong",
+        outcome.generation,
+        now,
+      ),
+    ],
+    environments: outcome.environments,
+  };
+}
+
+export function sameStatus(a: AppStatus | undefined, b: AppStatus): boolean {
+  return isDeepStrictEqual(JSON.parse(JSON.stringify(a ?? {})), JSON.parse(JSON.stringify(b)));
+}
+
+export function degradedReason(status: AppStatus | undefined): string | undefined {
+  const degraded = status?.conditions?.find((c) => c.type === "Degraded");
+  return degraded?.status === "True" ? degraded.reason : undefined;
+}

@@ -1,0 +1,143 @@
+/**
+ * Every write the App reconciler makes to the API server, each server-side applied under the
+ * operator's field manager (Secrets, the finalizer, status) or a plain create (Events). One
+ * place, so writes can be counted and nothing writes behind the metrics' back.
+ */
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import { APP_API_VERSION, APP_GROUP, APP_KIND, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
+import type { AppStatus } from "../crds/app.ts";
+import type { AppObject as App } from "./app-object.ts";
+import { FIELD_MANAGER, applySecret } from "../kube/apply-secret.ts";
+import { statusOf } from "../kube/read-secret.ts";
+
+export const FINALIZER = "nats-tenancy.io/accounts";
+
+export interface EventInput {
+  type: "Normal" | "Warning";
+  reason: string;
+  message: string;
+}
+
+export interface AppWrites {
+  applySecret(secret: V1Secret): Promise<void>;
+  deleteSecret(namespace: string, name: string): Promise<void>;
+  /** Adds or drops the operator's finalizer; other finalizers are left as they are. */
+  setFinalizer(app: App, present: boolean): Promise<void>;
+  applyStatus(app: App, status: AppStatus): Promise<void>;
+  event(app: App, event: EventInput): Promise<void>;
+}
+
+/**
+ * The uid makes each apply a precondition: an apply to a missing App would otherwise create
+ * one, and an App deleted and re-created under the same name is another App.
+ */
+function identify(app: App): { name: string; namespace: string; uid: string } {
+  return { name: app.metadata.name, namespace: app.metadata.namespace, uid: app.metadata.uid };
+}
+
+const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
+
+export function kubernetesAppWrites(
+  kubeConfig: KubeConfig,
+  component: string,
+  onWrite: (resource: string) => void,
+): AppWrites {
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+  const target = (
+    app: App,
+  ): { group: string; version: string; plural: string } & {
+    namespace: string;
+    name: string;
+  } => ({
+    group: APP_GROUP,
+    version: APP_VERSION,
+    plural: APP_PLURAL,
+    namespace: app.metadata.namespace,
+    name: app.metadata.name,
+  });
+  return {
+    async applySecret(secret) {
+      onWrite("secret");
+      await applySecret(core, secret);
+    },
+    async deleteSecret(namespace, name) {
+      onWrite("secret");
+      try {
+        await core.deleteNamespacedSecret({ name, namespace });
+      } catch (error) {
+        if (statusOf(error) !== 404) throw error;
+      }
+    },
+    async setFinalizer(app, present) {
+      onWrite("app");
+      // Applying the list without it releases only this manager's claim on the entry.
+      await custom.patchNamespacedCustomObject(
+        {
+          ...target(app),
+          body: {
+            apiVersion: APP_API_VERSION,
+            kind: APP_KIND,
+            metadata: {
+              ...identify(app),
+              finalizers: present ? [FINALIZER] : [],
+            },
+          },
+          fieldManager: FIELD_MANAGER,
+          force: true,
+        },
+        applyOptions,
+      );
+    },
+    async applyStatus(app, status) {
+      onWrite("app/status");
+      await custom.patchNamespacedCustomObjectStatus(
+        {
+          ...target(app),
+          body: {
+            apiVersion: APP_API_VERSION,
+            kind: APP_KIND,
+            metadata: identify(app),
+            status,
+          },
+          fieldManager: FIELD_MANAGER,
+          force: true,
+        },
+        applyOptions,
+      );
+    },
+    async event(app, event) {
+      onWrite("event");
+      const now = new Date();
+      await core.createNamespacedEvent({
+        namespace: app.metadata.namespace,
+        body: {
+          metadata: { generateName: `${app.metadata.name}.`, namespace: app.metadata.namespace },
+          involvedObject: {
+            apiVersion: APP_API_VERSION,
+            kind: APP_KIND,
+            name: app.metadata.name,
+            namespace: app.metadata.namespace,
+            uid: app.metadata.uid,
+          },
+          type: event.type,
+          reason: event.reason,
+          message: event.message,
+          source: { component },
+          reportingComponent: component,
+          reportingInstance: component,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    },
+  };
+}

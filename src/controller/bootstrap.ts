@@ -1,0 +1,150 @@
+/**
+ * What must exist before any App is reconciled: the operator's identity (seeds in the key
+ * store, JWTs signed once), the CA, and the NATS config Secret the servers mount (trust file,
+ * server and route certificates, CA bundle). Runs on every start and every resync; when nothing
+ * is due it writes nothing.
+ */
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import {
+  buildOperatorArtifacts,
+  credsJwt,
+  formatCreds,
+  loadOperatorIdentity,
+  type OperatorArtifacts,
+  type OperatorIdentity,
+} from "../accounts/identities.ts";
+import { ensureOperatorSeeds, type SecretStore } from "../accounts/key-store.ts";
+import { caBundle, type CaPolicy, type CaState } from "../ca/authority.ts";
+import { ensureCa } from "../ca/ca-store.ts";
+import {
+  ensureLeaf,
+  issuedByActive,
+  natsRouteLeaf,
+  natsServerLeaf,
+  type NatsNames,
+} from "../ca/leaves.ts";
+import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
+import { readSecretData } from "../kube/read-secret.ts";
+import { NATS_CONFIG_FILES, renderTrustConfig } from "../nats/server-config.ts";
+import type { KeyAndCertificate } from "../pki/certificates.ts";
+
+export interface BootstrapSettings {
+  /** The operator's namespace: key store, CA and NATS config Secret. */
+  namespace: string;
+  /** The NATS operator's name (in its JWT). */
+  operatorName: string;
+  natsConfigSecret: string;
+  natsNames: NatsNames;
+  leafLifetimeMs: number;
+  caPolicy: CaPolicy;
+}
+
+export interface Bootstrapped {
+  identity: OperatorIdentity;
+  artifacts: OperatorArtifacts;
+  ca: CaState;
+  /** Every CA a client may meet during a rotation (apps' ca.crt). */
+  caBundle: string;
+  /** What was written, for the log: empty on a restart with everything in place. */
+  changes: string[];
+}
+
+// Public JWTs kept beside the trust file so a restart compares instead of re-signing.
+const OPERATOR_JWT = "operator.jwt";
+const SYSTEM_ACCOUNT_JWT = "system-account.jwt";
+const SYSTEM_USER_JWT = "system-user.jwt";
+
+function pair(
+  data: Record<string, string> | undefined,
+  cert: string,
+  key: string,
+): KeyAndCertificate | undefined {
+  const certificatePem = data?.[cert];
+  const privateKeyPem = data?.[key];
+  return certificatePem && privateKeyPem ? { certificatePem, privateKeyPem } : undefined;
+}
+
+function sameData(a: Record<string, string> | undefined, b: Record<string, string>): boolean {
+  if (!a) return false;
+  const keys = Object.keys(b);
+  return Object.keys(a).length === keys.length && keys.every((k) => a[k] === b[k]);
+}
+
+export async function bootstrap(
+  kubeConfig: KubeConfig,
+  store: SecretStore,
+  settings: BootstrapSettings,
+  nowMs = Date.now(),
+): Promise<Bootstrapped> {
+  const changes: string[] = [];
+  const seeds = await ensureOperatorSeeds(store);
+  const identity = loadOperatorIdentity(settings.operatorName, seeds);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const existing = await readSecretData(core, settings.namespace, settings.natsConfigSecret);
+
+  const previousUserJwt = existing?.[SYSTEM_USER_JWT];
+  const artifacts = buildOperatorArtifacts(
+    identity,
+    {
+      ...(existing?.[OPERATOR_JWT] ? { operatorJwt: existing[OPERATOR_JWT] } : {}),
+      ...(existing?.[SYSTEM_ACCOUNT_JWT] ? { systemAccountJwt: existing[SYSTEM_ACCOUNT_JWT] } : {}),
+      ...(previousUserJwt
+        ? { systemUserCreds: formatCreds(previousUserJwt, identity.systemUser) }
+        : {}),
+    },
+    nowMs,
+  );
+
+  const serverSpec = natsServerLeaf(settings.natsNames, settings.leafLifetimeMs);
+  const routeSpec = natsRouteLeaf(settings.natsNames, settings.leafLifetimeMs);
+  const previousServer = pair(existing, NATS_CONFIG_FILES.certificate, NATS_CONFIG_FILES.key);
+  const previousRoute = pair(
+    existing,
+    NATS_CONFIG_FILES.routeCertificate,
+    NATS_CONFIG_FILES.routeKey,
+  );
+  const ca = await ensureCa(
+    store,
+    settings.caPolicy,
+    nowMs,
+    (state) => issuedByActive(previousServer, state) && issuedByActive(previousRoute, state),
+  );
+  changes.push(...ca.steps.map((step) => `CA ${step ?? "changed"}`));
+  const server = await ensureLeaf(previousServer, serverSpec, ca.state, nowMs);
+  const route = await ensureLeaf(previousRoute, routeSpec, ca.state, nowMs);
+  if (server.reason) changes.push(`NATS server certificate: ${server.reason}`);
+  if (route.reason) changes.push(`NATS route certificate: ${route.reason}`);
+
+  const bundle = caBundle(ca.state);
+  const systemUserJwt = credsJwt(artifacts.systemUserCreds);
+  const desired: Record<string, string> = {
+    [NATS_CONFIG_FILES.trust]: renderTrustConfig({
+      operatorJwt: artifacts.operatorJwt,
+      systemAccount: identity.systemAccount.publicKey,
+      systemAccountJwt: artifacts.systemAccountJwt,
+    }),
+    [NATS_CONFIG_FILES.certificate]: server.leaf.certificatePem,
+    [NATS_CONFIG_FILES.key]: server.leaf.privateKeyPem,
+    [NATS_CONFIG_FILES.routeCertificate]: route.leaf.certificatePem,
+    [NATS_CONFIG_FILES.routeKey]: route.leaf.privateKeyPem,
+    [NATS_CONFIG_FILES.caBundle]: bundle,
+    [OPERATOR_JWT]: artifacts.operatorJwt,
+    [SYSTEM_ACCOUNT_JWT]: artifacts.systemAccountJwt,
+    [SYSTEM_USER_JWT]: systemUserJwt ?? "",
+  };
+  if (!sameData(existing, desired)) {
+    await applySecret(core, {
+      apiVersion: "v1",
+      kind: "Secret",
+      type: "Opaque",
+      metadata: {
+        name: settings.natsConfigSecret,
+        namespace: settings.namespace,
+        labels: { ...MANAGED_BY, "nats-tenancy.io/nats-config": "true" },
+      },
+      data: secretData(desired),
+    });
+    changes.push(`NATS config Secret ${settings.natsConfigSecret} written`);
+  }
+  return { identity, artifacts, ca: ca.state, caBundle: bundle, changes };
+}

@@ -1,0 +1,100 @@
+/**
+ * The operator's own connection to the NATS servers, as the system user. The servers cannot
+ * start before the operator has written their config Secret, so the operator starts without
+ * one and keeps trying; reconciles that need NATS meanwhile fail with NatsUnavailableError and
+ * are retried. A new CA bundle (rotation) gets a new connection that trusts it.
+ */
+import type { Logger } from "pino";
+import { ResolverClient } from "../accounts/resolver-client.ts";
+import { NatsUnavailableError } from "./app-reconciler.ts";
+
+export interface NatsLinkOptions {
+  servers: string[];
+  expectedServers: number;
+  creds: string;
+  ca: string;
+  timeoutMs?: number;
+  logger: Logger;
+  /** After each new connection: work that waited for NATS can go on now rather than at its next retry. */
+  onConnect?: () => void;
+}
+
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 15_000;
+
+export class NatsLink {
+  private client: ResolverClient | undefined;
+  private options: NatsLinkOptions;
+  private stopped = false;
+  private connecting: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(options: NatsLinkOptions) {
+    this.options = options;
+  }
+
+  /** Connects in the background until it succeeds. */
+  start(): void {
+    this.connecting ??= this.connectLoop().finally(() => {
+      this.connecting = undefined;
+    });
+  }
+
+  /** The connected client; throws NatsUnavailableError before the first connection. */
+  resolver(): ResolverClient {
+    if (!this.client || this.client.connection.isClosed())
+      throw new NatsUnavailableError(
+        `not connected to the NATS servers (${this.options.servers.join(", ")}) yet`,
+      );
+    return this.client;
+  }
+
+  connected(): boolean {
+    return this.client !== undefined && !this.client.connection.isClosed();
+  }
+
+  /** Reconnects when the CA bundle or credentials changed. */
+  update(creds: string, ca: string): void {
+    if (creds === this.options.creds && ca === this.options.ca) return;
+    this.options = { ...this.options, creds, ca };
+    const old = this.client;
+    this.client = undefined;
+    void old?.close().catch(() => undefined);
+    this.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.wake?.();
+    await this.connecting;
+    await this.client?.close().catch(() => undefined);
+    this.client = undefined;
+  }
+
+  private async connectLoop(): Promise<void> {
+    let delay = RETRY_MIN_MS;
+    while (!this.stopped && !this.client) {
+      const { servers, expectedServers, creds, ca, timeoutMs, logger } = this.options;
+      try {
+        this.client = await ResolverClient.connect({
+          servers,
+          expectedServers,
+          creds,
+          ca,
+          ...(timeoutMs ? { timeoutMs } : {}),
+        });
+        logger.info({ servers }, "connected to NATS");
+        this.options.onConnect?.();
+      } catch (error) {
+        logger.warn({ servers, err: error, retryInMs: delay }, "NATS not reachable yet");
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          this.timer = setTimeout(resolve, delay);
+        });
+        delay = Math.min(delay * 2, RETRY_MAX_MS);
+      }
+    }
+  }
+}

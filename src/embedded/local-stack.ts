@@ -1,0 +1,119 @@
+/**
+ * Everything the operator needs, on loopback: the control plane with the App CRD and the
+ * operator's namespace, and a NATS cluster configured from the NATS config Secret exactly as
+ * the chart mounts it. Bootstrap runs first because the servers cannot start without that
+ * Secret; the operator's own bootstrap then finds everything in place.
+ */
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
+import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
+import type { ControllerSettings } from "../controller/app-controller.ts";
+import { bootstrap } from "../controller/bootstrap.ts";
+import { installAppManifests } from "../kube/install-app-manifests.ts";
+import { readSecretData } from "../kube/read-secret.ts";
+import { NATS_CONFIG_FILES, type NatsConfigFiles } from "../nats/server-config.ts";
+import { startControlPlane, type ControlPlane } from "./control-plane.ts";
+import { startTenancyNats, type TenancyNatsCluster } from "./tenancy-nats.ts";
+import type { Toolchain } from "./toolchain.ts";
+
+export const LOCAL_NAMESPACE = "nats-tenancy-system";
+
+export interface LocalStack {
+  controlPlane: ControlPlane;
+  nats: TenancyNatsCluster;
+  /** The operator's settings for this stack (URLs, namespace, loopback certificate names). */
+  settings: ControllerSettings;
+  /** Copies the NATS config Secret to the servers' files and makes them reload. */
+  syncNatsConfig: () => Promise<void>;
+  logTails: (lines?: number) => string;
+  stop: () => Promise<void>;
+}
+
+export function localSettings(namespace: string, replicas: number): ControllerSettings {
+  return {
+    namespace,
+    operatorName: "nats-tenancy",
+    natsConfigSecret: "nats-tenancy-nats-config",
+    natsNames: {
+      service: "nats",
+      headlessService: "nats-headless",
+      statefulSet: "nats",
+      namespace,
+      replicas,
+      clusterDomain: "cluster.local",
+      loopback: true,
+    },
+    leafLifetimeMs: 90 * DAY_MS,
+    caPolicy: DEFAULT_CA_POLICY,
+    natsUrls: [],
+    appUrl: "",
+    expectedServers: replicas,
+    resyncMs: 300_000,
+    concurrency: 8,
+  };
+}
+
+async function natsConfigFiles(
+  kc: KubeConfig,
+  settings: ControllerSettings,
+): Promise<NatsConfigFiles> {
+  const data = await readSecretData(
+    kc.makeApiClient(CoreV1Api),
+    settings.namespace,
+    settings.natsConfigSecret,
+  );
+  if (!data) throw new Error(`Secret ${settings.natsConfigSecret} was not written`);
+  const files = {} as NatsConfigFiles;
+  for (const name of Object.values(NATS_CONFIG_FILES)) {
+    const content = data[name];
+    if (content === undefined) throw new Error(`${settings.natsConfigSecret} lacks ${name}`);
+    files[name] = content;
+  }
+  return files;
+}
+
+export async function startLocalStack(options: {
+  toolchain: Toolchain;
+  natsBinary: string;
+  namespace?: string;
+  replicas?: number;
+}): Promise<LocalStack> {
+  const namespace = options.namespace ?? LOCAL_NAMESPACE;
+  const replicas = options.replicas ?? 3;
+  const controlPlane = await startControlPlane({ toolchain: options.toolchain });
+  try {
+    const kc = controlPlane.kubeConfig();
+    await installAppManifests(kc);
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    const base = localSettings(namespace, replicas);
+    await bootstrap(kc, new KubernetesSecretStore(kc, namespace), base);
+    const nats = await startTenancyNats({
+      binary: options.natsBinary,
+      files: await natsConfigFiles(kc, base),
+      size: replicas,
+      jetstream: { maxMemory: "64MB", maxFile: "256MB" },
+    });
+    const settings: ControllerSettings = {
+      ...base,
+      natsUrls: nats.tlsUrls,
+      appUrl: nats.tlsUrls[0] ?? "",
+    };
+    return {
+      controlPlane,
+      nats,
+      settings,
+      syncNatsConfig: async () => {
+        nats.writeFiles(await natsConfigFiles(kc, settings));
+        nats.reload();
+      },
+      logTails: (lines) => `${controlPlane.logTails(lines)}\n${nats.logTails(lines)}`,
+      stop: async () => {
+        await nats.stop();
+        await controlPlane.stop();
+      },
+    };
+  } catch (error) {
+    await controlPlane.stop();
+    throw error;
+  }
+}

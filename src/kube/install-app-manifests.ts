@@ -1,0 +1,58 @@
+/**
+ * Installs the App CRD and its admission policy into a cluster that has no chart (the embedded
+ * control plane of `npm start` and the tests), then waits until Apps are served: the Established
+ * condition can come before the first list succeeds.
+ */
+import {
+  ApiextensionsV1Api,
+  CustomObjectsApi,
+  KubernetesObjectApi,
+  PatchStrategy,
+  loadAllYaml,
+  type KubeConfig,
+  type KubernetesObject,
+} from "@kubernetes/client-node";
+import { APP_CRD_NAME, appManifestsYaml } from "../crds/crd.ts";
+import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
+import { waitUntil } from "../embedded/wait.ts";
+import { FIELD_MANAGER } from "./apply-secret.ts";
+
+export async function installAppManifests(
+  kubeConfig: KubeConfig,
+  timeoutMs = 30_000,
+): Promise<void> {
+  // The typed clients serialize through their models, which drop a plain object's
+  // x-kubernetes-* keys; objects parsed by loadAllYaml carry them in the models' own fields.
+  const objects = loadAllYaml(appManifestsYaml()) as KubernetesObject[];
+  const generic = KubernetesObjectApi.makeApiClient(kubeConfig);
+  for (const object of objects) {
+    await generic.patch(
+      object,
+      undefined,
+      undefined,
+      FIELD_MANAGER,
+      true,
+      PatchStrategy.ServerSideApply,
+    );
+  }
+  const extensions = kubeConfig.makeApiClient(ApiextensionsV1Api);
+  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+  await waitUntil(
+    `CRD ${APP_CRD_NAME} served`,
+    async () => {
+      const current = await extensions.readCustomResourceDefinition({ name: APP_CRD_NAME });
+      const established = current.status?.conditions?.some(
+        (c) => c.type === "Established" && c.status === "True",
+      );
+      if (!established) return false;
+      await custom.listClusterCustomObject({
+        group: APP_GROUP,
+        version: APP_VERSION,
+        plural: APP_PLURAL,
+        limit: 1,
+      });
+      return true;
+    },
+    { timeoutMs },
+  );
+}
