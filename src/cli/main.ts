@@ -1,67 +1,70 @@
 /**
- * `npm start`. With a cluster (KUBECONFIG or in-cluster) it checks the connection; with none it
- * brings up the embedded control plane and a 3-node NATS cluster so a newcomer can see the
- * pieces work, prints how to reach them, and runs until Ctrl-C.
+ * `npm start`. With a cluster (--kubeconfig, KUBECONFIG, in-cluster, or ~/.kube/config) it runs
+ * the operator against it. With none it brings up an embedded control plane and NATS cluster,
+ * runs the operator on them, applies an example App and prints its credentials and a command
+ * that uses them, so a newcomer sees the whole path work.
  */
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { KubeConfig, VersionApi } from "@kubernetes/client-node";
-import { startControlPlane } from "../embedded/control-plane.ts";
-import { startNatsCluster } from "../embedded/nats-cluster.ts";
-import { ensureToolchain } from "../embedded/toolchain.ts";
+import { KubeConfig } from "@kubernetes/client-node";
+import { createLogger } from "../observability/logger.ts";
+import { createMetrics } from "../observability/metrics.ts";
+import { runDemo } from "./demo.ts";
+import { OptionsError, parseOptions, usage, type CliOptions } from "./options.ts";
+import { startOperatorProcess } from "./run-operator.ts";
 
-const say = (line = ""): void => {
-  process.stdout.write(`${line}\n`);
-};
-
-function clusterGiven(): boolean {
+function clusterGiven(options: CliOptions): boolean {
   return (
-    Boolean(process.env.KUBECONFIG) ||
+    Boolean(options.kubeconfig) ||
     Boolean(process.env.KUBERNETES_SERVICE_HOST) ||
     existsSync(join(homedir(), ".kube", "config"))
   );
 }
 
-async function runAgainstCluster(): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  const version = await kc.makeApiClient(VersionApi).getCode();
-  say(
-    `nats-tenancy: connected to ${kc.getCurrentCluster()?.server ?? "the cluster"} (Kubernetes ${version.gitVersion}).`,
-  );
-  say("The App controller is not part of this build yet; nothing to reconcile.");
-}
-
-async function runEmbedded(): Promise<void> {
-  say("nats-tenancy: no cluster given (KUBECONFIG unset); starting an embedded one.");
-  const tools = await ensureToolchain((line) => {
-    say(line);
+async function runAgainstCluster(options: CliOptions): Promise<void> {
+  const kubeConfig = new KubeConfig();
+  if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
+  else kubeConfig.loadFromDefault();
+  const logger = createLogger({ level: options.logLevel });
+  const operator = await startOperatorProcess({
+    kubeConfig,
+    settings: options.settings,
+    logger,
+    metrics: createMetrics(),
+    healthHost: options.healthHost,
+    healthPort: options.healthPort,
+    leaseName: options.leaseName,
+    leaseDurationMs: options.leaseDurationMs,
+    identity: options.identity,
   });
-  const started = Date.now();
-  const controlPlane = await startControlPlane({ toolchain: tools });
-  say(
-    `control plane (etcd + kube-apiserver) up in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  logger.info(
+    {
+      health: operator.healthUrl,
+      namespace: options.settings.namespace,
+      identity: options.identity,
+    },
+    "nats-tenancy operator started",
   );
-  const natsBinary = tools.natsServers[tools.natsServers.length - 1];
-  if (!natsBinary) throw new Error("no nats-server in the toolchain");
-  const nats = await startNatsCluster({ binary: natsBinary.path, size: 3 });
-  say(`3-node NATS cluster (${natsBinary.label}) up`);
-  say();
-  say("Try it from another shell:");
-  say(`  export KUBECONFIG=${controlPlane.kubeconfigPath}`);
-  say(`  ${tools.kubectl} get namespaces`);
-  say(`  NATS servers: ${nats.urls.join(", ")}`);
-  say();
-  say("Ctrl-C stops everything and removes its files.");
-  // The embedded processes' own exit hooks stop the servers and remove their files on Ctrl-C.
-  await new Promise(() => undefined);
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, "stopping");
+      void operator.stop().then(() => {
+        logger.info("stopped");
+        process.exit(process.exitCode ?? 0);
+      });
+    });
+  }
 }
 
 try {
-  if (clusterGiven()) await runAgainstCluster();
-  else await runEmbedded();
+  const options = parseOptions(process.argv.slice(2));
+  if (options.help) process.stdout.write(`${usage()}\n`);
+  else if (clusterGiven(options)) await runAgainstCluster(options);
+  else await runDemo();
 } catch (error) {
-  process.stderr.write(`nats-tenancy: ${error instanceof Error ? error.message : String(error)}\n`);
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`nats-tenancy: ${message}\n`);
+  if (error instanceof OptionsError) process.stderr.write(`${usage()}\n`);
   process.exit(1);
 }

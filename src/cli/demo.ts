@@ -1,0 +1,122 @@
+/**
+ * `npm start` without a cluster: the local stack, the operator running on it, an example App,
+ * and what a pod of it would get, with a command to use those credentials.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { appSecretName } from "../controller/app-secret.ts";
+import { APP_API_VERSION, APP_GROUP, APP_KIND, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
+import { startLocalStack } from "../embedded/local-stack.ts";
+import { freePort } from "../embedded/ports.ts";
+import { ensureToolchain } from "../embedded/toolchain.ts";
+import { waitUntil } from "../embedded/wait.ts";
+import { decodeSecretData } from "../kube/read-secret.ts";
+import { createLogger } from "../observability/logger.ts";
+import { createMetrics } from "../observability/metrics.ts";
+import { startOperatorProcess } from "./run-operator.ts";
+
+const say = (line = ""): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+const DEMO_NAMESPACE = "demo";
+const DEMO_APP = "hello";
+
+export async function runDemo(): Promise<void> {
+  say("nats-tenancy: no cluster given (KUBECONFIG unset); starting an embedded one.");
+  const tools = await ensureToolchain((line) => {
+    say(line);
+  });
+  const natsBinary = tools.natsServers[tools.natsServers.length - 1];
+  if (!natsBinary) throw new Error("no nats-server in the toolchain");
+  const started = Date.now();
+  const stack = await startLocalStack({ toolchain: tools, natsBinary: natsBinary.path });
+  say(
+    `control plane and 3-node NATS cluster (${natsBinary.label}, TLS, operator mode) up in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
+  const kc = stack.controlPlane.kubeConfig();
+  const logFile = join(stack.controlPlane.dir, "operator.log");
+  const { default: pino } = await import("pino");
+  const operator = await startOperatorProcess({
+    kubeConfig: kc,
+    settings: stack.settings,
+    logger: createLogger({
+      level: "info",
+      destination: pino.destination({ dest: logFile, sync: false }),
+    }),
+    metrics: createMetrics(),
+    healthHost: "127.0.0.1",
+    healthPort: await freePort(),
+    leaseName: "nats-tenancy-leader",
+    leaseDurationMs: 15_000,
+    identity: "demo",
+  });
+  const stop = async (): Promise<void> => {
+    await operator.stop();
+    await stack.stop();
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      void stop().then(() => process.exit(0));
+    });
+  }
+
+  const core = kc.makeApiClient(CoreV1Api);
+  await core.createNamespace({ body: { metadata: { name: DEMO_NAMESPACE } } });
+  const app = {
+    apiVersion: APP_API_VERSION,
+    kind: APP_KIND,
+    metadata: { name: DEMO_APP, namespace: DEMO_NAMESPACE },
+    spec: { nats: true, environments: ["prod", "test"] },
+  };
+  await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: APP_GROUP,
+    version: APP_VERSION,
+    plural: APP_PLURAL,
+    namespace: DEMO_NAMESPACE,
+    body: app,
+  });
+  const secretName = appSecretName(DEMO_APP, "prod");
+  let values: Record<string, string> = {};
+  await waitUntil(
+    `Secret ${DEMO_NAMESPACE}/${secretName}`,
+    async () => {
+      values = decodeSecretData(
+        await core.readNamespacedSecret({ name: secretName, namespace: DEMO_NAMESPACE }),
+      );
+      return true;
+    },
+    { timeoutMs: 60_000 },
+  );
+  const dir = join(stack.controlPlane.dir, "demo");
+  mkdirSync(dir, { recursive: true });
+  const credsFile = join(dir, "nats.creds");
+  const caFile = join(dir, "ca.crt");
+  writeFileSync(credsFile, values["nats.creds"] ?? "", { mode: 0o600 });
+  writeFileSync(caFile, values["ca.crt"] ?? "");
+
+  say();
+  say(`Applied App ${DEMO_NAMESPACE}/${DEMO_APP} (nats: true, environments prod and test).`);
+  say(`A pod of its prod environment gets, from Secret ${DEMO_NAMESPACE}/${secretName}:`);
+  say(`  NATS_URL=${values.NATS_URL ?? ""}`);
+  say(
+    `  NATS_CREDENTIALS=<the .creds text, ${String(values.NATS_CREDENTIALS?.length ?? 0)} bytes>`,
+  );
+  say(`  NATS_CREDENTIALS_FILE=${credsFile}`);
+  say(`  NATS_CA_FILE=${caFile}`);
+  say();
+  say("Publish and subscribe with them, from another shell in this directory:");
+  say(
+    `  NATS_URL=${values.NATS_URL ?? ""} NATS_CREDENTIALS_FILE=${credsFile} NATS_CA_FILE=${caFile} npx node src/cli/try-nats.ts`,
+  );
+  say();
+  say("Look around:");
+  say(`  export KUBECONFIG=${stack.controlPlane.kubeconfigPath}`);
+  say(`  ${tools.kubectl} get natsapp -A`);
+  say(`  ${tools.kubectl} get secrets -n ${DEMO_NAMESPACE}`);
+  say(`  operator log: ${logFile}; health and metrics: ${operator.healthUrl}/metrics`);
+  say();
+  say("Ctrl-C stops everything and removes its files.");
+  await new Promise(() => undefined);
+}

@@ -1,0 +1,216 @@
+/**
+ * The operator's settings from flags, each with an environment variable (what a Deployment
+ * sets) and a default that fits the Helm chart's names. Unknown flags and bad values stop the
+ * process with a message naming them.
+ */
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
+import type { ControllerSettings } from "../controller/app-controller.ts";
+
+export interface CliOptions {
+  kubeconfig?: string;
+  settings: ControllerSettings;
+  logLevel: string;
+  healthHost: string;
+  healthPort: number;
+  leaseName: string;
+  identity: string;
+  leaseDurationMs: number;
+  help: boolean;
+}
+
+export class OptionsError extends Error {
+  override name = "OptionsError";
+}
+
+const FLAGS = {
+  kubeconfig: {
+    type: "string",
+    env: "KUBECONFIG",
+    help: "kubeconfig file (default: in-cluster, then ~/.kube/config)",
+  },
+  namespace: {
+    type: "string",
+    env: "NATS_TENANCY_NAMESPACE",
+    help: "the operator's namespace (keys, CA, NATS config)",
+    default: "nats-tenancy-system",
+  },
+  "operator-name": {
+    type: "string",
+    env: "NATS_TENANCY_OPERATOR_NAME",
+    help: "NATS operator name",
+    default: "nats-tenancy",
+  },
+  "nats-url": {
+    type: "string",
+    env: "NATS_TENANCY_NATS_URL",
+    help: "comma-separated URLs the operator connects to (default: the NATS Service)",
+  },
+  "app-nats-url": {
+    type: "string",
+    env: "NATS_TENANCY_APP_NATS_URL",
+    help: "NATS_URL given to apps (default: the NATS Service)",
+  },
+  "nats-service": {
+    type: "string",
+    env: "NATS_TENANCY_NATS_SERVICE",
+    help: "NATS client Service name",
+    default: "nats",
+  },
+  "nats-replicas": {
+    type: "string",
+    env: "NATS_TENANCY_NATS_REPLICAS",
+    help: "NATS servers that must acknowledge every account",
+    default: "3",
+  },
+  "nats-config-secret": {
+    type: "string",
+    env: "NATS_TENANCY_NATS_CONFIG_SECRET",
+    help: "Secret the NATS servers mount",
+    default: "nats-tenancy-nats-config",
+  },
+  "cluster-domain": {
+    type: "string",
+    env: "NATS_TENANCY_CLUSTER_DOMAIN",
+    help: "cluster DNS domain",
+    default: "cluster.local",
+  },
+  "loopback-names": {
+    type: "boolean",
+    env: "NATS_TENANCY_LOOPBACK_NAMES",
+    help: "add localhost and 127.0.0.1 to the NATS certificates (local runs)",
+  },
+  "resync-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_RESYNC_SECONDS",
+    help: "period of the full resync and drift repair",
+    default: "300",
+  },
+  concurrency: {
+    type: "string",
+    env: "NATS_TENANCY_CONCURRENCY",
+    help: "Apps reconciled at once",
+    default: "8",
+  },
+  "log-level": {
+    type: "string",
+    env: "NATS_TENANCY_LOG_LEVEL",
+    help: "trace, debug, info, warn, error",
+    default: "info",
+  },
+  "health-address": {
+    type: "string",
+    env: "NATS_TENANCY_HEALTH_ADDRESS",
+    help: "host:port for /healthz, /readyz, /metrics",
+    default: "0.0.0.0:8080",
+  },
+  "lease-name": {
+    type: "string",
+    env: "NATS_TENANCY_LEASE",
+    help: "leader election Lease",
+    default: "nats-tenancy-leader",
+  },
+  "lease-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_LEASE_SECONDS",
+    help: "leader Lease duration",
+    default: "15",
+  },
+  identity: {
+    type: "string",
+    env: "POD_NAME",
+    help: "this replica's name in the Lease (default: host name)",
+  },
+  help: { type: "boolean", env: "", help: "print this help" },
+} as const;
+
+type FlagName = keyof typeof FLAGS;
+
+export function usage(): string {
+  const lines = ["Usage: nats-tenancy [flags]", ""];
+  for (const [name, flag] of Object.entries(FLAGS)) {
+    const def = "default" in flag ? ` (default ${flag.default})` : "";
+    const env = flag.env ? ` [${flag.env}]` : "";
+    lines.push(`  --${name}${env}\n      ${flag.help}${def}`);
+  }
+  return lines.join("\n");
+}
+
+function integer(name: string, value: string, min: number, max: number): number {
+  const parsed = Number(value);
+  if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max)
+    throw new OptionsError(`--${name}: "${value}" is not an integer from ${min} to ${max}`);
+  return parsed;
+}
+
+function hostPort(name: string, value: string): { host: string; port: number } {
+  const at = value.lastIndexOf(":");
+  if (at < 0) throw new OptionsError(`--${name}: "${value}" is not host:port`);
+  return { host: value.slice(0, at), port: integer(name, value.slice(at + 1), 0, 65535) };
+}
+
+export function parseOptions(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+): CliOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: Object.fromEntries(
+        Object.entries(FLAGS).map(([name, flag]) => [name, { type: flag.type }]),
+      ),
+      strict: true,
+      allowPositionals: false,
+    }).values as Partial<Record<FlagName, string | boolean>>;
+  } catch (error) {
+    throw new OptionsError(error instanceof Error ? error.message : String(error));
+  }
+  const get = (name: FlagName): string | undefined => {
+    const flag = FLAGS[name];
+    const value = parsed[name] ?? (flag.env ? env[flag.env] : undefined);
+    if (value === undefined) return "default" in flag ? flag.default : undefined;
+    return String(value);
+  };
+  const bool = (name: FlagName): boolean => ["true", "1", "yes"].includes(get(name) ?? "");
+
+  const namespace = get("namespace") ?? "";
+  const service = get("nats-service") ?? "nats";
+  const clusterDomain = get("cluster-domain") ?? "cluster.local";
+  const replicas = integer("nats-replicas", get("nats-replicas") ?? "", 1, 99);
+  const serviceUrl = `tls://${service}.${namespace}.svc.${clusterDomain}:4222`;
+  const health = hostPort("health-address", get("health-address") ?? "");
+  const kubeconfig = get("kubeconfig");
+  return {
+    ...(kubeconfig ? { kubeconfig } : {}),
+    settings: {
+      namespace,
+      operatorName: get("operator-name") ?? "nats-tenancy",
+      natsConfigSecret: get("nats-config-secret") ?? "",
+      natsNames: {
+        service,
+        headlessService: `${service}-headless`,
+        statefulSet: service,
+        namespace,
+        replicas,
+        clusterDomain,
+        loopback: bool("loopback-names"),
+      },
+      leafLifetimeMs: 90 * DAY_MS,
+      caPolicy: DEFAULT_CA_POLICY,
+      natsUrls: (get("nats-url") ?? serviceUrl).split(",").map((u) => u.trim()),
+      appUrl: get("app-nats-url") ?? serviceUrl,
+      expectedServers: replicas,
+      resyncMs: integer("resync-seconds", get("resync-seconds") ?? "", 1, 86_400) * 1000,
+      concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
+    },
+    logLevel: get("log-level") ?? "info",
+    healthHost: health.host,
+    healthPort: health.port,
+    leaseName: get("lease-name") ?? "",
+    leaseDurationMs: integer("lease-seconds", get("lease-seconds") ?? "", 2, 600) * 1000,
+    identity: get("identity") ?? hostname(),
+    help: bool("help"),
+  };
+}

@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
+import { loadAccount, parseAccountEntryName } from "../../src/accounts/key-store.ts";
+import { parseJwt } from "../../src/accounts/jwt.ts";
+import { FINALIZER } from "../../src/controller/app-writes.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+import { appManifest, appsApi, useOperatorStack, type OperatorStack } from "./operator-harness.ts";
+
+const APPS = 50;
+
+async function storedAccounts(s: OperatorStack): Promise<Map<string, string>> {
+  const store = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+  const byName = new Map<string, string>();
+  for (const name of await store.list()) {
+    const entry = parseAccountEntryName(name);
+    if (!entry) continue;
+    const stored = await loadAccount(store, entry);
+    if (stored)
+      byName.set(
+        `${entry.namespace}/${entry.app}/${entry.environment}`,
+        parseJwt(stored.accountJwt).sub,
+      );
+  }
+  return byName;
+}
+
+async function allReady(s: OperatorStack, namespace: string, count: number): Promise<boolean> {
+  const apps = appsApi(s.custom);
+  for (let i = 0; i < count; i++) {
+    const app = await apps.get(namespace, `app-${String(i)}`);
+    const ready = app?.status?.conditions?.find((c) => c.type === "Ready");
+    if (ready?.status !== "True" || ready.observedGeneration !== app?.metadata.generation)
+      return false;
+  }
+  return true;
+}
+
+describe("operator restarts", () => {
+  const stack = useOperatorStack();
+
+  test("SIGKILL while applying 50 Apps: the next operator converges with no duplicate and no orphaned account", async () => {
+    const s = stack();
+    await s.core.createNamespace({ body: { metadata: { name: "fleet" } } });
+    const first = await s.startOperator({ identity: "first" });
+    await first.waitReady();
+    const apps = appsApi(s.custom);
+    await Promise.all(
+      Array.from({ length: APPS }, (_, i) =>
+        apps.create(
+          "fleet",
+          appManifest("fleet", `app-${String(i)}`, { nats: true, environments: ["prod"] }),
+        ),
+      ),
+    );
+    // Killed mid-way: some Apps done, some accounts saved but maybe not pushed or not recorded.
+    await waitUntil("some accounts stored", async () => (await storedAccounts(s)).size >= 10, {
+      timeoutMs: 60_000,
+      intervalMs: 50,
+    });
+    await first.process.kill();
+    const atKill = (await storedAccounts(s)).size;
+    assert.ok(
+      atKill < APPS,
+      `all ${String(APPS)} were done before the kill; the test proves nothing`,
+    );
+
+    const second = await s.startOperator({ identity: "second" });
+    await second.waitReady();
+    await waitUntil("all 50 Apps Ready", () => allReady(s, "fleet", APPS), { timeoutMs: 120_000 });
+
+    const stored = await storedAccounts(s);
+    const fleet = [...stored].filter(([key]) => key.startsWith("fleet/"));
+    assert.equal(fleet.length, APPS, "one stored account per App");
+    const wanted = new Set(fleet.map(([, pub]) => pub));
+    for (let i = 0; i < APPS; i++) {
+      const app = await apps.get("fleet", `app-${String(i)}`);
+      assert.ok(
+        wanted.has(app?.status?.environments?.[0]?.account ?? ""),
+        `app-${String(i)} status names another account`,
+      );
+    }
+    const resolver = await s.resolver();
+    try {
+      const held = await resolver.list();
+      assert.equal(held.size, 3);
+      const all = new Set(stored.values());
+      for (const [server, accounts] of held) {
+        const apps_ = accounts.filter((a) => a !== s.identity.systemAccount.publicKey);
+        assert.deepEqual(new Set(apps_), all, `${server} holds a different set of accounts`);
+      }
+    } finally {
+      await resolver.close();
+    }
+    await second.stop();
+  });
+
+  test("a restart with everything in place makes zero API writes and zero pushes", async () => {
+    const s = stack();
+    const writesBefore = s.operatorWrites().length;
+    const pushes = await s.pushCounter();
+    try {
+      const third = await s.startOperator({ identity: "third" });
+      await third.waitReady();
+      await third.waitSettled(3000);
+      const reconciles = await third.metric("nats_tenancy_reconcile_total");
+      assert.ok(
+        reconciles >= APPS,
+        `only ${String(reconciles)} reconciles: the restart did not look at every App`,
+      );
+      const writes = s.operatorWrites().slice(writesBefore);
+      assert.deepEqual(writes, [], "the restarted operator wrote to the API server");
+      assert.equal(pushes.updates(), 0, "the restarted operator pushed account JWTs");
+      assert.equal(pushes.deletes(), 0, "the restarted operator deleted accounts");
+      await third.stop();
+    } finally {
+      await pushes.close();
+    }
+  });
+
+  test("a server that lost its resolver directory gets its accounts back at the next resync", async () => {
+    const s = stack();
+    const operator = await s.startOperator({ identity: "resync", resyncSeconds: 2 });
+    await operator.waitReady();
+    const node = s.stack.nats.nodes[1];
+    assert.ok(node);
+    await node.stop();
+    rmSync(join(node.address.dir, "jwt"), { recursive: true, force: true });
+    node.start();
+    await s.stack.nats.waitReady();
+    const stored = new Set((await storedAccounts(s)).values());
+    await waitUntil(
+      `${node.address.name} holds every account again`,
+      async () => {
+        const resolver = await s.resolver();
+        try {
+          const held = (await resolver.list()).get(node.address.name) ?? [];
+          return [...stored].every((a) => held.includes(a));
+        } finally {
+          await resolver.close();
+        }
+      },
+      { timeoutMs: 60_000, intervalMs: 1000 },
+    );
+    // The servers also sync with each other, every 2 minutes: this proves the operator did it.
+    const pushed = await operator.metric("nats_tenancy_nats_pushes_total", { operation: "update" });
+    assert.ok(
+      pushed >= stored.size,
+      `the operator pushed ${String(pushed)} of ${String(stored.size)}`,
+    );
+    await operator.stop();
+  });
+
+  test("while NATS is down a deleted App stays terminating with DeletionBlocked; it finishes once NATS is back", async () => {
+    const s = stack();
+    const operator = await s.startOperator({ identity: "outage" });
+    await operator.waitReady();
+    const apps = appsApi(s.custom);
+    await s.core.createNamespace({ body: { metadata: { name: "outage" } } });
+    await apps.create(
+      "outage",
+      appManifest("outage", "web", { nats: true, environments: ["prod"] }),
+    );
+    let account = "";
+    await waitUntil(
+      "web Ready",
+      async () => {
+        const app = await apps.get("outage", "web");
+        account = app?.status?.environments?.[0]?.account ?? "";
+        return (
+          app?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true
+        );
+      },
+      { timeoutMs: 30_000 },
+    );
+    const nodes = s.stack.nats.nodes;
+    await Promise.all(nodes.map((n) => n.stop()));
+    try {
+      await apps.delete("outage", "web");
+      await waitUntil(
+        "DeletionBlocked",
+        async () => {
+          const app = await apps.get("outage", "web");
+          const degraded = app?.status?.conditions?.find((c) => c.type === "Degraded");
+          return degraded?.status === "True" && degraded.reason === "DeletionBlocked";
+        },
+        { timeoutMs: 30_000 },
+      );
+      const app = await apps.get("outage", "web");
+      assert.ok(app?.metadata.deletionTimestamp, "the App is terminating");
+      assert.deepEqual(app.metadata.finalizers, [FINALIZER]);
+      const message = app.status?.conditions?.find((c) => c.type === "Degraded")?.message ?? "";
+      assert.match(message, /accounts cannot be deleted yet/);
+      assert.ok(
+        await s.core.readNamespacedSecret({ namespace: "outage", name: "web-prod-nats" }),
+        "the Secret went before the account",
+      );
+      assert.ok(
+        (await storedAccounts(s)).has("outage/web/prod"),
+        "the keys went before the account",
+      );
+    } finally {
+      for (const node of nodes) node.start();
+      await s.stack.nats.waitReady();
+    }
+    await waitUntil("App gone", async () => (await apps.get("outage", "web")) === undefined, {
+      timeoutMs: 90_000,
+    });
+    const resolver = await s.resolver();
+    try {
+      for (const [server, accounts] of await resolver.list())
+        assert.ok(!accounts.includes(account), `${server} still holds the account`);
+    } finally {
+      await resolver.close();
+    }
+    assert.ok(!(await storedAccounts(s)).has("outage/web/prod"));
+    await operator.stop();
+  });
+});

@@ -1,0 +1,305 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { accountEntryName } from "../../src/accounts/key-store.ts";
+import { parseJwt } from "../../src/accounts/jwt.ts";
+import { FINALIZER } from "../../src/controller/app-writes.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+import {
+  appManifest,
+  appsApi,
+  secretValues,
+  useOperatorStack,
+  type OperatorStack,
+  type RunningOperator,
+} from "./operator-harness.ts";
+
+const scratch = mkdtempSync(join(tmpdir(), "nats-tenancy-controller-test-"));
+after(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+/** Connects the way an app does, with the values of its Secret. */
+async function connectWith(values: Record<string, string>, name = "app"): Promise<NatsConnection> {
+  const caFile = join(scratch, `ca-${String(Math.random()).slice(2)}.crt`);
+  writeFileSync(caFile, values["ca.crt"] ?? "");
+  return connect({
+    servers: (values.NATS_URL ?? "").split(","),
+    authenticator: credsAuthenticator(new TextEncoder().encode(values.NATS_CREDENTIALS ?? "")),
+    tls: { caFile },
+    name,
+    reconnect: false,
+  });
+}
+
+async function refused(values: Record<string, string>): Promise<boolean> {
+  try {
+    const nc = await connectWith(values, "should-fail");
+    await nc.close();
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+async function createNamespace(s: OperatorStack, name: string): Promise<void> {
+  await s.core.createNamespace({ body: { metadata: { name } } });
+}
+
+async function waitSecret(
+  s: OperatorStack,
+  namespace: string,
+  name: string,
+): Promise<Record<string, string>> {
+  let values: Record<string, string> | undefined;
+  await waitUntil(
+    `Secret ${namespace}/${name}`,
+    async () => {
+      values = await secretValues(s.core, namespace, name);
+      return values !== undefined;
+    },
+    { timeoutMs: 30_000 },
+  );
+  return values ?? {};
+}
+
+async function waitApp(
+  s: OperatorStack,
+  namespace: string,
+  name: string,
+  what: string,
+  check: (app: NonNullable<Awaited<ReturnType<ReturnType<typeof appsApi>["get"]>>>) => boolean,
+): Promise<void> {
+  const apps = appsApi(s.custom);
+  await waitUntil(
+    `App ${namespace}/${name}: ${what}`,
+    async () => {
+      const app = await apps.get(namespace, name);
+      return app !== undefined && check(app);
+    },
+    { timeoutMs: 30_000 },
+  );
+}
+
+function readyAt(app: {
+  metadata: { generation?: number };
+  status?: { conditions?: { type: string; status: string; observedGeneration?: number }[] };
+}): boolean {
+  const ready = app.status?.conditions?.find((c) => c.type === "Ready");
+  return ready?.status === "True" && ready.observedGeneration === app.metadata.generation;
+}
+
+async function accountsOnServers(s: OperatorStack): Promise<Map<string, string[]>> {
+  const resolver = await s.resolver();
+  try {
+    return await resolver.list();
+  } finally {
+    await resolver.close();
+  }
+}
+
+const SECRET_NO_SEEDS = /\bS[OA][A-Z2-7]{56}\b/;
+
+describe("App controller on a real API server and NATS cluster", () => {
+  const stack = useOperatorStack();
+  let operator: RunningOperator;
+
+  test("an App with prod and test gets one Secret per environment with working, isolated credentials", async () => {
+    const s = stack();
+    operator = await s.startOperator();
+    await operator.waitReady();
+    const apps = appsApi(s.custom);
+    await createNamespace(s, "shop");
+    await apps.create(
+      "shop",
+      appManifest("shop", "orders", { nats: true, environments: ["prod", "test"] }),
+    );
+    const prod = await waitSecret(s, "shop", "orders-prod-nats");
+    const test_ = await waitSecret(s, "shop", "orders-test-nats");
+    await waitApp(s, "shop", "orders", "Ready at its generation", readyAt);
+
+    assert.equal(prod.NATS_URL, s.stack.settings.appUrl);
+    assert.equal(prod.NATS_CREDENTIALS, prod["nats.creds"]);
+    assert.match(prod["ca.crt"] ?? "", /BEGIN CERTIFICATE/);
+    assert.equal(prod.type, "nats");
+    // The pods user's seed (SU...) only: no account or operator seed leaves the operator's namespace.
+    assert.doesNotMatch(JSON.stringify(prod), SECRET_NO_SEEDS);
+
+    const prodA = await connectWith(prod, "prod-a");
+    const prodB = await connectWith(prod, "prod-b");
+    const testC = await connectWith(test_, "test-c");
+    try {
+      const got = prodB.subscribe("orders.created", { max: 1 });
+      const spy = testC.subscribe(">");
+      await prodB.flush();
+      await testC.flush();
+      prodA.publish("orders.created", "42");
+      for await (const msg of got) assert.equal(msg.string(), "42");
+      await testC.flush();
+      assert.equal(spy.getProcessed(), 0, "test saw a message published in prod");
+    } finally {
+      await Promise.all([prodA.close(), prodB.close(), testC.close()]);
+    }
+
+    const app = await apps.get("shop", "orders");
+    assert.ok(app?.metadata.finalizers?.includes(FINALIZER));
+    const envs = app?.status?.environments ?? [];
+    assert.deepEqual(
+      envs.map((e) => [e.name, e.secret, e.ready]),
+      [
+        ["prod", "orders-prod-nats", true],
+        ["test", "orders-test-nats", true],
+      ],
+    );
+    assert.notEqual(envs[0]?.account, envs[1]?.account);
+    const status = JSON.stringify(app?.status);
+    assert.doesNotMatch(status, /eyJ|BEGIN NATS|SU[A-Z2-7]{50}/, "status holds a JWT or a seed");
+    const held = await accountsOnServers(s);
+    assert.equal(held.size, 3);
+    for (const accounts of held.values())
+      for (const env of envs)
+        assert.ok(accounts.includes(env.account ?? ""), `${env.name} missing`);
+
+    const secret = await s.core.readNamespacedSecret({
+      name: "orders-prod-nats",
+      namespace: "shop",
+    });
+    assert.equal(secret.metadata?.ownerReferences?.[0]?.uid, app?.metadata.uid);
+  });
+
+  test("changing a limit re-issues the account on every server and the new limit holds", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    const prod = await waitSecret(s, "shop", "orders-prod-nats");
+    const before = (await apps.get("shop", "orders"))?.status?.environments?.[0]?.revision ?? 0;
+    await apps.patchSpec("shop", "orders", { nats: { connections: 2 } });
+    await waitApp(
+      s,
+      "shop",
+      "orders",
+      "re-issued with connections 2",
+      (app) => readyAt(app) && (app.status?.environments?.[0]?.revision ?? 0) > before,
+    );
+    const resolver = await s.resolver();
+    try {
+      const account = (await apps.get("shop", "orders"))?.status?.environments?.[0]?.account ?? "";
+      const held = await resolver.lookup(account);
+      assert.equal(held.length, 3);
+      for (const jwt of held)
+        assert.equal(parseJwt<{ limits?: { conn?: number } }>(jwt).nats.limits?.conn, 2);
+    } finally {
+      await resolver.close();
+    }
+    // Every client on one server: the limit is enforced per server at once.
+    const one = { ...prod, NATS_URL: s.stack.nats.tlsUrls[0] ?? "" };
+    const a = await connectWith(one);
+    const b = await connectWith(one);
+    try {
+      assert.ok(await refused(one), "a third connection was allowed with connections: 2");
+      await apps.patchSpec("shop", "orders", { nats: { connections: 5 } });
+      await waitApp(s, "shop", "orders", "connections 5", (app) => readyAt(app));
+      await waitUntil("a third connection", async () => !(await refused(one)), {
+        timeoutMs: 10_000,
+      });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  test("removing an environment removes its account from every server and its Secret; prod keeps working", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    const test_ = await waitSecret(s, "shop", "orders-test-nats");
+    const prod = await waitSecret(s, "shop", "orders-prod-nats");
+    const account =
+      (await apps.get("shop", "orders"))?.status?.environments?.find((e) => e.name === "test")
+        ?.account ?? "";
+    await apps.patchSpec("shop", "orders", { environments: ["prod"] });
+    await waitUntil(
+      "test Secret gone",
+      async () => (await secretValues(s.core, "shop", "orders-test-nats")) === undefined,
+      { timeoutMs: 30_000 },
+    );
+    await waitApp(
+      s,
+      "shop",
+      "orders",
+      "only prod",
+      (app) => readyAt(app) && app.status?.environments?.length === 1,
+    );
+    for (const accounts of (await accountsOnServers(s)).values())
+      assert.ok(!accounts.includes(account));
+    assert.ok(await refused(test_), "the removed environment's credentials still connect");
+    assert.ok(!(await refused(prod)), "prod stopped working");
+    assert.equal(
+      await secretValues(
+        s.core,
+        s.stack.settings.namespace,
+        accountEntryName({ namespace: "shop", app: "orders", environment: "test" }),
+      ),
+      undefined,
+    );
+  });
+
+  test("a deleted Secret comes back with the same credentials", async () => {
+    const s = stack();
+    const prod = await waitSecret(s, "shop", "orders-prod-nats");
+    await s.core.deleteNamespacedSecret({ name: "orders-prod-nats", namespace: "shop" });
+    const again = await waitSecret(s, "shop", "orders-prod-nats");
+    assert.equal(again.NATS_CREDENTIALS, prod.NATS_CREDENTIALS);
+  });
+
+  test("a Secret of the same name that is not the App's is left alone and reported", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    await createNamespace(s, "clash");
+    await s.core.createNamespacedSecret({
+      namespace: "clash",
+      body: { metadata: { name: "web-prod-nats" }, stringData: { mine: "yes" } },
+    });
+    await apps.create(
+      "clash",
+      appManifest("clash", "web", { nats: true, environments: ["prod", "test"] }),
+    );
+    await waitApp(
+      s,
+      "clash",
+      "web",
+      "Degraded SecretConflict",
+      (app) =>
+        app.status?.conditions?.some(
+          (c) => c.type === "Degraded" && c.status === "True" && c.reason === "SecretConflict",
+        ) === true,
+    );
+    const theirs = await secretValues(s.core, "clash", "web-prod-nats");
+    assert.deepEqual(theirs, { mine: "yes" });
+    // The other environment is not held hostage.
+    await waitSecret(s, "clash", "web-test-nats");
+    const events = await s.core.listNamespacedEvent({ namespace: "clash" });
+    assert.ok(
+      events.items.some((e) => e.reason === "SecretConflict" && e.involvedObject.name === "web"),
+    );
+  });
+
+  test("deleting the App deletes its accounts on every server, refuses its credentials, removes the finalizer", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    const prod = await waitSecret(s, "shop", "orders-prod-nats");
+    const account = (await apps.get("shop", "orders"))?.status?.environments?.[0]?.account ?? "";
+    const live = await connectWith(prod, "live");
+    const closed = live.closed();
+    await apps.delete("shop", "orders");
+    await waitUntil("App gone", async () => (await apps.get("shop", "orders")) === undefined, {
+      timeoutMs: 30_000,
+    });
+    for (const accounts of (await accountsOnServers(s)).values())
+      assert.ok(!accounts.includes(account));
+    assert.ok(await refused(prod));
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
+    assert.ok(live.isClosed(), "a connected client of the deleted account stayed connected");
+    assert.equal(await secretValues(s.core, "shop", "orders-prod-nats"), undefined);
+  });
+});

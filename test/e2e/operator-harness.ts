@@ -1,0 +1,183 @@
+/**
+ * A suite fixture: the local stack (real API server, real NATS cluster configured from the
+ * operator's own config Secret) started before the suite, operator processes started on demand
+ * (see operator-process.ts), everything stopped after it; plus App and Secret helpers.
+ */
+import { after, afterEach, before } from "node:test";
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import {
+  formatCreds,
+  loadOperatorIdentity,
+  type OperatorIdentity,
+  type OperatorSeeds,
+} from "../../src/accounts/identities.ts";
+import { OPERATOR_ENTRY } from "../../src/accounts/key-store.ts";
+import { ResolverClient } from "../../src/accounts/resolver-client.ts";
+import {
+  APP_API_VERSION,
+  APP_GROUP,
+  APP_KIND,
+  APP_PLURAL,
+  APP_VERSION,
+} from "../../src/crds/app.ts";
+import type { AppObject } from "../../src/controller/app-object.ts";
+import { startLocalStack, type LocalStack } from "../../src/embedded/local-stack.ts";
+import { decodeSecretData, readSecretData } from "../../src/kube/read-secret.ts";
+import { toolchain } from "./harness.ts";
+import {
+  OPERATOR_USER,
+  auditWrites,
+  countPushes,
+  launchOperator,
+  type OperatorFlags,
+  type RunningOperator,
+} from "./operator-process.ts";
+
+export { OPERATOR_USER, type RunningOperator } from "./operator-process.ts";
+
+function passed(t: object): boolean {
+  return (t as { passed?: boolean }).passed !== false;
+}
+
+export interface OperatorStack {
+  stack: LocalStack;
+  kc: KubeConfig;
+  core: CoreV1Api;
+  custom: CustomObjectsApi;
+  operatorKubeconfig: string;
+  identity: OperatorIdentity;
+  startOperator: (flags?: OperatorFlags) => Promise<RunningOperator>;
+  /** Writes (create/update/patch/delete) the operator made, Lease renewals excepted. */
+  operatorWrites: () => { verb: string; resource: string; name: string }[];
+  /** The operator's own system user, for list/lookup from the test. */
+  resolver: () => Promise<ResolverClient>;
+  /** Counts every CLAIMS.UPDATE / CLAIMS.DELETE request any server receives. */
+  pushCounter: () => Promise<{
+    updates: () => number;
+    deletes: () => number;
+    close: () => Promise<void>;
+  }>;
+}
+
+/** Starts the local stack before the suite, stops every operator and the stack after it. */
+export function useOperatorStack(natsLabel?: string): () => OperatorStack {
+  let current: OperatorStack | undefined;
+  const operators: RunningOperator[] = [];
+  let stack: LocalStack | undefined;
+  before(async () => {
+    const tools = await toolchain();
+    const binary = tools.natsServers.find((n) => n.label === natsLabel) ?? tools.natsServers.at(-1);
+    if (!binary) throw new Error("no nats-server");
+    stack = await startLocalStack({ toolchain: tools, natsBinary: binary.path });
+    const started = stack;
+    const kc = started.controlPlane.kubeConfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    const operatorKubeconfig = await started.controlPlane.kubeconfigFor(
+      OPERATOR_USER,
+      "system:masters",
+    );
+    const seeds = (await readSecretData(
+      core,
+      started.settings.namespace,
+      OPERATOR_ENTRY,
+    )) as unknown as OperatorSeeds;
+    const identity = loadOperatorIdentity(started.settings.operatorName, seeds);
+    const config = await readSecretData(
+      core,
+      started.settings.namespace,
+      started.settings.natsConfigSecret,
+    );
+    const systemUserCreds = formatCreds(config?.["system-user.jwt"] ?? "", identity.systemUser);
+    current = {
+      stack: started,
+      kc,
+      core,
+      custom: kc.makeApiClient(CustomObjectsApi),
+      operatorKubeconfig,
+      identity,
+      startOperator: async (flags = {}) => {
+        const operator = await launchOperator(started, operatorKubeconfig, flags);
+        operators.push(operator);
+        return operator;
+      },
+      operatorWrites: () => auditWrites(started.controlPlane.auditLog, OPERATOR_USER),
+      resolver: () =>
+        ResolverClient.connect({
+          servers: started.nats.tlsUrls,
+          creds: systemUserCreds,
+          expectedServers: started.nats.nodes.length,
+          caFile: started.nats.caFile,
+          name: "test-observer",
+        }),
+      pushCounter: () => countPushes(started, identity),
+    };
+  });
+  afterEach((t) => {
+    if (!passed(t) && stack) {
+      const logs = operators.map(
+        (o) => `--- operator ${o.process.describeExit()}\n${o.process.tail(60)}`,
+      );
+      process.stderr.write(
+        `\n=== logs after failed test "${t.name}" ===\n${stack.logTails()}\n${logs.join("\n")}\n`,
+      );
+    }
+  });
+  after(async () => {
+    for (const operator of operators) await operator.process.stop();
+    await stack?.stop();
+  });
+  return () => {
+    if (!current) throw new Error("the operator stack did not start (see its before hook)");
+    return current;
+  };
+}
+
+export function appManifest(
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+): Record<string, unknown> {
+  return { apiVersion: APP_API_VERSION, kind: APP_KIND, metadata: { name, namespace }, spec };
+}
+
+export function appsApi(custom: CustomObjectsApi) {
+  const base = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL };
+  return {
+    create: (namespace: string, body: Record<string, unknown>) =>
+      custom.createNamespacedCustomObject({ ...base, namespace, body }),
+    get: async (namespace: string, name: string): Promise<AppObject | undefined> => {
+      try {
+        return (await custom.getNamespacedCustomObject({ ...base, namespace, name })) as AppObject;
+      } catch (error) {
+        if ((error as { code?: number }).code === 404) return undefined;
+        throw error;
+      }
+    },
+    patchSpec: (namespace: string, name: string, spec: Record<string, unknown>) =>
+      custom.patchNamespacedCustomObject(
+        { ...base, namespace, name, body: { spec } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      ),
+    delete: (namespace: string, name: string) =>
+      custom.deleteNamespacedCustomObject({ ...base, namespace, name }),
+  };
+}
+
+export async function secretValues(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+): Promise<Record<string, string> | undefined> {
+  return readSecretData(core, namespace, name);
+}
+
+export function decode(secret: V1Secret): Record<string, string> {
+  return decodeSecretData(secret);
+}

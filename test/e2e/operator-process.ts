@@ -1,0 +1,203 @@
+/**
+ * The operator as it runs in production, in its own process (`src/cli/main.ts` with flags),
+ * against the local stack, and what tests and benchmarks observe it with: its metrics, the
+ * API server's audit log (writes made with the operator's own client certificate) and a
+ * system-account subscriber counting pushes. Free of node:test so benchmarks can use it.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { formatCreds, type OperatorIdentity } from "../../src/accounts/identities.ts";
+import { encodeJwt } from "../../src/accounts/jwt.ts";
+import { NKey } from "../../src/accounts/nkey.ts";
+import type { LocalStack } from "../../src/embedded/local-stack.ts";
+import { freePort } from "../../src/embedded/ports.ts";
+import { ManagedProcess } from "../../src/embedded/process.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+
+export const OPERATOR_USER = "nats-tenancy-operator";
+const MAIN = join(import.meta.dirname, "../../src/cli/main.ts");
+
+export interface RunningOperator {
+  process: ManagedProcess;
+  healthUrl: string;
+  metric: (name: string, labels?: Record<string, string>) => Promise<number>;
+  waitReady: () => Promise<void>;
+  /** Waits until the queue has been empty for `quietMs` with no reconcile in between. */
+  waitSettled: (quietMs?: number) => Promise<void>;
+  stop: () => Promise<void>;
+}
+
+export interface OperatorFlags {
+  resyncSeconds?: number;
+  concurrency?: number;
+  identity?: string;
+  leaseSeconds?: number;
+  logLevel?: string;
+}
+
+export async function launchOperator(
+  stack: LocalStack,
+  kubeconfig: string,
+  flags: OperatorFlags,
+): Promise<RunningOperator> {
+  const port = await freePort();
+  const identity = flags.identity ?? `operator-${port}`;
+  const process = ManagedProcess.start({
+    name: identity,
+    command: globalThis.process.execPath,
+    args: [
+      MAIN,
+      `--kubeconfig=${kubeconfig}`,
+      `--namespace=${stack.settings.namespace}`,
+      `--nats-url=${stack.settings.natsUrls.join(",")}`,
+      `--app-nats-url=${stack.settings.appUrl}`,
+      `--nats-replicas=${String(stack.settings.expectedServers)}`,
+      "--loopback-names",
+      `--health-address=127.0.0.1:${String(port)}`,
+      `--resync-seconds=${String(flags.resyncSeconds ?? 300)}`,
+      `--concurrency=${String(flags.concurrency ?? 8)}`,
+      `--lease-seconds=${String(flags.leaseSeconds ?? 4)}`,
+      `--identity=${identity}`,
+      `--log-level=${flags.logLevel ?? "debug"}`,
+    ],
+    logFile: join(stack.controlPlane.dir, `${identity}.log`),
+  });
+  const healthUrl = `http://127.0.0.1:${String(port)}`;
+  const metricsText = async (): Promise<string> => (await fetch(`${healthUrl}/metrics`)).text();
+  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => {
+    let total = 0;
+    for (const line of (await metricsText()).split("\n")) {
+      if (!line.startsWith(name) || line.startsWith("#")) continue;
+      const match = /^(\w+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+      if (!match || match[1] !== name) continue;
+      const have = Object.fromEntries(
+        (match[2] ?? "")
+          .split(",")
+          .filter(Boolean)
+          .map((pair) => {
+            const [k = "", v = ""] = pair.split("=");
+            return [k, v.replace(/^"|"$/g, "")];
+          }),
+      );
+      if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(match[3]);
+    }
+    return total;
+  };
+  const waitReady = (): Promise<void> =>
+    waitUntil(
+      `${identity} ready and leading`,
+      async () =>
+        (await fetch(`${healthUrl}/readyz`)).status === 200 &&
+        (await metric("nats_tenancy_leader")) === 1,
+      { timeoutMs: 30_000, processes: [process] },
+    );
+  const waitSettled = async (quietMs = 1500): Promise<void> => {
+    let last = -1;
+    let quietSince = Date.now();
+    await waitUntil(
+      `${identity} settled`,
+      async () => {
+        const reconciles = await metric("nats_tenancy_reconcile_total");
+        const depth = await metric("nats_tenancy_queue_depth");
+        if (reconciles !== last || depth > 0) {
+          last = reconciles;
+          quietSince = Date.now();
+          return false;
+        }
+        return Date.now() - quietSince >= quietMs;
+      },
+      { timeoutMs: 120_000, processes: [process], intervalMs: 250 },
+    );
+  };
+  return {
+    process,
+    healthUrl,
+    metric,
+    waitReady,
+    waitSettled,
+    stop: async () => {
+      await process.stop();
+    },
+  };
+}
+
+interface AuditEvent {
+  verb: string;
+  stage: string;
+  user?: { username?: string };
+  objectRef?: { resource?: string; name?: string; apiGroup?: string };
+  responseStatus?: { code?: number };
+}
+
+export function auditWrites(
+  path: string,
+  user: string,
+): { verb: string; resource: string; name: string }[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return [];
+  }
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as AuditEvent)
+    .filter(
+      (e) =>
+        e.stage === "ResponseComplete" &&
+        e.user?.username === user &&
+        // Leader election renews its Lease every few seconds whatever else happens.
+        e.objectRef?.resource !== "leases",
+    )
+    .map((e) => ({
+      verb: e.verb,
+      resource: e.objectRef?.resource ?? "",
+      name: e.objectRef?.name ?? "",
+    }));
+}
+
+/** A system-account user allowed to listen to the resolver's request subjects. */
+export async function countPushes(
+  stack: LocalStack,
+  identity: OperatorIdentity,
+): Promise<{ updates: () => number; deletes: () => number; close: () => Promise<void> }> {
+  const user = NKey.generate("user");
+  const jwt = encodeJwt(
+    {
+      name: "push-counter",
+      sub: user.publicKey,
+      type: "user",
+      nats: {
+        pub: { allow: ["_INBOX.>"] },
+        sub: { allow: ["$SYS.REQ.CLAIMS.>"] },
+        subs: -1,
+        data: -1,
+        payload: -1,
+      },
+    },
+    identity.systemAccount,
+    Math.floor(Date.now() / 1000),
+  );
+  const nc: NatsConnection = await connect({
+    servers: stack.nats.tlsUrls,
+    authenticator: credsAuthenticator(new TextEncoder().encode(formatCreds(jwt, user))),
+    tls: { caFile: stack.nats.caFile },
+    name: "push-counter",
+  });
+  let updates = 0;
+  let deletes = 0;
+  nc.subscribe("$SYS.REQ.CLAIMS.UPDATE", {
+    callback: () => {
+      updates++;
+    },
+  });
+  nc.subscribe("$SYS.REQ.CLAIMS.DELETE", {
+    callback: () => {
+      deletes++;
+    },
+  });
+  await nc.flush();
+  return { updates: () => updates, deletes: () => deletes, close: () => nc.close() };
+}
