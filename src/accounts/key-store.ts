@@ -107,6 +107,15 @@ export async function saveAccount(
   await store.put(accountEntryName(spec), { ...account });
 }
 
+/** Stores a new account's keys; false, writing nothing, when the entry already exists. */
+export async function createAccount(
+  store: SecretStore,
+  spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
+  account: StoredAccount,
+): Promise<boolean> {
+  return store.create(accountEntryName(spec), { ...account });
+}
+
 export async function forgetAccount(
   store: SecretStore,
   spec: Pick<AccountSpec, "namespace" | "app" | "environment">,

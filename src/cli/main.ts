@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
+import { PooledKubeConfig } from "../kube/kube-config.ts";
 import { createLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { runDemo } from "./demo.ts";
@@ -23,7 +23,7 @@ function clusterGiven(options: CliOptions): boolean {
 }
 
 async function runAgainstCluster(options: CliOptions): Promise<void> {
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
   else kubeConfig.loadFromDefault();
   const logger = createLogger({ level: options.logLevel });

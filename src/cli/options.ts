@@ -96,7 +96,7 @@ const FLAGS = {
   "log-level": {
     type: "string",
     env: "NATS_TENANCY_LOG_LEVEL",
-    help: "trace, debug, info, warn, error",
+    help: "fatal, error, warn, info, debug, trace or silent",
     default: "info",
   },
   "health-address": {
@@ -142,6 +142,14 @@ function integer(name: string, value: string, min: number, max: number): number 
   if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max)
     throw new OptionsError(`--${name}: "${value}" is not an integer from ${min} to ${max}`);
   return parsed;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function oneOf(name: string, value: string, allowed: string[]): string {
+  if (!allowed.includes(value))
+    throw new OptionsError(`--${name}: "${value}" is not one of ${allowed.join(", ")}`);
+  return value;
 }
 
 function hostPort(name: string, value: string): { host: string; port: number } {
@@ -205,7 +213,7 @@ export function parseOptions(
       resyncMs: integer("resync-seconds", get("resync-seconds") ?? "", 1, 86_400) * 1000,
       concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
     },
-    logLevel: get("log-level") ?? "info",
+    logLevel: oneOf("log-level", get("log-level") ?? "", LOG_LEVELS),
     healthHost: health.host,
     healthPort: health.port,
     leaseName: get("lease-name") ?? "",

@@ -16,6 +16,7 @@ import { loadAccount } from "../accounts/key-store.ts";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import { MANAGED_BY } from "../kube/apply-secret.ts";
+import { listCustomObjectsPage } from "../kube/custom-list.ts";
 import { readSecret } from "../kube/read-secret.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { scrubSecrets } from "../observability/logger.ts";
@@ -28,6 +29,10 @@ import { bootstrap, type BootstrapSettings, type Bootstrapped } from "./bootstra
 import { watchResource, type WatchedResource } from "./informers.ts";
 import { NatsLink } from "./nats-link.ts";
 import { WorkQueue } from "./work-queue.ts";
+
+const APP_RESOURCE = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL };
+/** Objects per list request while the informers start: bounded memory per response. */
+const PAGE_SIZE = 500;
 
 export interface ControllerSettings extends BootstrapSettings {
   /** Where the operator itself connects (any server; system requests reach them all). */
@@ -153,14 +158,8 @@ export class AppController {
       kubeConfig,
       label: "apps",
       path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
-      listPage: async (_selector, token) =>
-        (await custom.listClusterCustomObject({
-          group: APP_GROUP,
-          version: APP_VERSION,
-          plural: APP_PLURAL,
-          limit: 500,
-          ...(token ? { _continue: token } : {}),
-        })) as { items: AppObject[]; metadata?: { resourceVersion?: string; _continue?: string } },
+      listPage: (_selector, token) =>
+        listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, PAGE_SIZE, token),
       onChange: (object) => {
         const app = asAppObject(object);
         if (app) queue.add(appKey(app.metadata.namespace, app.metadata.name));
@@ -174,7 +173,7 @@ export class AppController {
       labelSelector: `app.kubernetes.io/managed-by=${MANAGED_BY["app.kubernetes.io/managed-by"]},${APP_LABEL}`,
       listPage: (labelSelector, token) =>
         core.listSecretForAllNamespaces({
-          limit: 500,
+          limit: PAGE_SIZE,
           ...(labelSelector ? { labelSelector } : {}),
           ...(token ? { _continue: token } : {}),
         }),

@@ -12,6 +12,7 @@ import type { OperatorIdentity } from "../accounts/identities.ts";
 import { parseJwt } from "../accounts/jwt.ts";
 import {
   KeyStoreError,
+  createAccount,
   forgetAccount,
   loadAccount,
   saveAccount,
@@ -79,6 +80,17 @@ export interface ReconcilerDeps {
 }
 
 export type ReconcileResult = undefined | { requeueAfterMs: number };
+
+interface AccountChange {
+  environment: string;
+  change: "created" | "updated" | "deleted";
+}
+
+const EVENT_REASONS = {
+  created: "AccountCreated",
+  updated: "AccountUpdated",
+  deleted: "AccountDeleted",
+} as const;
 
 function describe(error: unknown, scrub: (text: string) => string): AppProblem {
   if (error instanceof AppProblem) return error;
@@ -168,10 +180,11 @@ export class AppReconciler {
     if (wanted.length > 0 && !hasFinalizer) await this.deps.writes.setFinalizer(app, true);
 
     const environments: EnvironmentStatus[] = [];
+    const changes: AccountChange[] = [];
     let failure: unknown;
     for (const environment of wanted) {
       try {
-        environments.push(await this.ensureEnvironment(app, environment, request));
+        environments.push(await this.ensureEnvironment(app, environment, request, changes));
       } catch (error) {
         failure ??= error;
         const before = app.status?.environments?.find((e) => e.name === environment);
@@ -183,10 +196,11 @@ export class AppReconciler {
     }
     const dropped = stored.filter((e) => !wanted.includes(e));
     try {
-      await this.removeEnvironments(namespace, name, dropped, app);
+      await this.removeEnvironments(namespace, name, dropped, changes);
     } catch (error) {
       failure ??= error;
     }
+    await this.announce(app, changes);
     if (!failure && wanted.length === 0 && hasFinalizer)
       await this.deps.writes.setFinalizer(app, false);
 
@@ -205,6 +219,7 @@ export class AppReconciler {
     app: AppObject,
     environment: string,
     request: AccountRequest | undefined,
+    changes: AccountChange[],
   ): Promise<EnvironmentStatus> {
     const { namespace, name } = app.metadata;
     const { deps } = this;
@@ -230,10 +245,24 @@ export class AppReconciler {
       environment,
       ...(request ? { limits: request } : {}),
     };
-    const previous = await loadAccount(deps.store, accountSpec);
+    // The index lists every stored account (loaded at start, kept by the only writer): a new
+    // environment needs no read that would only answer 404.
+    const previous = deps.index.environments(namespace, name).includes(environment)
+      ? await loadAccount(deps.store, accountSpec)
+      : undefined;
     const minted = mintAppAccount(accountSpec, deps.identity, previous, deps.now());
     if (minted.changed) {
-      await saveAccount(deps.store, accountSpec, minted.stored);
+      if (previous) await saveAccount(deps.store, accountSpec, minted.stored);
+      else if (!(await createAccount(deps.store, accountSpec, minted.stored))) {
+        // Keys the index did not know of (an outgoing leader's last write): never replace
+        // them; the next run loads and uses them.
+        deps.index.add(namespace, name, environment);
+        throw new AppProblem(
+          "KeyStoreConflict",
+          `${environment}: account keys appeared while new ones were being made; retrying with them`,
+          true,
+        );
+      }
       deps.index.add(namespace, name, environment);
     }
     const revision = parseJwt(minted.stored.accountJwt).iat;
@@ -242,13 +271,7 @@ export class AppReconciler {
     if (minted.changed || before?.revision !== revision || before.account !== minted.publicKey) {
       await deps.resolver().push(minted.stored.accountJwt, deps.identity);
       deps.onPush("update");
-      if (minted.changed) {
-        await deps.writes.event(app, {
-          type: "Normal",
-          reason: previous ? "AccountUpdated" : "AccountCreated",
-          message: `${environment}: NATS account ${minted.publicKey} ${previous ? "updated" : "created"} on every server`,
-        });
-      }
+      if (minted.changed) changes.push({ environment, change: previous ? "updated" : "created" });
     }
     const secretInput = {
       namespace,
@@ -276,7 +299,7 @@ export class AppReconciler {
     namespace: string,
     name: string,
     environments: string[],
-    app?: AppObject,
+    changes?: AccountChange[],
   ): Promise<void> {
     const { deps } = this;
     for (const environment of environments) {
@@ -293,13 +316,28 @@ export class AppReconciler {
         await deps.writes.deleteSecret(namespace, secretName);
       await forgetAccount(deps.store, spec);
       deps.index.remove(namespace, name, environment);
-      if (app && stored) {
-        await deps.writes.event(app, {
-          type: "Normal",
-          reason: "AccountDeleted",
-          message: `${environment}: NATS account deleted from every server, Secret ${secretName} removed`,
-        });
-      }
+      if (stored) changes?.push({ environment, change: "deleted" });
+    }
+  }
+
+  /**
+   * One Event per kind of change and reconcile, naming the environments: an App's first
+   * reconcile creates all its accounts, and an Event each would be as many API writes.
+   */
+  private async announce(app: AppObject, changes: AccountChange[]): Promise<void> {
+    for (const change of ["created", "updated", "deleted"] as const) {
+      const environments = changes.filter((c) => c.change === change).map((c) => c.environment);
+      if (environments.length === 0) continue;
+      const plural = environments.length > 1 ? "s" : "";
+      await this.deps.writes.event(app, {
+        type: "Normal",
+        reason: EVENT_REASONS[change],
+        message:
+          `NATS account${plural} of ${environments.join(", ")} ${change} on every server` +
+          (change === "deleted"
+            ? `; ${plural ? "their Secrets are" : "its Secret is"} removed`
+            : ""),
+      });
     }
   }
 

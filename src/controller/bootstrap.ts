@@ -25,7 +25,7 @@ import {
 } from "../ca/leaves.ts";
 import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import { readSecretData } from "../kube/read-secret.ts";
-import { NATS_CONFIG_FILES, renderTrustConfig } from "../nats/server-config.ts";
+import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../nats/server-config.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
 
 export interface BootstrapSettings {
@@ -118,16 +118,14 @@ export async function bootstrap(
   const bundle = caBundle(ca.state);
   const systemUserJwt = credsJwt(artifacts.systemUserCreds);
   const desired: Record<string, string> = {
-    [NATS_CONFIG_FILES.trust]: renderTrustConfig({
+    ...renderNatsConfigFiles({
       operatorJwt: artifacts.operatorJwt,
       systemAccount: identity.systemAccount.publicKey,
       systemAccountJwt: artifacts.systemAccountJwt,
+      server: server.leaf,
+      route: route.leaf,
+      caBundle: bundle,
     }),
-    [NATS_CONFIG_FILES.certificate]: server.leaf.certificatePem,
-    [NATS_CONFIG_FILES.key]: server.leaf.privateKeyPem,
-    [NATS_CONFIG_FILES.routeCertificate]: route.leaf.certificatePem,
-    [NATS_CONFIG_FILES.routeKey]: route.leaf.privateKeyPem,
-    [NATS_CONFIG_FILES.caBundle]: bundle,
     [OPERATOR_JWT]: artifacts.operatorJwt,
     [SYSTEM_ACCOUNT_JWT]: artifacts.systemAccountJwt,
     [SYSTEM_USER_JWT]: systemUserJwt ?? "",

@@ -120,3 +120,21 @@ export type NatsConfigFiles = Record<
   (typeof NATS_CONFIG_FILES)[keyof typeof NATS_CONFIG_FILES],
   string
 >;
+
+export interface NatsConfigInput extends TrustConfigInput {
+  server: { certificatePem: string; privateKeyPem: string };
+  route: { certificatePem: string; privateKeyPem: string };
+  caBundle: string;
+}
+
+/** Every file of the NATS config Secret. */
+export function renderNatsConfigFiles(input: NatsConfigInput): NatsConfigFiles {
+  return {
+    [NATS_CONFIG_FILES.trust]: renderTrustConfig(input),
+    [NATS_CONFIG_FILES.certificate]: input.server.certificatePem,
+    [NATS_CONFIG_FILES.key]: input.server.privateKeyPem,
+    [NATS_CONFIG_FILES.routeCertificate]: input.route.certificatePem,
+    [NATS_CONFIG_FILES.routeKey]: input.route.privateKeyPem,
+    [NATS_CONFIG_FILES.caBundle]: input.caBundle,
+  };
+}

@@ -5,7 +5,10 @@ import { describe, test } from "node:test";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import { loadAccount, parseAccountEntryName } from "../../src/accounts/key-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
+import type { AppObject } from "../../src/controller/app-object.ts";
 import { FINALIZER } from "../../src/controller/app-writes.ts";
+import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../../src/crds/app.ts";
+import { listCustomObjectsPage } from "../../src/kube/custom-list.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { appManifest, appsApi, useOperatorStack, type OperatorStack } from "./operator-harness.ts";
 
@@ -95,6 +98,27 @@ describe("operator restarts", () => {
       await resolver.close();
     }
     await second.stop();
+  });
+
+  test("the App list the informer starts from walks every page", async () => {
+    const s = stack();
+    const names: string[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const page = await listCustomObjectsPage<AppObject>(
+        s.custom,
+        { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL },
+        7,
+        token,
+      );
+      names.push(...page.items.map((a) => a.metadata.name));
+      token = page.metadata._continue;
+      pages++;
+    } while (token);
+    assert.equal(names.length, APPS);
+    assert.equal(new Set(names).size, APPS);
+    assert.equal(pages, Math.ceil(APPS / 7));
   });
 
   test("a restart with everything in place makes zero API writes and zero pushes", async () => {

@@ -168,6 +168,16 @@ describe("App controller on a real API server and NATS cluster", () => {
       namespace: "shop",
     });
     assert.equal(secret.metadata?.ownerReferences?.[0]?.uid, app?.metadata.uid);
+    const events = await s.core.listNamespacedEvent({ namespace: "shop" });
+    assert.ok(
+      events.items.some(
+        (e) =>
+          e.reason === "AccountCreated" &&
+          e.involvedObject.name === "orders" &&
+          e.message === "NATS accounts of prod, test created on every server",
+      ),
+      "no AccountCreated event naming both environments",
+    );
   });
 
   test("changing a limit re-issues the account on every server and the new limit holds", async () => {
@@ -282,6 +292,40 @@ describe("App controller on a real API server and NATS cluster", () => {
     assert.ok(
       events.items.some((e) => e.reason === "SecretConflict" && e.involvedObject.name === "web"),
     );
+  });
+
+  test("nats: false deletes the App's accounts and Secrets and drops the finalizer; true brings new ones", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    await createNamespace(s, "toggle");
+    await apps.create(
+      "toggle",
+      appManifest("toggle", "api", { nats: true, environments: ["prod"] }),
+    );
+    const before = await waitSecret(s, "toggle", "api-prod-nats");
+    await waitApp(s, "toggle", "api", "Ready", readyAt);
+    const account = (await apps.get("toggle", "api"))?.status?.environments?.[0]?.account ?? "";
+
+    await apps.patchSpec("toggle", "api", { nats: false });
+    await waitApp(
+      s,
+      "toggle",
+      "api",
+      "NATS off",
+      (app) =>
+        readyAt(app) &&
+        app.status?.conditions?.find((c) => c.type === "Ready")?.reason === "NatsDisabled" &&
+        (app.metadata.finalizers ?? []).length === 0,
+    );
+    assert.equal(await secretValues(s.core, "toggle", "api-prod-nats"), undefined);
+    for (const accounts of (await accountsOnServers(s)).values())
+      assert.ok(!accounts.includes(account));
+    assert.ok(await refused(before), "credentials of a NATS-off App still connect");
+
+    await apps.patchSpec("toggle", "api", { nats: true });
+    const after = await waitSecret(s, "toggle", "api-prod-nats");
+    assert.notEqual(after.NATS_CREDENTIALS, before.NATS_CREDENTIALS);
+    assert.ok(!(await refused(after)));
   });
 
   test("deleting the App deletes its accounts on every server, refuses its credentials, removes the finalizer", async () => {

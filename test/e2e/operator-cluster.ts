@@ -13,11 +13,7 @@ import {
 import { DAY_MS, caBundle, stepCa, type CaPolicy, type CaState } from "../../src/ca/authority.ts";
 import { ensureLeaf, natsRouteLeaf, natsServerLeaf, type NatsNames } from "../../src/ca/leaves.ts";
 import { startTenancyNats, type TenancyNatsCluster } from "../../src/embedded/tenancy-nats.ts";
-import {
-  NATS_CONFIG_FILES,
-  renderTrustConfig,
-  type NatsConfigFiles,
-} from "../../src/nats/server-config.ts";
+import { renderNatsConfigFiles, type NatsConfigFiles } from "../../src/nats/server-config.ts";
 import type { KeyAndCertificate } from "../../src/pki/certificates.ts";
 
 export const TEST_CA_POLICY: CaPolicy = {
@@ -68,18 +64,14 @@ export function natsFiles(
   identity: OperatorIdentity,
   m: TlsMaterial,
 ): NatsConfigFiles {
-  return {
-    [NATS_CONFIG_FILES.trust]: renderTrustConfig({
-      operatorJwt: artifacts.operatorJwt,
-      systemAccount: identity.systemAccount.publicKey,
-      systemAccountJwt: artifacts.systemAccountJwt,
-    }),
-    [NATS_CONFIG_FILES.certificate]: m.server.certificatePem,
-    [NATS_CONFIG_FILES.key]: m.server.privateKeyPem,
-    [NATS_CONFIG_FILES.routeCertificate]: m.route.certificatePem,
-    [NATS_CONFIG_FILES.routeKey]: m.route.privateKeyPem,
-    [NATS_CONFIG_FILES.caBundle]: caBundle(m.ca),
-  };
+  return renderNatsConfigFiles({
+    operatorJwt: artifacts.operatorJwt,
+    systemAccount: identity.systemAccount.publicKey,
+    systemAccountJwt: artifacts.systemAccountJwt,
+    server: m.server,
+    route: m.route,
+    caBundle: caBundle(m.ca),
+  });
 }
 
 export async function startOperatorCluster(

@@ -12,13 +12,7 @@ import {
   type KubeConfig,
   type V1Secret,
 } from "@kubernetes/client-node";
-import {
-  formatCreds,
-  loadOperatorIdentity,
-  type OperatorIdentity,
-  type OperatorSeeds,
-} from "../../src/accounts/identities.ts";
-import { OPERATOR_ENTRY } from "../../src/accounts/key-store.ts";
+import { formatCreds, type OperatorIdentity } from "../../src/accounts/identities.ts";
 import { ResolverClient } from "../../src/accounts/resolver-client.ts";
 import {
   APP_API_VERSION,
@@ -36,6 +30,7 @@ import {
   auditWrites,
   countPushes,
   launchOperator,
+  operatorAccess,
   type OperatorFlags,
   type RunningOperator,
 } from "./operator-process.ts";
@@ -79,16 +74,7 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
     const started = stack;
     const kc = started.controlPlane.kubeConfig();
     const core = kc.makeApiClient(CoreV1Api);
-    const operatorKubeconfig = await started.controlPlane.kubeconfigFor(
-      OPERATOR_USER,
-      "system:masters",
-    );
-    const seeds = (await readSecretData(
-      core,
-      started.settings.namespace,
-      OPERATOR_ENTRY,
-    )) as unknown as OperatorSeeds;
-    const identity = loadOperatorIdentity(started.settings.operatorName, seeds);
+    const { kubeconfig: operatorKubeconfig, identity } = await operatorAccess(started);
     const config = await readSecretData(
       core,
       started.settings.namespace,

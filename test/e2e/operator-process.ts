@@ -7,10 +7,18 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { formatCreds, type OperatorIdentity } from "../../src/accounts/identities.ts";
+import {
+  formatCreds,
+  loadOperatorIdentity,
+  type OperatorIdentity,
+  type OperatorSeeds,
+} from "../../src/accounts/identities.ts";
+import { OPERATOR_ENTRY } from "../../src/accounts/key-store.ts";
 import { encodeJwt } from "../../src/accounts/jwt.ts";
 import { NKey } from "../../src/accounts/nkey.ts";
+import { CoreV1Api } from "@kubernetes/client-node";
 import type { LocalStack } from "../../src/embedded/local-stack.ts";
+import { readSecretData } from "../../src/kube/read-secret.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { ManagedProcess } from "../../src/embedded/process.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
@@ -34,6 +42,26 @@ export interface OperatorFlags {
   identity?: string;
   leaseSeconds?: number;
   logLevel?: string;
+  /** Options for node itself, such as --cpu-prof for a benchmark. */
+  nodeArgs?: string[];
+}
+
+/**
+ * A kubeconfig for the operator's own user (so the audit log tells its writes apart) and the
+ * identity its bootstrap made, read back from its namespace.
+ */
+export async function operatorAccess(
+  stack: LocalStack,
+): Promise<{ kubeconfig: string; identity: OperatorIdentity }> {
+  const kubeconfig = await stack.controlPlane.kubeconfigFor(OPERATOR_USER, "system:masters");
+  const core = stack.controlPlane.kubeConfig().makeApiClient(CoreV1Api);
+  const seeds = await readSecretData(core, stack.settings.namespace, OPERATOR_ENTRY);
+  if (!seeds) throw new Error(`${OPERATOR_ENTRY} is missing: the bootstrap did not run`);
+  const identity = loadOperatorIdentity(
+    stack.settings.operatorName,
+    seeds as unknown as OperatorSeeds,
+  );
+  return { kubeconfig, identity };
 }
 
 export async function launchOperator(
@@ -47,6 +75,7 @@ export async function launchOperator(
     name: identity,
     command: globalThis.process.execPath,
     args: [
+      ...(flags.nodeArgs ?? []),
       MAIN,
       `--kubeconfig=${kubeconfig}`,
       `--namespace=${stack.settings.namespace}`,

@@ -1,0 +1,176 @@
+/**
+ * The controller at scale on the local stack (real API server, real 3-node NATS cluster, the
+ * operator in its own process as in production). Prints figures; asserts nothing.
+ *
+ * 1. The floor: a plain client creating as many Secrets (of the app Secrets' size) as there
+ *    are environments, `--parallel` at a time.
+ * 2. N Apps x 2 environments created at once: time until every App is Ready, and the ratio to
+ *    the floor (goal: at most 1.5).
+ * 3. A restart over those accounts: time until the new leader is ready and idle, and the API
+ *    writes and NATS pushes it made (goal: none).
+ * 4. The operator's resident memory at the end.
+ *
+ * Run: node bench/controller.ts [--apps 1000] [--parallel 16] [--concurrency 16]
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { APP_API_VERSION, APP_GROUP, APP_KIND, APP_PLURAL, APP_VERSION } from "../src/crds/app.ts";
+import type { AppObject } from "../src/controller/app-object.ts";
+import { startLocalStack } from "../src/embedded/local-stack.ts";
+import { ensureToolchain } from "../src/embedded/toolchain.ts";
+import { listCustomObjectsPage } from "../src/kube/custom-list.ts";
+import { PooledKubeConfig } from "../src/kube/kube-config.ts";
+import {
+  OPERATOR_USER,
+  auditWrites,
+  countPushes,
+  launchOperator,
+  operatorAccess,
+} from "../test/e2e/operator-process.ts";
+
+const { values } = parseArgs({
+  options: {
+    apps: { type: "string", default: "1000" },
+    parallel: { type: "string", default: "16" },
+    concurrency: { type: "string", default: "16" },
+    /** Writes a CPU profile of each operator process into this directory. */
+    "cpu-prof": { type: "string" },
+  },
+});
+const APPS = Number(values.apps);
+const PARALLEL = Number(values.parallel);
+const NAMESPACES = 10;
+
+/** Runs `task(i)` for i in [0, n) with at most `parallel` in flight. */
+async function pool(n: number, parallel: number, task: (i: number) => Promise<unknown>) {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) await task(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
+}
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+
+function rssMiB(pid: number | undefined): string {
+  if (!pid) return "?";
+  const line = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(pid)}/status`, "utf8"));
+  return line?.[1] ? `${(Number(line[1]) / 1024).toFixed(0)} MiB` : "?";
+}
+
+const tools = await ensureToolchain(() => undefined);
+const nats = tools.natsServers.at(-1);
+if (!nats) throw new Error("no nats-server");
+const stack = await startLocalStack({ toolchain: tools, natsBinary: nats.path });
+try {
+  const kc = stack.controlPlane.kubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const namespaces = Array.from({ length: NAMESPACES }, (_, i) => `bench-${String(i)}`);
+  for (const name of [...namespaces, "floor"])
+    await core.createNamespace({ body: { metadata: { name } } });
+  const environments = APPS * 2;
+
+  // An app Secret holds a .creds text (~1 KiB) and the CA bundle (~0.7 KiB) besides the URL.
+  const payload = Buffer.from("x".repeat(2_600)).toString("base64");
+  const floor = async (label: string, api: CoreV1Api): Promise<number> => {
+    const start = Date.now();
+    await pool(environments, PARALLEL, (i) =>
+      api.createNamespacedSecret({
+        namespace: "floor",
+        body: { metadata: { name: `${label}-${String(i)}` }, data: { payload } },
+      }),
+    );
+    return Date.now() - start;
+  };
+  // client-node as it comes (a TLS handshake per request), and with pooled connections as the
+  // operator uses it: the latter is the floor.
+  const plainMs = await floor("plain", core);
+  const pooled = new PooledKubeConfig();
+  pooled.loadFromFile(stack.controlPlane.kubeconfigPath);
+  const floorMs = await floor("pooled", pooled.makeApiClient(CoreV1Api));
+  const pooledCustom = pooled.makeApiClient(CustomObjectsApi);
+  console.log(
+    `floor: ${String(environments)} Secret creates, ${String(PARALLEL)} at a time: ${seconds(floorMs)}` +
+      ` with pooled connections (${seconds(plainMs)} with client-node's default of one connection per request)`,
+  );
+
+  const { kubeconfig: operatorKubeconfig, identity } = await operatorAccess(stack);
+  const flags = {
+    concurrency: Number(values.concurrency),
+    logLevel: "warn",
+    resyncSeconds: 3600,
+    ...(values["cpu-prof"]
+      ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${values["cpu-prof"]}`] }
+      : {}),
+  };
+  const first = await launchOperator(stack, operatorKubeconfig, flags);
+  await first.waitReady();
+
+  const appBase = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL };
+  let started = Date.now();
+  await pool(APPS, PARALLEL, (i) => {
+    const namespace = namespaces[i % NAMESPACES] ?? "";
+    return pooledCustom.createNamespacedCustomObject({
+      ...appBase,
+      namespace,
+      body: {
+        apiVersion: APP_API_VERSION,
+        kind: APP_KIND,
+        metadata: { name: `app-${String(i)}`, namespace },
+        spec: { nats: true, environments: ["prod", "test"] },
+      },
+    });
+  });
+  const createdMs = Date.now() - started;
+  const allReady = async (): Promise<number> => {
+    let ready = 0;
+    let token: string | undefined;
+    do {
+      const page = await listCustomObjectsPage<AppObject>(custom, appBase, 500, token);
+      for (const app of page.items) {
+        const condition = app.status?.conditions?.find((c) => c.type === "Ready");
+        if (
+          condition?.status === "True" &&
+          condition.observedGeneration === app.metadata.generation
+        )
+          ready++;
+      }
+      token = page.metadata._continue;
+    } while (token);
+    return ready;
+  };
+  // Listing every App is itself load on the API server: once a second is precise enough.
+  while ((await allReady()) < APPS) await new Promise((r) => setTimeout(r, 1000));
+  const readyMs = Date.now() - started;
+  const firstWrites = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length;
+  console.log(
+    `${String(APPS)} Apps x 2 environments: created in ${seconds(createdMs)}, all Ready after ${seconds(readyMs)}` +
+      ` (${(readyMs / floorMs).toFixed(2)}x the floor; goal <= 1.5x); ${String(firstWrites)} API writes` +
+      ` (${(firstWrites / environments).toFixed(1)} per environment); operator RSS ${rssMiB(first.process.pid)}`,
+  );
+  await first.stop();
+  await pooled.closeConnections();
+
+  const pushes = await countPushes(stack, identity);
+  const writesBefore = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length;
+  started = Date.now();
+  const second = await launchOperator(stack, operatorKubeconfig, flags);
+  await second.waitReady();
+  await second.waitSettled(2000);
+  // waitSettled ends after 2 s without a reconcile: that quiet time is not convergence.
+  const convergedMs = Date.now() - started - 2000;
+  const restartWrites =
+    auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length - writesBefore;
+  console.log(
+    `restart over ${String(environments)} accounts: converged in ${seconds(convergedMs)}` +
+      ` (process start to idle), ${String(restartWrites)} API writes and` +
+      ` ${String(pushes.updates() + pushes.deletes())} NATS pushes (goal: none);` +
+      ` operator RSS ${rssMiB(second.process.pid)}`,
+  );
+  await pushes.close();
+  await second.stop();
+} finally {
+  await stack.stop();
+}

@@ -1,0 +1,71 @@
+/**
+ * A KubeConfig whose API calls share connections. @kubernetes/client-node 2.0 builds a new
+ * undici Agent for every request, so every call pays a TLS handshake (and a new secure
+ * context): profiled at about 40% of the operator's CPU while reconciling. Here the first
+ * Agent made for a given cluster, user and certificate material is kept and reused, with
+ * undici's keep-alive pool; a rotated client certificate or CA (a changed file or value) gets
+ * a new one.
+ */
+import { createHash } from "node:crypto";
+import { statSync } from "node:fs";
+import { KubeConfig, type RequestContext } from "@kubernetes/client-node";
+
+type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
+
+function fileStamp(path: string | undefined): string {
+  if (!path) return "";
+  try {
+    const stat = statSync(path);
+    return `${path}@${String(stat.mtimeMs)}:${String(stat.size)}`;
+  } catch {
+    return `${path}@missing`;
+  }
+}
+
+export class PooledKubeConfig extends KubeConfig {
+  private readonly dispatchers = new Map<string, Dispatcher>();
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const fresh = context.getDispatcher();
+    if (!fresh) return;
+    const key = this.materialKey();
+    const pooled = this.dispatchers.get(key);
+    if (pooled) {
+      context.setDispatcher(pooled);
+      // Never used for a request, so it holds no connection; closing frees it at once.
+      void fresh.close().catch(() => undefined);
+      return;
+    }
+    this.dispatchers.set(key, fresh);
+  }
+
+  /** Closes the pooled connections (the process stops, or a test is done with the client). */
+  async closeConnections(): Promise<void> {
+    const all = [...this.dispatchers.values()];
+    this.dispatchers.clear();
+    await Promise.all(all.map((d) => d.close().catch(() => undefined)));
+  }
+
+  private materialKey(): string {
+    const cluster = this.getCurrentCluster();
+    const user = this.getCurrentUser();
+    return createHash("sha256")
+      .update(
+        JSON.stringify([
+          cluster?.name,
+          cluster?.server,
+          cluster?.skipTLSVerify,
+          cluster?.tlsServerName,
+          cluster?.caData,
+          fileStamp(cluster?.caFile),
+          user?.name,
+          user?.certData,
+          fileStamp(user?.certFile),
+          user?.keyData,
+          fileStamp(user?.keyFile),
+        ]),
+      )
+      .digest("hex");
+  }
+}
