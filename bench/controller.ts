@@ -161,12 +161,18 @@ try {
   await second.waitSettled(2000);
   // waitSettled ends after 2 s without a reconcile: that quiet time is not convergence.
   const convergedMs = Date.now() - started - 2000;
-  const restartWrites =
-    auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length - writesBefore;
+  const restartWriteList = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).slice(
+    writesBefore,
+  );
+  const restartWrites = restartWriteList.length;
+  const byKind = new Map<string, number>();
+  for (const { verb, resource } of restartWriteList)
+    byKind.set(`${verb} ${resource}`, (byKind.get(`${verb} ${resource}`) ?? 0) + 1);
   console.log(
     `restart over ${String(environments)} accounts: converged in ${seconds(convergedMs)}` +
       ` (process start to idle), ${String(restartWrites)} API writes and` +
       ` ${String(pushes.updates() + pushes.deletes())} NATS pushes (goal: none);` +
+      (byKind.size > 0 ? ` writes: ${JSON.stringify(Object.fromEntries(byKind))};` : "") +
       ` operator RSS ${rssMiB(second.process.pid)}`,
   );
   await pushes.close();

@@ -17,7 +17,7 @@ import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import { MANAGED_BY } from "../kube/apply-secret.ts";
 import { listCustomObjectsPage } from "../kube/custom-list.ts";
-import { readSecret } from "../kube/read-secret.ts";
+import { readSecret, statusOf } from "../kube/read-secret.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { scrubSecrets } from "../observability/logger.ts";
 import { AccountIndex, appKey } from "./account-index.ts";
@@ -116,6 +116,7 @@ export class AppController {
       index,
       resolver: () => nats.resolver(),
       getApp: (namespace, name) => this.apps?.get(namespace, name),
+      readApp: (namespace, name) => readApp(custom, namespace, name),
       getSecret: (namespace, name) => this.secrets?.get(namespace, name),
       readSecret: (namespace, name) => readSecret(core, namespace, name),
       writes: kubernetesAppWrites(kubeConfig, "nats-tenancy", (resource) => {
@@ -154,36 +155,42 @@ export class AppController {
     });
     const queue = this.queue;
 
-    this.apps = await watchResource<AppObject>({
-      kubeConfig,
-      label: "apps",
-      path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
-      listPage: (_selector, token) =>
-        listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, PAGE_SIZE, token),
-      onChange: (object) => {
-        const app = asAppObject(object);
-        if (app) queue.add(appKey(app.metadata.namespace, app.metadata.name));
-      },
-      logger,
-    });
-    this.secrets = await watchResource<V1Secret>({
-      kubeConfig,
-      label: "app secrets",
-      path: "/api/v1/secrets",
-      labelSelector: `app.kubernetes.io/managed-by=${MANAGED_BY["app.kubernetes.io/managed-by"]},${APP_LABEL}`,
-      listPage: (labelSelector, token) =>
-        core.listSecretForAllNamespaces({
-          limit: PAGE_SIZE,
-          ...(labelSelector ? { labelSelector } : {}),
-          ...(token ? { _continue: token } : {}),
-        }),
-      // A Secret deleted or edited by hand is put back by its App's reconcile.
-      onChange: (secret) => {
-        const app = secret.metadata?.labels?.[APP_LABEL];
-        const namespace = secret.metadata?.namespace;
-        if (app && namespace) queue.add(appKey(namespace, app));
-      },
-      logger,
+    // No reconcile may run on half a picture: one that found an App's Secret missing from a cache
+    // still loading would write it again, one that found the App missing would call its
+    // accounts orphans. Keys added meanwhile wait in the queue.
+    await queue.exclusive(async () => {
+      this.apps = await watchResource<AppObject>({
+        kubeConfig,
+        label: "apps",
+        path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
+        listPage: (_selector, token) =>
+          listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, PAGE_SIZE, token),
+        onChange: (object) => {
+          const app = asAppObject(object);
+          if (app) queue.add(appKey(app.metadata.namespace, app.metadata.name));
+        },
+        logger,
+      });
+      this.secrets = await watchResource<V1Secret>({
+        kubeConfig,
+        label: "app secrets",
+        path: "/api/v1/secrets",
+        labelSelector: `app.kubernetes.io/managed-by=${MANAGED_BY["app.kubernetes.io/managed-by"]},${APP_LABEL}`,
+        listPage: (labelSelector, token) =>
+          core.listSecretForAllNamespaces({
+            limit: PAGE_SIZE,
+            ...(labelSelector ? { labelSelector } : {}),
+            ...(token ? { _continue: token } : {}),
+          }),
+        // A Secret deleted or edited by hand is put back by its App's reconcile.
+        onChange: (secret) => {
+          const app = secret.metadata?.labels?.[APP_LABEL];
+          const namespace = secret.metadata?.namespace;
+          if (app && namespace) queue.add(appKey(namespace, app));
+        },
+        logger,
+      });
+      await Promise.all([this.apps.waitSynced(), this.secrets.waitSynced()]);
     });
     // Connecting only now, with the caches synced, lets onConnect enqueue every App.
     this.nats.start();
@@ -284,5 +291,20 @@ export class AppController {
     await this.queue?.drain();
     await Promise.all([this.apps?.stop(), this.secrets?.stop()]);
     await this.nats?.stop();
+  }
+}
+
+async function readApp(
+  custom: CustomObjectsApi,
+  namespace: string,
+  name: string,
+): Promise<AppObject | undefined> {
+  try {
+    return asAppObject(
+      await custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name }),
+    );
+  } catch (error) {
+    if (statusOf(error) === 404) return undefined;
+    throw error;
   }
 }

@@ -68,6 +68,8 @@ export interface ReconcilerDeps {
   /** Throws NatsUnavailableError while there is no connection. */
   resolver: () => ResolverClient;
   getApp: (namespace: string, name: string) => AppObject | undefined;
+  /** From the API server, for an App the cache lacks. */
+  readApp: (namespace: string, name: string) => Promise<AppObject | undefined>;
   /** From the informer's cache, which holds only the operator's own app Secrets. */
   getSecret: (namespace: string, name: string) => V1Secret | undefined;
   /** From the API server: any Secret of that name, the operator's or not. */
@@ -124,11 +126,16 @@ export class AppReconciler {
   /** Reconciles `namespace/name`; throws to be retried with backoff. */
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace = "", name = ""] = key.split("/");
-    const app = this.deps.getApp(namespace, name);
+    const stored = this.deps.index.environments(namespace, name);
+    // Deleting accounts on the word of a cache would be unforgivable if the cache were wrong:
+    // an App it lacks is looked up before its accounts are called orphans.
+    const app =
+      this.deps.getApp(namespace, name) ??
+      (stored.length > 0 ? await this.deps.readApp(namespace, name) : undefined);
     if (!app) {
       // Gone without our finalizer (it never had one, or it was removed by hand): whatever
       // keys remain are orphans.
-      await this.removeEnvironments(namespace, name, this.deps.index.environments(namespace, name));
+      await this.removeEnvironments(namespace, name, stored);
       return undefined;
     }
     if (app.metadata.deletionTimestamp) return this.finalize(app);
@@ -224,13 +231,10 @@ export class AppReconciler {
     const { namespace, name } = app.metadata;
     const { deps } = this;
     const secretName = appSecretName(name, environment);
-    // The cache sees only labelled Secrets; a miss may still be someone else's Secret, which a
-    // forced apply would silently take over.
-    const existingSecret =
-      deps.getSecret(namespace, secretName) ?? (await deps.readSecret(namespace, secretName));
-    const claimedBy = secretOwner(existingSecret);
-    if (existingSecret && (claimedBy?.app !== name || claimedBy.environment !== environment)) {
-      throw new AppProblem(
+    const conflict = (secret: V1Secret): AppProblem | undefined => {
+      const claimedBy = secretOwner(secret);
+      if (claimedBy?.app === name && claimedBy.environment === environment) return undefined;
+      return new AppProblem(
         "SecretConflict",
         `Secret ${namespace}/${secretName} already exists and is not this App's ${environment} Secret` +
           (claimedBy ? ` (it belongs to ${claimedBy.app}/${claimedBy.environment})` : "") +
@@ -238,7 +242,10 @@ export class AppReconciler {
         // Retried with backoff: the Secret in the way is not watched, so its removal sends no event.
         true,
       );
-    }
+    };
+    const existingSecret = deps.getSecret(namespace, secretName);
+    const cachedConflict = existingSecret && conflict(existingSecret);
+    if (cachedConflict) throw cachedConflict;
     const accountSpec = {
       namespace,
       app: name,
@@ -282,8 +289,20 @@ export class AppReconciler {
       creds: minted.creds,
       caBundle: deps.caBundle(),
     };
-    if (!appSecretCurrent(existingSecret, secretInput))
+    // The cache holds only the operator's labelled Secrets. On a miss a create, never an apply:
+    // a forced apply would silently take over someone else's Secret of that name.
+    if (!existingSecret) {
+      if (!(await deps.writes.createSecret(appSecret(secretInput)))) {
+        // Ours but not cached yet, or someone else's.
+        const found = await deps.readSecret(namespace, secretName);
+        const problem = found && conflict(found);
+        if (problem) throw problem;
+        if (!found || !appSecretCurrent(found, secretInput))
+          await deps.writes.applySecret(appSecret(secretInput));
+      }
+    } else if (!appSecretCurrent(existingSecret, secretInput)) {
       await deps.writes.applySecret(appSecret(secretInput));
+    }
     return {
       name: environment,
       account: minted.publicKey,

@@ -26,6 +26,8 @@ export interface EventInput {
 }
 
 export interface AppWrites {
+  /** Creates the Secret; false, writing nothing, when one of that name exists. */
+  createSecret(secret: V1Secret): Promise<boolean>;
   applySecret(secret: V1Secret): Promise<void>;
   deleteSecret(namespace: string, name: string): Promise<void>;
   /** Adds or drops the operator's finalizer; other finalizers are left as they are. */
@@ -64,6 +66,20 @@ export function kubernetesAppWrites(
     name: app.metadata.name,
   });
   return {
+    async createSecret(secret) {
+      onWrite("secret");
+      try {
+        await core.createNamespacedSecret({
+          namespace: secret.metadata?.namespace ?? "",
+          body: secret,
+          fieldManager: FIELD_MANAGER,
+        });
+        return true;
+      } catch (error) {
+        if (statusOf(error) === 409) return false;
+        throw error;
+      }
+    },
     async applySecret(secret) {
       onWrite("secret");
       await applySecret(core, secret);

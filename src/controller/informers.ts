@@ -11,6 +11,8 @@ export interface WatchedResource<T extends KubernetesObject> {
   list(): readonly T[];
   /** True once the first list has been loaded and the watch is open. */
   synced(): boolean;
+  /** Resolves once synced (the first list can fail and be retried). */
+  waitSynced(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -37,6 +39,10 @@ export async function watchResource<T extends KubernetesObject>(
   options: WatchOptions<T>,
 ): Promise<WatchedResource<T>> {
   let listed = false;
+  let markSynced: () => void = () => undefined;
+  const syncedOnce = new Promise<void>((resolve) => {
+    markSynced = resolve;
+  });
   const list = async (): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> => {
     const items: T[] = [];
     let token: string | undefined;
@@ -48,6 +54,7 @@ export async function watchResource<T extends KubernetesObject>(
       token = page.metadata?._continue || undefined;
     } while (token);
     listed = true;
+    markSynced();
     return { items, metadata: resourceVersion ? { resourceVersion } : {} };
   };
   const informer = makeInformer<T>(options.kubeConfig, options.path, list, options.labelSelector);
@@ -76,6 +83,7 @@ export async function watchResource<T extends KubernetesObject>(
     get: (namespace, name) => informer.get(name, namespace),
     list: () => informer.list(),
     synced: () => listed,
+    waitSynced: () => syncedOnce,
     stop: async () => {
       stopped = true;
       clearTimeout(timer);
