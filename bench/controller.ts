@@ -10,7 +10,7 @@
  *    writes and NATS pushes it made (goal: none).
  * 4. The operator's resident memory at the end.
  *
- * Run: node bench/controller.ts [--apps 1000] [--parallel 16] [--concurrency 16]
+ * Run: node bench/controller.ts [--apps 1000] [--parallel 16] [--concurrency 32]
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -33,7 +33,7 @@ const { values } = parseArgs({
   options: {
     apps: { type: "string", default: "1000" },
     parallel: { type: "string", default: "16" },
-    concurrency: { type: "string", default: "16" },
+    concurrency: { type: "string", default: "32" },
     /** Writes a CPU profile of each operator process into this directory. */
     "cpu-prof": { type: "string" },
   },

@@ -90,8 +90,10 @@ const FLAGS = {
   concurrency: {
     type: "string",
     env: "NATS_TENANCY_CONCURRENCY",
+    // Mostly waiting on the API server and the NATS servers' acknowledgements: measured by
+    // bench/controller.ts, 1,000 Apps went Ready 18% sooner with 48 than with 16.
     help: "Apps reconciled at once",
-    default: "8",
+    default: "32",
   },
   "log-level": {
     type: "string",
