@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -345,5 +345,23 @@ describe("App controller on a real API server and NATS cluster", () => {
     await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
     assert.ok(live.isClosed(), "a connected client of the deleted account stayed connected");
     assert.equal(await secretValues(s.core, "shop", "orders-prod-nats"), undefined);
+  });
+
+  test("the operator's debug log and every Event hold no seed, JWT or creds text", async () => {
+    const s = stack();
+    const log = readFileSync(operator.process.logFile, "utf8");
+    // The SecretConflict test made reconciles fail: their errors, the likeliest carriers of a
+    // quoted secret, are in this log.
+    assert.match(log, /reconcile failed/);
+    const leaks = /\bS[OAU][A-Z2-7]{56}\b|eyJ[\w-]{20,}\.|BEGIN NATS|PRIVATE KEY/;
+    assert.doesNotMatch(log, leaks, "the operator's log holds a secret");
+    let events = 0;
+    for (const namespace of ["shop", "clash", "toggle"]) {
+      for (const event of (await s.core.listNamespacedEvent({ namespace })).items) {
+        events++;
+        assert.doesNotMatch(event.message ?? "", leaks);
+      }
+    }
+    assert.ok(events > 0, "no Events: nothing checked");
   });
 });
