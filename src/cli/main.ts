@@ -37,6 +37,7 @@ async function runAgainstCluster(options: CliOptions): Promise<void> {
     leaseName: options.leaseName,
     leaseDurationMs: options.leaseDurationMs,
     identity: options.identity,
+    ...(options.webhook ? { webhook: options.webhook } : {}),
   });
   logger.info(
     {

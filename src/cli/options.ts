@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
 import type { ControllerSettings } from "../controller/app-controller.ts";
+import { DEFAULT_EXCLUDED_NAMESPACES } from "../webhook/webhook-config.ts";
 
 export interface CliOptions {
   kubeconfig?: string;
@@ -17,6 +18,8 @@ export interface CliOptions {
   leaseName: string;
   identity: string;
   leaseDurationMs: number;
+  /** Where this replica serves the pod webhook; absent: no webhook. */
+  webhook?: { host: string; port: number };
   help: boolean;
 }
 
@@ -119,6 +122,35 @@ const FLAGS = {
     help: "leader Lease duration",
     default: "15",
   },
+  "webhook-address": {
+    type: "string",
+    env: "NATS_TENANCY_WEBHOOK_ADDRESS",
+    help: 'host:port the pod webhook serves HTTPS on, or "off"',
+    default: "0.0.0.0:8443",
+  },
+  "webhook-service": {
+    type: "string",
+    env: "NATS_TENANCY_WEBHOOK_SERVICE",
+    help: "Service in front of the webhook port (port 443), registered with the API server",
+    default: "nats-tenancy-webhook",
+  },
+  "webhook-url": {
+    type: "string",
+    env: "NATS_TENANCY_WEBHOOK_URL",
+    help: "register this URL instead of the Service (a webhook outside the cluster)",
+  },
+  "webhook-config": {
+    type: "string",
+    env: "NATS_TENANCY_WEBHOOK_CONFIG",
+    help: "MutatingWebhookConfiguration name",
+    default: "nats-tenancy",
+  },
+  "webhook-tls-secret": {
+    type: "string",
+    env: "NATS_TENANCY_WEBHOOK_TLS_SECRET",
+    help: "Secret holding the webhook's serving certificate",
+    default: "nats-tenancy-webhook-tls",
+  },
   identity: {
     type: "string",
     env: "POD_NAME",
@@ -192,6 +224,10 @@ export function parseOptions(
   const serviceUrl = `tls://${service}.${namespace}.svc.${clusterDomain}:4222`;
   const health = hostPort("health-address", get("health-address") ?? "");
   const kubeconfig = get("kubeconfig");
+  const webhookAddress = get("webhook-address") ?? "off";
+  const webhook =
+    webhookAddress === "off" ? undefined : hostPort("webhook-address", webhookAddress);
+  const webhookUrl = get("webhook-url");
   return {
     ...(kubeconfig ? { kubeconfig } : {}),
     settings: {
@@ -214,7 +250,20 @@ export function parseOptions(
       expectedServers: replicas,
       resyncMs: integer("resync-seconds", get("resync-seconds") ?? "", 1, 86_400) * 1000,
       concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
+      ...(webhook
+        ? {
+            webhook: {
+              configName: get("webhook-config") ?? "",
+              tlsSecret: get("webhook-tls-secret") ?? "",
+              service: get("webhook-service") ?? "",
+              servicePort: 443,
+              ...(webhookUrl ? { url: webhookUrl } : {}),
+              excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
+            },
+          }
+        : {}),
     },
+    ...(webhook ? { webhook } : {}),
     logLevel: oneOf("log-level", get("log-level") ?? "", LOG_LEVELS),
     healthHost: health.host,
     healthPort: health.port,

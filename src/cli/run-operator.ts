@@ -9,6 +9,7 @@ import { AppController, type ControllerSettings } from "../controller/app-contro
 import { LeaderElector } from "../controller/leader-election.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { startHealthServer } from "../server/health-server.ts";
+import { WebhookRuntime } from "../webhook/webhook-runtime.ts";
 
 export interface OperatorProcessOptions {
   kubeConfig: KubeConfig;
@@ -20,10 +21,14 @@ export interface OperatorProcessOptions {
   leaseName: string;
   leaseDurationMs: number;
   identity: string;
+  /** Serve the pod webhook here (settings.webhook says how it is registered). */
+  webhook?: { host: string; port: number };
 }
 
 export interface OperatorProcess {
   healthUrl: string;
+  /** The webhook's own URL once it serves. */
+  webhookUrl: () => string | undefined;
   isLeader: () => boolean;
   /** The controller while this replica leads. */
   controller: () => AppController | undefined;
@@ -60,13 +65,29 @@ export async function startOperatorProcess(
     }
   };
 
+  const webhookSettings = options.settings.webhook;
+  const webhook =
+    options.webhook && webhookSettings
+      ? new WebhookRuntime({
+          kubeConfig: options.kubeConfig,
+          namespace: options.settings.namespace,
+          settings: webhookSettings,
+          host: options.webhook.host,
+          port: options.webhook.port,
+          logger,
+        })
+      : undefined;
+
   const health = await startHealthServer({
     host: options.healthHost,
     port: options.healthPort,
     metrics: options.metrics,
     logger,
-    // A standby is ready: it serves its endpoints and waits for the Lease.
-    ready: () => (controller ? controller.ready() : { ready: true }),
+    // A standby is ready when its webhook serves: it waits for the Lease.
+    ready: () => {
+      if (webhook && !webhook.ready()) return { ready: false, reason: "webhook not serving yet" };
+      return controller ? controller.ready() : { ready: true };
+    },
   });
 
   const elector = new LeaderElector({
@@ -82,6 +103,7 @@ export async function startOperatorProcess(
     onStoppedLeading: follow,
   });
   elector.start();
+  await webhook?.start();
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -90,12 +112,14 @@ export async function startOperatorProcess(
       await controller?.stop();
       controller = undefined;
       await elector.stop();
+      await webhook?.stop();
       await health.close();
     })();
     return stopped;
   };
   return {
     healthUrl: health.url,
+    webhookUrl: () => webhook?.url(),
     isLeader: () => elector.isLeader(),
     controller: () => controller,
     stop,

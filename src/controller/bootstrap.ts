@@ -27,6 +27,11 @@ import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import { readSecretData } from "../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../nats/server-config.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
+import {
+  currentWebhookLeaf,
+  ensureWebhook,
+  type WebhookSettings,
+} from "../webhook/webhook-config.ts";
 
 export interface BootstrapSettings {
   /** The operator's namespace: key store, CA and NATS config Secret. */
@@ -37,6 +42,8 @@ export interface BootstrapSettings {
   natsNames: NatsNames;
   leafLifetimeMs: number;
   caPolicy: CaPolicy;
+  /** The pod webhook's registration and certificate; absent: no webhook. */
+  webhook?: WebhookSettings;
 }
 
 export interface Bootstrapped {
@@ -103,11 +110,18 @@ export async function bootstrap(
     NATS_CONFIG_FILES.routeCertificate,
     NATS_CONFIG_FILES.routeKey,
   );
+  const { webhook } = settings;
+  const previousWebhook = webhook
+    ? await currentWebhookLeaf(kubeConfig, settings.namespace, webhook)
+    : undefined;
   const ca = await ensureCa(
     store,
     settings.caPolicy,
     nowMs,
-    (state) => issuedByActive(previousServer, state) && issuedByActive(previousRoute, state),
+    (state) =>
+      issuedByActive(previousServer, state) &&
+      issuedByActive(previousRoute, state) &&
+      (!webhook || issuedByActive(previousWebhook, state)),
   );
   changes.push(...ca.steps.map((step) => `CA ${step ?? "changed"}`));
   const server = await ensureLeaf(previousServer, serverSpec, ca.state, nowMs);
@@ -143,6 +157,21 @@ export async function bootstrap(
       data: secretData(desired),
     });
     changes.push(`NATS config Secret ${settings.natsConfigSecret} written`);
+  }
+  if (webhook) {
+    changes.push(
+      ...(await ensureWebhook({
+        kubeConfig,
+        namespace: settings.namespace,
+        settings: webhook,
+        previousLeaf: previousWebhook,
+        ca: ca.state,
+        caBundle: bundle,
+        leafLifetimeMs: settings.leafLifetimeMs,
+        loopback: settings.natsNames.loopback ?? false,
+        nowMs,
+      })),
+    );
   }
   return { identity, artifacts, ca: ca.state, caBundle: bundle, changes };
 }

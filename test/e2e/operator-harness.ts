@@ -23,6 +23,7 @@ import {
 } from "../../src/crds/app.ts";
 import type { AppObject } from "../../src/controller/app-object.ts";
 import { startLocalStack, type LocalStack } from "../../src/embedded/local-stack.ts";
+import { freePort } from "../../src/embedded/ports.ts";
 import { decodeSecretData, readSecretData } from "../../src/kube/read-secret.ts";
 import { toolchain } from "./harness.ts";
 import {
@@ -48,6 +49,8 @@ export interface OperatorStack {
   custom: CustomObjectsApi;
   operatorKubeconfig: string;
   identity: OperatorIdentity;
+  /** The port the webhook URL registered by this suite's operators points at. */
+  webhookPort: number;
   startOperator: (flags?: OperatorFlags) => Promise<RunningOperator>;
   /** Writes (create/update/patch/delete) the operator made, Lease renewals excepted. */
   operatorWrites: () => { verb: string; resource: string; name: string }[];
@@ -75,6 +78,7 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
     const kc = started.controlPlane.kubeConfig();
     const core = kc.makeApiClient(CoreV1Api);
     const { kubeconfig: operatorKubeconfig, identity } = await operatorAccess(started);
+    const webhookPort = await freePort();
     const config = await readSecretData(
       core,
       started.settings.namespace,
@@ -88,8 +92,12 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
       custom: kc.makeApiClient(CustomObjectsApi),
       operatorKubeconfig,
       identity,
+      webhookPort,
       startOperator: async (flags = {}) => {
-        const operator = await launchOperator(started, operatorKubeconfig, flags);
+        const operator = await launchOperator(started, operatorKubeconfig, {
+          webhook: { port: webhookPort, registeredPort: webhookPort },
+          ...flags,
+        });
         operators.push(operator);
         return operator;
       },

@@ -42,6 +42,11 @@ export interface OperatorFlags {
   identity?: string;
   leaseSeconds?: number;
   logLevel?: string;
+  /**
+   * The pod webhook: where this process serves it, and the URL it registers (one URL per stack,
+   * so that a restarted operator finds the registration it wrote unchanged). Off when absent.
+   */
+  webhook?: { port: number; registeredPort: number };
   /** Options for node itself, such as --cpu-prof for a benchmark. */
   nodeArgs?: string[];
 }
@@ -89,6 +94,12 @@ export async function launchOperator(
       `--lease-seconds=${String(flags.leaseSeconds ?? 4)}`,
       `--identity=${identity}`,
       `--log-level=${flags.logLevel ?? "debug"}`,
+      ...(flags.webhook
+        ? [
+            `--webhook-address=127.0.0.1:${String(flags.webhook.port)}`,
+            `--webhook-url=https://127.0.0.1:${String(flags.webhook.registeredPort)}/mutate-pods`,
+          ]
+        : ["--webhook-address=off"]),
     ],
     logFile: join(stack.controlPlane.dir, `${identity}.log`),
   });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { CoordinationV1Api } from "@kubernetes/client-node";
+import { freePort } from "../../src/embedded/ports.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { appManifest, appsApi, secretValues, useOperatorStack } from "./operator-harness.ts";
 import type { RunningOperator } from "./operator-process.ts";
@@ -18,7 +19,11 @@ describe("two operator replicas", () => {
     const s = stack();
     const a = await s.startOperator({ identity: "replica-a", leaseSeconds: LEASE_SECONDS });
     await a.waitReady();
-    const b = await s.startOperator({ identity: "replica-b", leaseSeconds: LEASE_SECONDS });
+    const b = await s.startOperator({
+      identity: "replica-b",
+      leaseSeconds: LEASE_SECONDS,
+      webhook: { port: await freePort(), registeredPort: s.webhookPort },
+    });
     await waitUntil(
       "standby serves /readyz",
       async () => (await fetch(`${b.healthUrl}/readyz`)).status === 200,

@@ -1,0 +1,88 @@
+/**
+ * AdmissionReview v1 in, AdmissionReview v1 out, for pods. The patch is a JSONPatch computed by
+ * diffing the pod with its mutated copy, so what is sent is exactly what injectPod changed.
+ */
+import fastJsonPatch from "fast-json-patch";
+import { injectPod, type Decision, type Pod } from "./pod-injection.ts";
+
+export class ReviewError extends Error {
+  override name = "ReviewError";
+}
+
+export interface PodReview {
+  uid: string;
+  namespace: string;
+  pod: Pod;
+  /** The pod's name for logs; generated names are not known yet at admission. */
+  describe: string;
+}
+
+export interface ReviewResponse {
+  apiVersion: "admission.k8s.io/v1";
+  kind: "AdmissionReview";
+  response: {
+    uid: string;
+    allowed: boolean;
+    patchType?: "JSONPatch";
+    patch?: string;
+    status?: { code: number; message: string };
+    warnings?: string[];
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Checks the shape the handler relies on; anything else is a ReviewError with what is wrong. */
+export function parsePodReview(body: unknown): PodReview {
+  if (!isObject(body)) throw new ReviewError("the body is not a JSON object");
+  if (body.apiVersion !== "admission.k8s.io/v1" || body.kind !== "AdmissionReview")
+    throw new ReviewError(
+      `expected an admission.k8s.io/v1 AdmissionReview, got ${String(body.apiVersion)} ${String(body.kind)}`,
+    );
+  const request = body.request;
+  if (!isObject(request)) throw new ReviewError("the AdmissionReview has no request");
+  if (typeof request.uid !== "string" || request.uid === "")
+    throw new ReviewError("the AdmissionReview request has no uid");
+  const kind = request.kind;
+  if (!isObject(kind) || kind.kind !== "Pod" || kind.group !== "" || kind.version !== "v1")
+    throw new ReviewError("the request is not for a core/v1 Pod");
+  const pod = request.object;
+  if (!isObject(pod) || !isObject(pod.spec) || !Array.isArray(pod.spec.containers))
+    throw new ReviewError("the request's object is not a Pod with containers");
+  const namespace = typeof request.namespace === "string" ? request.namespace : "";
+  const metadata = isObject(pod.metadata) ? pod.metadata : {};
+  const name =
+    typeof metadata.name === "string"
+      ? metadata.name
+      : `${typeof metadata.generateName === "string" ? metadata.generateName : ""}<generated>`;
+  return { uid: request.uid, namespace, pod: pod as Pod, describe: `${namespace}/${name}` };
+}
+
+export function reviewResponse(review: PodReview, decision: Decision): ReviewResponse {
+  const base = { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview" } as const;
+  if (decision.action === "reject") {
+    return {
+      ...base,
+      response: {
+        uid: review.uid,
+        allowed: false,
+        status: { code: 403, message: `nats-tenancy: ${decision.reason}` },
+      },
+    };
+  }
+  if (decision.action === "skip") return { ...base, response: { uid: review.uid, allowed: true } };
+  const mutated = injectPod(review.pod, decision.target);
+  const operations = fastJsonPatch.compare(review.pod, mutated);
+  if (operations.length === 0) return { ...base, response: { uid: review.uid, allowed: true } };
+  return {
+    ...base,
+    response: {
+      uid: review.uid,
+      allowed: true,
+      patchType: "JSONPatch",
+      patch: Buffer.from(JSON.stringify(operations)).toString("base64"),
+    },
+  };
+}

@@ -1,0 +1,191 @@
+/**
+ * The webhook's registration and serving certificate, kept by the leader: the
+ * MutatingWebhookConfiguration (with the CA bundle that verifies the webhook) and the TLS
+ * Secret every replica serves from. Both are written only when they differ from what should be.
+ *
+ * Failure policy: Fail, scoped by an objectSelector to pods carrying the app label. A webhook
+ * outage then blocks only pods that asked for NATS (they would start without credentials
+ * otherwise); every other pod in the cluster never reaches the webhook. Timeout 5 s.
+ */
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1MutatingWebhookConfiguration,
+} from "@kubernetes/client-node";
+import type { CaState } from "../ca/authority.ts";
+import { ensureLeaf, webhookLeaf } from "../ca/leaves.ts";
+import { tlsSecret } from "../ca/tls-secret.ts";
+import { APP_LABEL } from "../controller/app-secret.ts";
+import { FIELD_MANAGER, MANAGED_BY, applySecret } from "../kube/apply-secret.ts";
+import { readSecretData, statusOf } from "../kube/read-secret.ts";
+import type { KeyAndCertificate } from "../pki/certificates.ts";
+import { MUTATE_PODS_PATH } from "./webhook-server.ts";
+
+export interface WebhookSettings {
+  /** MutatingWebhookConfiguration name. */
+  configName: string;
+  /** TLS Secret in the operator's namespace that every replica serves from. */
+  tlsSecret: string;
+  /** The Service in front of the replicas' webhook port. */
+  service: string;
+  servicePort: number;
+  /** Registers this URL instead of the Service (a webhook outside the cluster, local runs). */
+  url?: string;
+  /** Namespaces never injected besides the operator's own. */
+  excludedNamespaces: string[];
+}
+
+export const DEFAULT_EXCLUDED_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease"];
+
+export function excludedNamespaces(settings: WebhookSettings, operatorNamespace: string): string[] {
+  return [...new Set([...settings.excludedNamespaces, operatorNamespace])].sort();
+}
+
+export function webhookConfiguration(
+  settings: WebhookSettings,
+  operatorNamespace: string,
+  caBundle: string,
+): V1MutatingWebhookConfiguration {
+  return {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "MutatingWebhookConfiguration",
+    metadata: { name: settings.configName, labels: { ...MANAGED_BY } },
+    webhooks: [
+      {
+        name: "pods.nats-tenancy.io",
+        admissionReviewVersions: ["v1"],
+        sideEffects: "None",
+        failurePolicy: "Fail",
+        timeoutSeconds: 5,
+        // The variables and volume may be needed by containers another webhook adds.
+        reinvocationPolicy: "IfNeeded",
+        matchPolicy: "Equivalent",
+        clientConfig: {
+          caBundle: Buffer.from(caBundle).toString("base64"),
+          ...(settings.url
+            ? { url: settings.url }
+            : {
+                service: {
+                  name: settings.service,
+                  namespace: operatorNamespace,
+                  port: settings.servicePort,
+                  path: MUTATE_PODS_PATH,
+                },
+              }),
+        },
+        rules: [
+          {
+            apiGroups: [""],
+            apiVersions: ["v1"],
+            operations: ["CREATE"],
+            resources: ["pods"],
+            scope: "Namespaced",
+          },
+        ],
+        objectSelector: { matchExpressions: [{ key: APP_LABEL, operator: "Exists" }] },
+        namespaceSelector: {
+          matchExpressions: [
+            {
+              key: "kubernetes.io/metadata.name",
+              operator: "NotIn",
+              values: excludedNamespaces(settings, operatorNamespace),
+            },
+          ],
+        },
+      },
+    ],
+  };
+}
+
+/** Compares only what the operator sets; the API server adds defaults of its own. */
+function sameConfiguration(
+  current: V1MutatingWebhookConfiguration | undefined,
+  desired: V1MutatingWebhookConfiguration,
+): boolean {
+  const a = current?.webhooks?.[0];
+  const b = desired.webhooks?.[0];
+  if (!a || !b || current.webhooks?.length !== 1) return false;
+  const pick = (w: typeof a) =>
+    JSON.stringify([
+      w.name,
+      w.clientConfig.caBundle,
+      w.clientConfig.url,
+      w.clientConfig.service?.name,
+      w.clientConfig.service?.namespace,
+      w.clientConfig.service?.port,
+      w.clientConfig.service?.path,
+      w.failurePolicy,
+      w.timeoutSeconds,
+      w.reinvocationPolicy,
+      w.objectSelector,
+      w.namespaceSelector,
+      w.rules?.map((r) => [r.apiGroups, r.apiVersions, r.operations, r.resources, r.scope]),
+    ]);
+  return pick(a) === pick(b);
+}
+
+/** Reads the serving leaf the replicas use now, for the CA rotation's "every leaf is current". */
+export async function currentWebhookLeaf(
+  kubeConfig: KubeConfig,
+  namespace: string,
+  settings: WebhookSettings,
+): Promise<KeyAndCertificate | undefined> {
+  const data = await readSecretData(
+    kubeConfig.makeApiClient(CoreV1Api),
+    namespace,
+    settings.tlsSecret,
+  );
+  const certificatePem = data?.["tls.crt"];
+  const privateKeyPem = data?.["tls.key"];
+  return certificatePem && privateKeyPem ? { certificatePem, privateKeyPem } : undefined;
+}
+
+export interface EnsureWebhookInput {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  settings: WebhookSettings;
+  previousLeaf: KeyAndCertificate | undefined;
+  ca: CaState;
+  caBundle: string;
+  leafLifetimeMs: number;
+  loopback: boolean;
+  nowMs: number;
+}
+
+/** Ensures the serving certificate and the registration; returns what it changed. */
+export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]> {
+  const { kubeConfig, namespace, settings } = input;
+  const changes: string[] = [];
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const leafSpec = webhookLeaf(settings.service, namespace, input.leafLifetimeMs, input.loopback);
+  const leaf = await ensureLeaf(input.previousLeaf, leafSpec, input.ca, input.nowMs);
+  const existing = await readSecretData(core, namespace, settings.tlsSecret);
+  if (
+    leaf.reason ||
+    existing?.["tls.crt"] !== leaf.leaf.certificatePem ||
+    existing["ca.crt"] !== input.caBundle
+  ) {
+    await applySecret(core, tlsSecret(settings.tlsSecret, namespace, leaf.leaf, input.caBundle));
+    changes.push(`webhook certificate: ${leaf.reason ?? "CA bundle changed"}`);
+  }
+
+  const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+  const desired = webhookConfiguration(settings, namespace, input.caBundle);
+  let current: V1MutatingWebhookConfiguration | undefined;
+  try {
+    current = await admission.readMutatingWebhookConfiguration({ name: settings.configName });
+  } catch (error) {
+    if (statusOf(error) !== 404) throw error;
+  }
+  if (!sameConfiguration(current, desired)) {
+    await admission.patchMutatingWebhookConfiguration(
+      { name: settings.configName, body: desired, fieldManager: FIELD_MANAGER, force: true },
+      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+    );
+    changes.push(`MutatingWebhookConfiguration ${settings.configName} written`);
+  }
+  return changes;
+}

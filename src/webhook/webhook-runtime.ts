@@ -1,0 +1,189 @@
+/**
+ * The webhook as every replica runs it, leader or not (the Service sends reviews to any of
+ * them): a cache of Apps to answer from memory within the API server's timeout, the serving
+ * certificate read from the Secret the leader keeps and swapped in place when it changes, and
+ * an Event on the pod's owner for every pod refused or skipped.
+ */
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { asAppObject, type AppObject } from "../controller/app-object.ts";
+import { appSecretName } from "../controller/app-secret.ts";
+import { watchResource, type WatchedResource } from "../controller/informers.ts";
+import {
+  APP_GROUP,
+  APP_PLURAL,
+  APP_VERSION,
+  appSpecIssues,
+  natsRequest,
+  type AppSpec,
+} from "../crds/app.ts";
+import { listCustomObjectsPage } from "../kube/custom-list.ts";
+import type { PodReview } from "./admission-review.ts";
+import { decide, type AppView, type Decision } from "./pod-injection.ts";
+import { currentWebhookLeaf, excludedNamespaces, type WebhookSettings } from "./webhook-config.ts";
+import { startWebhookServer, type WebhookServer } from "./webhook-server.ts";
+
+export interface WebhookRuntimeOptions {
+  kubeConfig: KubeConfig;
+  /** The operator's namespace: where the TLS Secret is, and never injected. */
+  namespace: string;
+  settings: WebhookSettings;
+  host: string;
+  port: number;
+  logger: Logger;
+  /** How often the TLS Secret is re-read for a renewed certificate. */
+  certificatePollMs?: number;
+}
+
+const COMPONENT = "nats-tenancy-webhook";
+
+export function appView(app: AppObject | undefined): AppView | undefined {
+  if (!app) return undefined;
+  const valid = appSpecIssues(app.spec).length === 0;
+  const spec = app.spec as AppSpec;
+  return {
+    environments: valid && natsRequest(spec) ? [...spec.environments] : [],
+    secretName: (environment) => appSecretName(app.metadata.name, environment),
+  };
+}
+
+export class WebhookRuntime {
+  private readonly options: WebhookRuntimeOptions;
+  private apps: WatchedResource<AppObject> | undefined;
+  private server: WebhookServer | undefined;
+  private certificate = "";
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(options: WebhookRuntimeOptions) {
+    this.options = options;
+  }
+
+  /** Serving: the App cache is loaded and the certificate is in place. */
+  ready(): boolean {
+    return this.server !== undefined && this.apps?.synced() === true;
+  }
+
+  url(): string | undefined {
+    return this.server?.url;
+  }
+
+  /** Starts the App cache, then serves as soon as the leader has written the certificate. */
+  async start(): Promise<void> {
+    const { kubeConfig, logger } = this.options;
+    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.apps = await watchResource<AppObject>({
+      kubeConfig,
+      label: "apps (webhook)",
+      path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
+      listPage: (_selector, token) =>
+        listCustomObjectsPage<AppObject>(
+          custom,
+          { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL },
+          500,
+          token,
+        ),
+      onChange: () => undefined,
+      logger,
+    });
+    await this.refreshCertificate();
+  }
+
+  private async refreshCertificate(): Promise<void> {
+    const { kubeConfig, namespace, settings, logger } = this.options;
+    try {
+      const leaf = await currentWebhookLeaf(kubeConfig, namespace, settings);
+      if (leaf && leaf.certificatePem !== this.certificate) {
+        if (this.server) {
+          this.server.setCertificate(leaf);
+          logger.info("webhook certificate renewed in place");
+        } else {
+          this.server = await startWebhookServer({
+            host: this.options.host,
+            port: this.options.port,
+            certificate: leaf,
+            decide: (review) => this.decide(review),
+            onDecision: (review, decision) => {
+              this.report(review, decision);
+            },
+            logger,
+          });
+          logger.info({ url: this.server.url }, "webhook serving");
+        }
+        this.certificate = leaf.certificatePem;
+      } else if (!leaf && !this.server) {
+        logger.info({ secret: settings.tlsSecret }, "webhook waiting for its certificate");
+      }
+    } catch (error) {
+      logger.warn({ err: error }, "webhook certificate check failed; retrying");
+    }
+    if (this.stopped) return;
+    // Until it serves, look often: the leader writes the Secret moments after it starts.
+    const delay = this.server ? (this.options.certificatePollMs ?? 30_000) : 1000;
+    this.timer = setTimeout(() => {
+      void this.refreshCertificate();
+    }, delay);
+  }
+
+  private decide(review: PodReview): Decision {
+    const excluded = new Set(excludedNamespaces(this.options.settings, this.options.namespace));
+    return decide(review.pod, review.namespace, excluded, (namespace, app) =>
+      appView(asAppObject(this.apps?.get(namespace, app))),
+    );
+  }
+
+  private report(review: PodReview, decision: Decision): void {
+    const { logger } = this.options;
+    if (decision.action === "inject") {
+      logger.debug({ pod: review.describe, secret: decision.target.secretName }, "pod injected");
+      return;
+    }
+    const refused = decision.action === "reject";
+    logger.info(
+      { pod: review.describe, reason: decision.reason },
+      refused ? "pod refused" : "pod not injected",
+    );
+    const owner = review.pod.metadata?.ownerReferences as
+      | { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[]
+      | undefined;
+    const controller = owner?.find((o) => o.controller) ?? owner?.[0];
+    // Pods refused at creation leave no Pod to attach an Event to, and a skipped one has no
+    // name yet; their owner is where the user looks (kubectl describe replicaset).
+    if (!controller) return;
+    const now = new Date();
+    const core = this.options.kubeConfig.makeApiClient(CoreV1Api);
+    core
+      .createNamespacedEvent({
+        namespace: review.namespace,
+        body: {
+          metadata: { generateName: `${controller.name}.`, namespace: review.namespace },
+          involvedObject: {
+            apiVersion: controller.apiVersion,
+            kind: controller.kind,
+            name: controller.name,
+            namespace: review.namespace,
+            uid: controller.uid,
+          },
+          type: refused ? "Warning" : "Normal",
+          reason: refused ? "NatsInjectionRefused" : "NatsInjectionSkipped",
+          message: decision.reason,
+          source: { component: COMPONENT },
+          reportingComponent: COMPONENT,
+          reportingInstance: COMPONENT,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      })
+      .catch((error: unknown) => {
+        logger.warn({ err: error }, "could not record the webhook's decision as an Event");
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.server?.close();
+    await this.apps?.stop();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The HTTPS endpoint the API server calls for pods. Its certificate comes from the operator's
+ * CA and is swapped in place (new TLS handshakes get it; no restart, no dropped request).
+ * Whatever arrives that is not a pod AdmissionReview is answered 400 with what is wrong, never
+ * a crash: the API server may be misconfigured, the port may be probed.
+ */
+import Fastify, { LogController, type FastifyError } from "fastify";
+import type { Logger } from "pino";
+import { ReviewError, parsePodReview, reviewResponse, type PodReview } from "./admission-review.ts";
+import type { Decision } from "./pod-injection.ts";
+
+export const MUTATE_PODS_PATH = "/mutate-pods";
+/** The API server refuses objects over 3 MiB; a review holds one pod and some envelope. */
+export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
+
+export interface ServingCertificate {
+  certificatePem: string;
+  privateKeyPem: string;
+}
+
+export interface WebhookServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  certificate: ServingCertificate;
+  decide: (review: PodReview) => Decision;
+  /** After each decision, for logs, events and metrics. */
+  onDecision?: (review: PodReview, decision: Decision) => void;
+  logger: Logger;
+}
+
+export interface WebhookServer {
+  url: string;
+  port: number;
+  /** New handshakes use it from now on. */
+  setCertificate: (certificate: ServingCertificate) => void;
+  close: () => Promise<void>;
+}
+
+export async function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
+  const app = Fastify({
+    https: { cert: options.certificate.certificatePem, key: options.certificate.privateKeyPem },
+    bodyLimit: MAX_REVIEW_BYTES,
+    loggerInstance: options.logger.child({ component: "webhook" }),
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+
+  // Reviews are JSON; with fastify's text parser gone, every other type is a 415 (mapped below).
+  app.removeContentTypeParser("text/plain");
+  // Fastify answers 413 and 415 for these; the API server and a person reading its log both
+  // get one answer for "this is not a review": 400 with the reason.
+  app.setErrorHandler((error: FastifyError, _request, reply) => {
+    const status = error.statusCode ?? 500;
+    if (status >= 500) {
+      options.logger.error({ err: error }, "webhook handler failed");
+      return reply.code(500).send({ error: "internal error" });
+    }
+    const message =
+      error.code === "FST_ERR_CTP_BODY_TOO_LARGE"
+        ? `the body is larger than ${String(MAX_REVIEW_BYTES)} bytes`
+        : error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE"
+          ? "the content type must be application/json"
+          : error.message;
+    return reply.code(400).send({ error: message });
+  });
+
+  app.post(MUTATE_PODS_PATH, async (request, reply) => {
+    let review: PodReview;
+    try {
+      review = parsePodReview(request.body);
+    } catch (error) {
+      if (error instanceof ReviewError) return reply.code(400).send({ error: error.message });
+      throw error;
+    }
+    const decision = options.decide(review);
+    options.onDecision?.(review, decision);
+    return reply.send(reviewResponse(review, decision));
+  });
+
+  const url = await app.listen({ host: options.host, port: options.port });
+  const server = app.server;
+  return {
+    url,
+    port: Number(new URL(url).port),
+    setCertificate: (certificate) => {
+      server.setSecureContext({
+        cert: certificate.certificatePem,
+        key: certificate.privateKeyPem,
+      });
+    },
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * The pod webhook on the real API server (registered by URL on 127.0.0.1 by the operator
+ * itself), with credentials checked against the real NATS cluster.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import {
+  AdmissionregistrationV1Api,
+  type V1OwnerReference,
+  type V1Pod,
+} from "@kubernetes/client-node";
+import { connect, credsAuthenticator } from "@nats-io/transport-node";
+import { parseJwt } from "../../src/accounts/jwt.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+import { decodeSecretData } from "../../src/kube/read-secret.ts";
+import { INJECTED_ANNOTATION, VOLUME_NAME } from "../../src/webhook/pod-injection.ts";
+import { appManifest, appsApi, secretValues, useOperatorStack } from "./operator-harness.ts";
+import type { RunningOperator } from "./operator-process.ts";
+
+const scratch = mkdtempSync(join(tmpdir(), "nats-tenancy-webhook-test-"));
+after(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+function podManifest(
+  name: string,
+  labels: Record<string, string>,
+  spec: Partial<NonNullable<V1Pod["spec"]>> = {},
+  ownerReferences?: V1OwnerReference[],
+): V1Pod {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, labels, ...(ownerReferences ? { ownerReferences } : {}) },
+    spec: {
+      containers: [{ name: "app", image: "registry.invalid/app:1" }],
+      ...spec,
+    },
+  };
+}
+
+const orders = (environment: string) => ({
+  "nats-tenancy.io/app": "orders",
+  "nats-tenancy.io/environment": environment,
+});
+
+function errorText(error: unknown): string {
+  const body = (error as { body?: unknown }).body;
+  return typeof body === "string" ? body : JSON.stringify(body ?? String(error));
+}
+
+describe("pod webhook on a real API server", () => {
+  const stack = useOperatorStack();
+  let operator: RunningOperator;
+
+  test("a labelled Pod is stored with the variables and the volume, and they reach its account", async () => {
+    const s = stack();
+    operator = await s.startOperator();
+    await operator.waitReady();
+    const admission = s.kc.makeApiClient(AdmissionregistrationV1Api);
+    const registered = await admission.readMutatingWebhookConfiguration({ name: "nats-tenancy" });
+    assert.equal(registered.webhooks?.[0]?.failurePolicy, "Fail");
+    assert.equal(registered.webhooks[0].timeoutSeconds, 5);
+
+    await s.core.createNamespace({ body: { metadata: { name: "web" } } });
+    const apps = appsApi(s.custom);
+    await apps.create(
+      "web",
+      appManifest("web", "orders", { nats: true, environments: ["prod", "test"] }),
+    );
+    await waitUntil(
+      "orders Secrets",
+      async () =>
+        (await secretValues(s.core, "web", "orders-prod-nats")) !== undefined &&
+        (await secretValues(s.core, "web", "orders-test-nats")) !== undefined,
+      { timeoutMs: 30_000 },
+    );
+
+    const stored = await s.core.createNamespacedPod({
+      namespace: "web",
+      body: podManifest("api", orders("prod"), {
+        initContainers: [{ name: "migrate", image: "registry.invalid/migrate:1" }],
+      }),
+    });
+    assert.equal(stored.metadata?.annotations?.[INJECTED_ANNOTATION], "orders-prod-nats");
+    const volume = stored.spec?.volumes?.find((v) => v.name === VOLUME_NAME);
+    assert.equal(volume?.secret?.secretName, "orders-prod-nats");
+    const containers = [...(stored.spec?.containers ?? []), ...(stored.spec?.initContainers ?? [])];
+    assert.equal(containers.length, 2);
+    for (const container of containers) {
+      const env = new Map((container.env ?? []).map((e) => [e.name, e]));
+      assert.equal(env.get("NATS_URL")?.valueFrom?.secretKeyRef?.name, "orders-prod-nats");
+      assert.equal(env.get("NATS_CREDENTIALS")?.valueFrom?.secretKeyRef?.name, "orders-prod-nats");
+      assert.equal(env.get("NATS_URL")?.value, undefined, "a value was copied into the pod");
+      assert.equal(env.get("NATS_CREDENTIALS_FILE")?.value, "/bindings/nats/nats.creds");
+      assert.equal(env.get("NATS_CA_FILE")?.value, "/bindings/nats/ca.crt");
+      assert.deepEqual(
+        container.volumeMounts?.map((m) => [m.name, m.mountPath, m.readOnly]),
+        [[VOLUME_NAME, "/bindings/nats", true]],
+      );
+    }
+
+    // What the kubelet would resolve: the referenced keys and the volume's files.
+    const secret = decodeSecretData(
+      await s.core.readNamespacedSecret({ namespace: "web", name: "orders-prod-nats" }),
+    );
+    const env = new Map((stored.spec?.containers[0]?.env ?? []).map((e) => [e.name, e]));
+    const url = secret[env.get("NATS_URL")?.valueFrom?.secretKeyRef?.key ?? ""] ?? "";
+    const files = new Map(
+      (volume.secret.items ?? []).map((item) => [`/bindings/nats/${item.path}`, secret[item.key]]),
+    );
+    const creds = files.get(env.get("NATS_CREDENTIALS_FILE")?.value ?? "") ?? "";
+    const caFile = join(scratch, "ca.crt");
+    writeFileSync(caFile, files.get(env.get("NATS_CA_FILE")?.value ?? "") ?? "");
+    assert.equal(files.get("/bindings/nats/type"), "nats");
+    assert.equal(creds, secret[env.get("NATS_CREDENTIALS")?.valueFrom?.secretKeyRef?.key ?? ""]);
+
+    const nc = await connect({
+      servers: url.split(","),
+      authenticator: credsAuthenticator(new TextEncoder().encode(creds)),
+      tls: { caFile },
+    });
+    try {
+      const sub = nc.subscribe("orders.hello", { max: 1 });
+      nc.publish("orders.hello", "hi");
+      for await (const msg of sub) assert.equal(msg.string(), "hi");
+      const userJwt = /-----BEGIN NATS USER JWT-----\n(\S+)\n/.exec(creds)?.[1] ?? "";
+      const issuerAccount = parseJwt<{ issuer_account?: string }>(userJwt).nats.issuer_account;
+      const app = await apps.get("web", "orders");
+      assert.equal(
+        issuerAccount,
+        app?.status?.environments?.find((e) => e.name === "prod")?.account,
+        "the pod's credentials are not the prod account's",
+      );
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test("an unlabelled Pod is untouched; variables the user set are kept", async () => {
+    const s = stack();
+    const plain = await s.core.createNamespacedPod({
+      namespace: "web",
+      body: podManifest("plain", { app: "something-else" }),
+    });
+    assert.equal(plain.metadata?.annotations?.[INJECTED_ANNOTATION], undefined);
+    assert.equal(plain.spec?.containers[0]?.env, undefined);
+    assert.equal(plain.spec?.volumes, undefined);
+
+    const own = await s.core.createNamespacedPod({
+      namespace: "web",
+      body: podManifest("own-url", orders("test"), {
+        containers: [
+          {
+            name: "app",
+            image: "registry.invalid/app:1",
+            env: [{ name: "NATS_URL", value: "nats://my-own-broker:4222" }],
+          },
+        ],
+      }),
+    });
+    const urls = (own.spec?.containers[0]?.env ?? []).filter((e) => e.name === "NATS_URL");
+    assert.deepEqual(
+      urls.map((e) => e.value),
+      ["nats://my-own-broker:4222"],
+    );
+    assert.ok(own.spec?.containers[0]?.env?.some((e) => e.name === "NATS_CREDENTIALS"));
+  });
+
+  test("a Pod cannot obtain another namespace's credentials, nor an environment the App lacks", async () => {
+    const s = stack();
+    await s.core.createNamespace({ body: { metadata: { name: "intruder" } } });
+    // Pods come from controllers; the refusal is reported on the owner, where it is looked for.
+    const owner = await s.core.createNamespacedConfigMap({
+      namespace: "intruder",
+      body: { metadata: { name: "owner" } },
+    });
+    const stealing = podManifest("steal", orders("prod"), {}, [
+      {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        name: "owner",
+        uid: owner.metadata?.uid ?? "",
+        controller: true,
+      },
+    ]);
+    await assert.rejects(
+      s.core.createNamespacedPod({ namespace: "intruder", body: stealing }),
+      (error: unknown) => /no App orders in namespace intruder/.test(errorText(error)),
+    );
+    await waitUntil(
+      "a NatsInjectionRefused Event on the owner",
+      async () =>
+        (await s.core.listNamespacedEvent({ namespace: "intruder" })).items.some(
+          (e) =>
+            e.reason === "NatsInjectionRefused" &&
+            e.involvedObject.name === "owner" &&
+            /no App orders in namespace intruder/.test(e.message ?? ""),
+        ),
+      { timeoutMs: 10_000 },
+    );
+    await assert.rejects(
+      s.core.createNamespacedPod({
+        namespace: "web",
+        body: podManifest("staging", orders("staging")),
+      }),
+      (error: unknown) =>
+        /App web\/orders has no NATS environment staging \(it has prod, test\)/.test(
+          errorText(error),
+        ),
+    );
+  });
+
+  test("a Pod that already carries the injection gets nothing twice", async () => {
+    const s = stack();
+    const first = await s.core.readNamespacedPod({ namespace: "web", name: "api" });
+    const again = await s.core.createNamespacedPod({
+      namespace: "web",
+      body: {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: {
+          name: "api-again",
+          labels: first.metadata?.labels ?? {},
+          annotations: first.metadata?.annotations ?? {},
+        },
+        spec: {
+          containers: first.spec?.containers ?? [],
+          ...(first.spec?.initContainers ? { initContainers: first.spec.initContainers } : {}),
+          ...(first.spec?.volumes ? { volumes: first.spec.volumes } : {}),
+        },
+      },
+    });
+    assert.deepEqual(
+      again.spec?.volumes?.map((v) => v.name),
+      first.spec?.volumes?.map((v) => v.name),
+    );
+    assert.deepEqual(
+      again.spec?.containers.map((c) => c.env?.map((e) => e.name)),
+      first.spec?.containers.map((c) => c.env?.map((e) => e.name)),
+    );
+  });
+
+  test("with the webhook down, labelled Pods are refused and every other Pod is created", async () => {
+    const s = stack();
+    await operator.stop();
+    await assert.rejects(
+      s.core.createNamespacedPod({
+        namespace: "web",
+        body: podManifest("blocked", orders("prod")),
+      }),
+      (error: unknown) => /pods.nats-tenancy.io/.test(errorText(error)),
+    );
+    const other = await s.core.createNamespacedPod({
+      namespace: "web",
+      body: podManifest("unaffected", {}),
+    });
+    assert.equal(other.metadata?.name, "unaffected");
+  });
+});

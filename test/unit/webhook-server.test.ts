@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { request } from "node:https";
+import { X509Certificate } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import pino from "pino";
+import {
+  DAY_MS,
+  DEFAULT_CA_POLICY,
+  caBundle,
+  stepCa,
+  type CaState,
+} from "../../src/ca/authority.ts";
+import { ensureLeaf, webhookLeaf } from "../../src/ca/leaves.ts";
+import {
+  MAX_REVIEW_BYTES,
+  MUTATE_PODS_PATH,
+  startWebhookServer,
+  type WebhookServer,
+} from "../../src/webhook/webhook-server.ts";
+
+interface Answer {
+  status: number;
+  body: string;
+  serial: string;
+}
+
+function post(
+  port: number,
+  ca: string,
+  body: string | Buffer,
+  contentType = "application/json",
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: MUTATE_PODS_PATH,
+        method: "POST",
+        ca,
+        agent: false,
+        headers: { "content-type": contentType, "content-length": Buffer.byteLength(body) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const peer = res.socket as unknown as { getPeerX509Certificate: () => X509Certificate };
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            serial: peer.getPeerX509Certificate().serialNumber,
+          });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const review = {
+  apiVersion: "admission.k8s.io/v1",
+  kind: "AdmissionReview",
+  request: {
+    uid: "7c2d",
+    kind: { group: "", version: "v1", kind: "Pod" },
+    namespace: "shop",
+    object: { metadata: { name: "p" }, spec: { containers: [{ name: "app" }] } },
+  },
+};
+
+describe("webhook server", () => {
+  let state: CaState;
+  let server: WebhookServer;
+  let ca: string;
+  const leaf = (now: number) =>
+    ensureLeaf(
+      undefined,
+      webhookLeaf("nats-tenancy-webhook", "ops", 30 * DAY_MS, true),
+      state,
+      now,
+    );
+
+  before(async () => {
+    state = (await stepCa(undefined, DEFAULT_CA_POLICY, Date.now(), false)).state;
+    ca = caBundle(state);
+    server = await startWebhookServer({
+      host: "127.0.0.1",
+      port: 0,
+      certificate: (await leaf(Date.now())).leaf,
+      decide: () => ({ action: "skip", reason: "test" }),
+      logger: pino({ level: "silent" }),
+    });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  test("a pod review is answered with the request's uid", async () => {
+    const answer = await post(server.port, ca, JSON.stringify(review));
+    assert.equal(answer.status, 200);
+    assert.deepEqual(JSON.parse(answer.body), {
+      apiVersion: "admission.k8s.io/v1",
+      kind: "AdmissionReview",
+      response: { uid: "7c2d", allowed: true },
+    });
+  });
+
+  test("bad input is a 400 with a clear message, and the server goes on", async () => {
+    const cases: [string | Buffer, string, RegExp][] = [
+      ["{not json", "application/json", /JSON/i],
+      [JSON.stringify(review), "text/plain", /content type must be application\/json/],
+      [Buffer.alloc(MAX_REVIEW_BYTES + 1, 32), "application/json", /larger than/],
+      [JSON.stringify({ ...review, kind: "Other" }), "application/json", /expected an admission/],
+      [
+        JSON.stringify({ ...review, request: { ...review.request, uid: "" } }),
+        "application/json",
+        /no uid/,
+      ],
+    ];
+    for (const [body, type, message] of cases) {
+      const answer = await post(server.port, ca, body, type);
+      assert.equal(answer.status, 400, answer.body);
+      assert.match((JSON.parse(answer.body) as { error: string }).error, message);
+    }
+    assert.equal((await post(server.port, ca, JSON.stringify(review))).status, 200);
+  });
+
+  test("a renewed certificate is served to new connections without a restart", async () => {
+    const before = (await post(server.port, ca, JSON.stringify(review))).serial;
+    const renewed = (await leaf(Date.now())).leaf;
+    server.setCertificate(renewed);
+    const after = (await post(server.port, ca, JSON.stringify(review))).serial;
+    assert.notEqual(after, before);
+    assert.equal(after, new X509Certificate(renewed.certificatePem).serialNumber);
+  });
+});
