@@ -64,6 +64,17 @@ describe("pod webhook on a real API server", () => {
     const registered = await admission.readMutatingWebhookConfiguration({ name: "nats-tenancy" });
     assert.equal(registered.webhooks?.[0]?.failurePolicy, "Fail");
     assert.equal(registered.webhooks[0].timeoutSeconds, 5);
+    // The bundle that verifies the webhook is the operator CA's current bundle.
+    const tls = decodeSecretData(
+      await s.core.readNamespacedSecret({
+        namespace: s.stack.settings.namespace,
+        name: "nats-tenancy-webhook-tls",
+      }),
+    );
+    assert.equal(
+      Buffer.from(registered.webhooks[0].clientConfig.caBundle ?? "", "base64").toString(),
+      tls["ca.crt"],
+    );
 
     await s.core.createNamespace({ body: { metadata: { name: "web" } } });
     const apps = appsApi(s.custom);
@@ -149,6 +160,12 @@ describe("pod webhook on a real API server", () => {
     assert.equal(plain.metadata?.annotations?.[INJECTED_ANNOTATION], undefined);
     assert.equal(plain.spec?.containers[0]?.env, undefined);
     assert.equal(plain.spec?.volumes, undefined);
+    // The operator's own namespace is never injected, labels or not.
+    const system = await s.core.createNamespacedPod({
+      namespace: s.stack.settings.namespace,
+      body: podManifest("system", orders("prod")),
+    });
+    assert.equal(system.spec?.containers[0]?.env, undefined);
 
     const own = await s.core.createNamespacedPod({
       namespace: "web",
