@@ -3,8 +3,9 @@
  * namespace is fixed at construction and never taken from an App.
  */
 import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
-import { FIELD_MANAGER, MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
-import { readSecretData, statusOf } from "../kube/read-secret.ts";
+import { MANAGED_BY, applySecret, createSecret, secretData } from "../kube/apply-secret.ts";
+import { unlessNotFound } from "../kube/api-errors.ts";
+import { readSecretData } from "../kube/read-secret.ts";
 import type { SecretStore } from "./key-store.ts";
 
 export const KEYS_LABEL = "nats-tenancy.io/keys";
@@ -36,18 +37,8 @@ export class KubernetesSecretStore implements SecretStore {
     return readSecretData(this.api, this.namespace, name);
   }
 
-  async create(name: string, data: Record<string, string>): Promise<boolean> {
-    try {
-      await this.api.createNamespacedSecret({
-        namespace: this.namespace,
-        body: this.manifest(name, data),
-        fieldManager: FIELD_MANAGER,
-      });
-      return true;
-    } catch (error) {
-      if (statusOf(error) === 409) return false;
-      throw error;
-    }
+  create(name: string, data: Record<string, string>): Promise<boolean> {
+    return createSecret(this.api, this.manifest(name, data));
   }
 
   async put(name: string, data: Record<string, string>): Promise<void> {
@@ -55,11 +46,7 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async delete(name: string): Promise<void> {
-    try {
-      await this.api.deleteNamespacedSecret({ name, namespace: this.namespace });
-    } catch (error) {
-      if (statusOf(error) !== 404) throw error;
-    }
+    await unlessNotFound(this.api.deleteNamespacedSecret({ name, namespace: this.namespace }));
   }
 
   async list(): Promise<string[]> {

@@ -17,7 +17,8 @@ import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import { MANAGED_BY } from "../kube/apply-secret.ts";
 import { listCustomObjectsPage } from "../kube/custom-list.ts";
-import { readSecret, statusOf } from "../kube/read-secret.ts";
+import { unlessNotFound } from "../kube/api-errors.ts";
+import { readSecret } from "../kube/read-secret.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { scrubSecrets } from "../observability/logger.ts";
 import { AccountIndex, appKey } from "./account-index.ts";
@@ -299,12 +300,7 @@ async function readApp(
   namespace: string,
   name: string,
 ): Promise<AppObject | undefined> {
-  try {
-    return asAppObject(
-      await custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name }),
-    );
-  } catch (error) {
-    if (statusOf(error) === 404) return undefined;
-    throw error;
-  }
+  return asAppObject(
+    await unlessNotFound(custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name })),
+  );
 }

@@ -14,8 +14,8 @@ import {
 import { APP_API_VERSION, APP_GROUP, APP_KIND, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import type { AppStatus } from "../crds/app.ts";
 import type { AppObject as App } from "./app-object.ts";
-import { FIELD_MANAGER, applySecret } from "../kube/apply-secret.ts";
-import { statusOf } from "../kube/read-secret.ts";
+import { FIELD_MANAGER, applySecret, createSecret } from "../kube/apply-secret.ts";
+import { unlessNotFound } from "../kube/api-errors.ts";
 
 export const FINALIZER = "nats-tenancy.io/accounts";
 
@@ -66,19 +66,9 @@ export function kubernetesAppWrites(
     name: app.metadata.name,
   });
   return {
-    async createSecret(secret) {
+    createSecret(secret) {
       onWrite("secret");
-      try {
-        await core.createNamespacedSecret({
-          namespace: secret.metadata?.namespace ?? "",
-          body: secret,
-          fieldManager: FIELD_MANAGER,
-        });
-        return true;
-      } catch (error) {
-        if (statusOf(error) === 409) return false;
-        throw error;
-      }
+      return createSecret(core, secret);
     },
     async applySecret(secret) {
       onWrite("secret");
@@ -86,11 +76,7 @@ export function kubernetesAppWrites(
     },
     async deleteSecret(namespace, name) {
       onWrite("secret");
-      try {
-        await core.deleteNamespacedSecret({ name, namespace });
-      } catch (error) {
-        if (statusOf(error) !== 404) throw error;
-      }
+      await unlessNotFound(core.deleteNamespacedSecret({ name, namespace }));
     },
     async setFinalizer(app, present) {
       onWrite("app");

@@ -9,7 +9,6 @@
  * back hold those times as strings, whatever the model's type says.
  */
 import {
-  ApiException,
   CoordinationV1Api,
   Observable,
   V1MicroTime,
@@ -17,10 +16,10 @@ import {
   type KubeConfig,
   type RequestContext,
   type ResponseContext,
-  type V1Lease,
   type V1LeaseSpec,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { statusOf, unlessNotFound } from "../kube/api-errors.ts";
 
 export interface LeaderElectorOptions {
   kubeConfig: KubeConfig;
@@ -59,10 +58,6 @@ function abortOn(signal: AbortSignal): ConfigurationOptions {
     ],
     middlewareMergeStrategy: "append",
   };
-}
-
-function isConflict(error: unknown): boolean {
-  return error instanceof ApiException && error.code === 409;
 }
 
 export class LeaderElector {
@@ -125,7 +120,7 @@ export class LeaderElector {
       holds = await this.acquireOrRenew(startedMs, abortOn(AbortSignal.timeout(retryIntervalMs)));
     } catch (error) {
       // A 409 is another replica's write between our read and our write: routine.
-      this.logger[isConflict(error) ? "debug" : "warn"](
+      this.logger[statusOf(error) === 409 ? "debug" : "warn"](
         { err: error },
         this.leading ? "renewing the Lease failed" : "acquiring the Lease failed",
       );
@@ -159,11 +154,8 @@ export class LeaderElector {
   /** Takes or renews the Lease: true if this replica now holds it, false if another does. */
   private async acquireOrRenew(nowMs: number, request: ConfigurationOptions): Promise<boolean> {
     const { namespace, name, identity } = this.options;
-    let lease: V1Lease;
-    try {
-      lease = await this.api.readNamespacedLease({ name, namespace }, request);
-    } catch (error) {
-      if (!(error instanceof ApiException && error.code === 404)) throw error;
+    const lease = await unlessNotFound(this.api.readNamespacedLease({ name, namespace }, request));
+    if (!lease) {
       await this.api.createNamespacedLease(
         {
           namespace,

@@ -8,6 +8,7 @@ import {
   type CoreV1Api,
   type V1Secret,
 } from "@kubernetes/client-node";
+import { statusOf } from "./api-errors.ts";
 
 export const FIELD_MANAGER = "nats-tenancy";
 export const MANAGED_BY = { "app.kubernetes.io/managed-by": "nats-tenancy" } as const;
@@ -17,6 +18,21 @@ export function secretData(values: Record<string, string>): Record<string, strin
   return Object.fromEntries(
     Object.entries(values).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
   );
+}
+
+/** Creates the Secret; false, writing nothing, when one of that name exists. */
+export async function createSecret(api: CoreV1Api, secret: V1Secret): Promise<boolean> {
+  try {
+    await api.createNamespacedSecret({
+      namespace: secret.metadata?.namespace ?? "",
+      body: secret,
+      fieldManager: FIELD_MANAGER,
+    });
+    return true;
+  } catch (error) {
+    if (statusOf(error) === 409) return false;
+    throw error;
+  }
 }
 
 export async function applySecret(api: CoreV1Api, secret: V1Secret): Promise<void> {

@@ -1,9 +1,6 @@
 /** Reading Secrets back as text, the counterpart of apply-secret.ts. */
-import { ApiException, type CoreV1Api, type V1Secret } from "@kubernetes/client-node";
-
-export function statusOf(error: unknown): number | undefined {
-  return error instanceof ApiException ? error.code : undefined;
-}
+import type { CoreV1Api, V1Secret } from "@kubernetes/client-node";
+import { unlessNotFound } from "./api-errors.ts";
 
 export function decodeSecretData(secret: V1Secret): Record<string, string> {
   return Object.fromEntries(
@@ -20,12 +17,7 @@ export async function readSecret(
   namespace: string,
   name: string,
 ): Promise<V1Secret | undefined> {
-  try {
-    return await api.readNamespacedSecret({ name, namespace });
-  } catch (error) {
-    if (statusOf(error) === 404) return undefined;
-    throw error;
-  }
+  return unlessNotFound(api.readNamespacedSecret({ name, namespace }));
 }
 
 /** The Secret's data as text, or undefined when there is no such Secret. */

@@ -20,7 +20,8 @@ import { ensureLeaf, webhookLeaf } from "../ca/leaves.ts";
 import { tlsSecret } from "../ca/tls-secret.ts";
 import { APP_LABEL } from "../controller/app-secret.ts";
 import { FIELD_MANAGER, MANAGED_BY, applySecret } from "../kube/apply-secret.ts";
-import { readSecretData, statusOf } from "../kube/read-secret.ts";
+import { unlessNotFound } from "../kube/api-errors.ts";
+import { readSecretData } from "../kube/read-secret.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
 import { MUTATE_PODS_PATH } from "./webhook-server.ts";
 
@@ -174,12 +175,9 @@ export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]
 
   const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
   const desired = webhookConfiguration(settings, namespace, input.caBundle);
-  let current: V1MutatingWebhookConfiguration | undefined;
-  try {
-    current = await admission.readMutatingWebhookConfiguration({ name: settings.configName });
-  } catch (error) {
-    if (statusOf(error) !== 404) throw error;
-  }
+  const current = await unlessNotFound(
+    admission.readMutatingWebhookConfiguration({ name: settings.configName }),
+  );
   if (!sameConfiguration(current, desired)) {
     await admission.patchMutatingWebhookConfiguration(
       { name: settings.configName, body: desired, fieldManager: FIELD_MANAGER, force: true },

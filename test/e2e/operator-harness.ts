@@ -24,6 +24,7 @@ import {
 import type { AppObject } from "../../src/controller/app-object.ts";
 import { startLocalStack, type LocalStack } from "../../src/embedded/local-stack.ts";
 import { freePort } from "../../src/embedded/ports.ts";
+import { unlessNotFound } from "../../src/kube/api-errors.ts";
 import { decodeSecretData, readSecretData } from "../../src/kube/read-secret.ts";
 import { toolchain } from "./harness.ts";
 import {
@@ -146,14 +147,9 @@ export function appsApi(custom: CustomObjectsApi) {
   return {
     create: (namespace: string, body: Record<string, unknown>) =>
       custom.createNamespacedCustomObject({ ...base, namespace, body }),
-    get: async (namespace: string, name: string): Promise<AppObject | undefined> => {
-      try {
-        return (await custom.getNamespacedCustomObject({ ...base, namespace, name })) as AppObject;
-      } catch (error) {
-        if ((error as { code?: number }).code === 404) return undefined;
-        throw error;
-      }
-    },
+    get: async (namespace: string, name: string): Promise<AppObject | undefined> =>
+      (await unlessNotFound(custom.getNamespacedCustomObject({ ...base, namespace, name }))) as
+        AppObject | undefined,
     patchSpec: (namespace: string, name: string, spec: Record<string, unknown>) =>
       custom.patchNamespacedCustomObject(
         { ...base, namespace, name, body: { spec } },
