@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
-import { APP_API_VERSION, APP_GROUP, APP_KIND, APP_PLURAL, APP_VERSION } from "../src/crds/app.ts";
+import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../src/crds/app.ts";
 import type { AppObject } from "../src/controller/app-object.ts";
 import { startLocalStack } from "../src/embedded/local-stack.ts";
 import { ensureToolchain } from "../src/embedded/toolchain.ts";
@@ -108,12 +108,11 @@ try {
   const first = await launchOperator(stack, operatorKubeconfig, flags);
   await first.waitReady();
 
-  const appBase = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL };
   let started = Date.now();
   await pool(APPS, PARALLEL, (i) => {
     const namespace = namespaces[i % NAMESPACES] ?? "";
     return pooledCustom.createNamespacedCustomObject({
-      ...appBase,
+      ...APP_RESOURCE,
       namespace,
       body: {
         apiVersion: APP_API_VERSION,
@@ -128,7 +127,7 @@ try {
     let ready = 0;
     let token: string | undefined;
     do {
-      const page = await listCustomObjectsPage<AppObject>(custom, appBase, 500, token);
+      const page = await listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, 500, token);
       for (const app of page.items) {
         const condition = app.status?.conditions?.find((c) => c.type === "Ready");
         if (

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { appSecretName } from "../controller/app-secret.ts";
-import { APP_API_VERSION, APP_GROUP, APP_KIND, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
+import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../crds/app.ts";
 import { startLocalStack } from "../embedded/local-stack.ts";
 import { freePort } from "../embedded/ports.ts";
 import { ensureToolchain } from "../embedded/toolchain.ts";
@@ -71,9 +71,7 @@ export async function runDemo(): Promise<void> {
     spec: { nats: true, environments: ["prod", "test"] },
   };
   await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-    group: APP_GROUP,
-    version: APP_VERSION,
-    plural: APP_PLURAL,
+    ...APP_RESOURCE,
     namespace: DEMO_NAMESPACE,
     body: app,
   });

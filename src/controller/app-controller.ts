@@ -14,9 +14,8 @@ import { repairDrift } from "../accounts/drift.ts";
 import { parseJwt } from "../accounts/jwt.ts";
 import { loadAccount } from "../accounts/key-store.ts";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
-import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
+import { APP_RESOURCE } from "../crds/app.ts";
 import { MANAGED_BY } from "../kube/apply-secret.ts";
-import { listCustomObjectsPage } from "../kube/custom-list.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
 import { readSecret } from "../kube/read-secret.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -27,13 +26,9 @@ import { AppReconciler } from "./app-reconciler.ts";
 import { APP_LABEL } from "./app-secret.ts";
 import { kubernetesAppWrites } from "./app-writes.ts";
 import { bootstrap, type BootstrapSettings, type Bootstrapped } from "./bootstrap.ts";
-import { watchResource, type WatchedResource } from "./informers.ts";
+import { LIST_PAGE_SIZE, watchApps, watchResource, type WatchedResource } from "./informers.ts";
 import { NatsLink } from "./nats-link.ts";
 import { WorkQueue } from "./work-queue.ts";
-
-const APP_RESOURCE = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL };
-/** Objects per list request while the informers start: bounded memory per response. */
-const PAGE_SIZE = 500;
 
 export interface ControllerSettings extends BootstrapSettings {
   /** Where the operator itself connects (any server; system requests reach them all). */
@@ -160,15 +155,11 @@ export class AppController {
     // still loading would write it again, one that found the App missing would call its
     // accounts orphans. Keys added meanwhile wait in the queue.
     await queue.exclusive(async () => {
-      this.apps = await watchResource<AppObject>({
+      this.apps = await watchApps({
         kubeConfig,
         label: "apps",
-        path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
-        listPage: (_selector, token) =>
-          listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, PAGE_SIZE, token),
-        onChange: (object) => {
-          const app = asAppObject(object);
-          if (app) queue.add(appKey(app.metadata.namespace, app.metadata.name));
+        onChange: (app) => {
+          queue.add(appKey(app.metadata.namespace, app.metadata.name));
         },
         logger,
       });
@@ -179,7 +170,7 @@ export class AppController {
         labelSelector: `app.kubernetes.io/managed-by=${MANAGED_BY["app.kubernetes.io/managed-by"]},${APP_LABEL}`,
         listPage: (labelSelector, token) =>
           core.listSecretForAllNamespaces({
-            limit: PAGE_SIZE,
+            limit: LIST_PAGE_SIZE,
             ...(labelSelector ? { labelSelector } : {}),
             ...(token ? { _continue: token } : {}),
           }),

@@ -11,7 +11,7 @@ import {
   type KubeConfig,
   type V1Secret,
 } from "@kubernetes/client-node";
-import { APP_API_VERSION, APP_GROUP, APP_KIND, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
+import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../crds/app.ts";
 import type { AppStatus } from "../crds/app.ts";
 import type { AppObject as App } from "./app-object.ts";
 import { FIELD_MANAGER, applySecret, createSecret } from "../kube/apply-secret.ts";
@@ -53,15 +53,8 @@ export function kubernetesAppWrites(
 ): AppWrites {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-  const target = (
-    app: App,
-  ): { group: string; version: string; plural: string } & {
-    namespace: string;
-    name: string;
-  } => ({
-    group: APP_GROUP,
-    version: APP_VERSION,
-    plural: APP_PLURAL,
+  const target = (app: App) => ({
+    ...APP_RESOURCE,
     namespace: app.metadata.namespace,
     name: app.metadata.name,
   });

@@ -3,8 +3,19 @@
  * on any error other than 410 Gone, so each is restarted with backoff until stopped; and it
  * lists without paging or the label selector it watches with, so the list is ours.
  */
-import { makeInformer, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import {
+  CustomObjectsApi,
+  makeInformer,
+  type KubeConfig,
+  type KubernetesObject,
+} from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { APP_GROUP, APP_PLURAL, APP_RESOURCE, APP_VERSION } from "../crds/app.ts";
+import { listCustomObjectsPage } from "../kube/custom-list.ts";
+import { asAppObject, type AppObject } from "./app-object.ts";
+
+/** Objects per list request while an informer starts: bounded memory per response. */
+export const LIST_PAGE_SIZE = 500;
 
 export interface WatchedResource<T extends KubernetesObject> {
   get(namespace: string, name: string): T | undefined;
@@ -90,4 +101,26 @@ export async function watchResource<T extends KubernetesObject>(
       await informer.stop();
     },
   };
+}
+
+/** Every App in the cluster; `onChange` sees only objects shaped like an App. */
+export function watchApps(options: {
+  kubeConfig: KubeConfig;
+  label: string;
+  onChange: (app: AppObject) => void;
+  logger: Logger;
+}): Promise<WatchedResource<AppObject>> {
+  const custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
+  return watchResource<AppObject>({
+    kubeConfig: options.kubeConfig,
+    label: options.label,
+    path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
+    listPage: (_selector, token) =>
+      listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, LIST_PAGE_SIZE, token),
+    onChange: (object) => {
+      const app = asAppObject(object);
+      if (app) options.onChange(app);
+    },
+    logger: options.logger,
+  });
 }

@@ -23,6 +23,8 @@ export const APP_KIND = "App";
 export const APP_PLURAL = "apps";
 export const APP_SHORT_NAME = "natsapp";
 export const APP_API_VERSION = `${APP_GROUP}/${APP_VERSION}` as const;
+/** What CustomObjectsApi calls take to address Apps. */
+export const APP_RESOURCE = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL } as const;
 
 /** The same labels accounts/spec.ts accepts for an environment. */
 const DNS_LABEL_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";

@@ -13,7 +13,7 @@ import {
   type KubernetesObject,
 } from "@kubernetes/client-node";
 import { APP_CRD_NAME, appManifestsYaml } from "../crds/crd.ts";
-import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
+import { APP_RESOURCE } from "../crds/app.ts";
 import { waitUntil } from "../embedded/wait.ts";
 import { FIELD_MANAGER } from "./apply-secret.ts";
 
@@ -45,12 +45,7 @@ export async function installAppManifests(
         (c) => c.type === "Established" && c.status === "True",
       );
       if (!established) return false;
-      await custom.listClusterCustomObject({
-        group: APP_GROUP,
-        version: APP_VERSION,
-        plural: APP_PLURAL,
-        limit: 1,
-      });
+      await custom.listClusterCustomObject({ ...APP_RESOURCE, limit: 1 });
       return true;
     },
     { timeoutMs },

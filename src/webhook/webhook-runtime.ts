@@ -4,20 +4,12 @@
  * certificate read from the Secret the leader keeps and swapped in place when it changes, and
  * an Event on the pod's owner for every pod refused or skipped.
  */
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { asAppObject, type AppObject } from "../controller/app-object.ts";
 import { appSecretName } from "../controller/app-secret.ts";
-import { watchResource, type WatchedResource } from "../controller/informers.ts";
-import {
-  APP_GROUP,
-  APP_PLURAL,
-  APP_VERSION,
-  appSpecIssues,
-  natsRequest,
-  type AppSpec,
-} from "../crds/app.ts";
-import { listCustomObjectsPage } from "../kube/custom-list.ts";
+import { watchApps, type WatchedResource } from "../controller/informers.ts";
+import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
 import type { PodReview } from "./admission-review.ts";
 import { decide, type AppView, type Decision } from "./pod-injection.ts";
 import { currentWebhookLeaf, excludedNamespaces, type WebhookSettings } from "./webhook-config.ts";
@@ -71,18 +63,9 @@ export class WebhookRuntime {
   /** Starts the App cache, then serves as soon as the leader has written the certificate. */
   async start(): Promise<void> {
     const { kubeConfig, logger } = this.options;
-    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.apps = await watchResource<AppObject>({
+    this.apps = await watchApps({
       kubeConfig,
       label: "apps (webhook)",
-      path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
-      listPage: (_selector, token) =>
-        listCustomObjectsPage<AppObject>(
-          custom,
-          { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL },
-          500,
-          token,
-        ),
       onChange: () => undefined,
       logger,
     });

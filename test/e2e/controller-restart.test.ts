@@ -7,7 +7,7 @@ import { loadAccount, parseAccountEntryName } from "../../src/accounts/key-store
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/controller/app-object.ts";
 import { FINALIZER } from "../../src/controller/app-writes.ts";
-import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../../src/crds/app.ts";
+import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { listCustomObjectsPage } from "../../src/kube/custom-list.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { appManifest, appsApi, useOperatorStack, type OperatorStack } from "./operator-harness.ts";
@@ -106,12 +106,7 @@ describe("operator restarts", () => {
     let token: string | undefined;
     let pages = 0;
     do {
-      const page = await listCustomObjectsPage<AppObject>(
-        s.custom,
-        { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL },
-        7,
-        token,
-      );
+      const page = await listCustomObjectsPage<AppObject>(s.custom, APP_RESOURCE, 7, token);
       names.push(...page.items.map((a) => a.metadata.name));
       token = page.metadata._continue;
       pages++;

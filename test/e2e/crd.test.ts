@@ -16,13 +16,11 @@ import {
 } from "@kubernetes/client-node";
 import {
   APP_API_VERSION,
-  APP_GROUP,
   APP_KIND,
-  APP_PLURAL,
-  APP_VERSION,
   appSpecIssues,
   type App,
   type AppStatus,
+  APP_RESOURCE,
 } from "../../src/crds/app.ts";
 import { APP_CRD_NAME, appManifestsYaml } from "../../src/crds/crd.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
@@ -30,7 +28,7 @@ import { toolchain, useControlPlane } from "./harness.ts";
 
 const run = promisify(execFile);
 const namespace = "default";
-const resource = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL, namespace };
+const resource = { ...APP_RESOURCE, namespace };
 
 function manifest(name: string, spec: unknown): object {
   return { apiVersion: APP_API_VERSION, kind: APP_KIND, metadata: { name }, spec };

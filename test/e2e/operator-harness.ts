@@ -14,13 +14,7 @@ import {
 } from "@kubernetes/client-node";
 import { formatCreds, type OperatorIdentity } from "../../src/accounts/identities.ts";
 import { ResolverClient } from "../../src/accounts/resolver-client.ts";
-import {
-  APP_API_VERSION,
-  APP_GROUP,
-  APP_KIND,
-  APP_PLURAL,
-  APP_VERSION,
-} from "../../src/crds/app.ts";
+import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../../src/crds/app.ts";
 import type { AppObject } from "../../src/controller/app-object.ts";
 import { startLocalStack, type LocalStack } from "../../src/embedded/local-stack.ts";
 import { freePort } from "../../src/embedded/ports.ts";
@@ -143,20 +137,20 @@ export function appManifest(
 }
 
 export function appsApi(custom: CustomObjectsApi) {
-  const base = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL };
   return {
     create: (namespace: string, body: Record<string, unknown>) =>
-      custom.createNamespacedCustomObject({ ...base, namespace, body }),
+      custom.createNamespacedCustomObject({ ...APP_RESOURCE, namespace, body }),
     get: async (namespace: string, name: string): Promise<AppObject | undefined> =>
-      (await unlessNotFound(custom.getNamespacedCustomObject({ ...base, namespace, name }))) as
-        AppObject | undefined,
+      (await unlessNotFound(
+        custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name }),
+      )) as AppObject | undefined,
     patchSpec: (namespace: string, name: string, spec: Record<string, unknown>) =>
       custom.patchNamespacedCustomObject(
-        { ...base, namespace, name, body: { spec } },
+        { ...APP_RESOURCE, namespace, name, body: { spec } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       ),
     delete: (namespace: string, name: string) =>
-      custom.deleteNamespacedCustomObject({ ...base, namespace, name }),
+      custom.deleteNamespacedCustomObject({ ...APP_RESOURCE, namespace, name }),
   };
 }
 
