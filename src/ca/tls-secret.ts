@@ -6,6 +6,17 @@ import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-no
 import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
 
+/** The certificate and key stored under `cert` and `key` in a Secret's data, if both are there. */
+export function keyPairFrom(
+  data: Record<string, string> | undefined,
+  cert = "tls.crt",
+  key = "tls.key",
+): KeyAndCertificate | undefined {
+  const certificatePem = data?.[cert];
+  const privateKeyPem = data?.[key];
+  return certificatePem && privateKeyPem ? { certificatePem, privateKeyPem } : undefined;
+}
+
 export function tlsSecret(
   name: string,
   namespace: string,

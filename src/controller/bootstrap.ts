@@ -26,12 +26,8 @@ import {
 import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import { readSecretData } from "../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../nats/server-config.ts";
-import type { KeyAndCertificate } from "../pki/certificates.ts";
-import {
-  currentWebhookLeaf,
-  ensureWebhook,
-  type WebhookSettings,
-} from "../webhook/webhook-config.ts";
+import { keyPairFrom } from "../ca/tls-secret.ts";
+import { readWebhookTls, ensureWebhook, type WebhookSettings } from "../webhook/webhook-config.ts";
 
 export interface BootstrapSettings {
   /** The operator's namespace: key store, CA and NATS config Secret. */
@@ -60,16 +56,6 @@ export interface Bootstrapped {
 const OPERATOR_JWT = "operator.jwt";
 const SYSTEM_ACCOUNT_JWT = "system-account.jwt";
 const SYSTEM_USER_JWT = "system-user.jwt";
-
-function pair(
-  data: Record<string, string> | undefined,
-  cert: string,
-  key: string,
-): KeyAndCertificate | undefined {
-  const certificatePem = data?.[cert];
-  const privateKeyPem = data?.[key];
-  return certificatePem && privateKeyPem ? { certificatePem, privateKeyPem } : undefined;
-}
 
 function sameData(a: Record<string, string> | undefined, b: Record<string, string>): boolean {
   if (!a) return false;
@@ -104,15 +90,19 @@ export async function bootstrap(
 
   const serverSpec = natsServerLeaf(settings.natsNames, settings.leafLifetimeMs);
   const routeSpec = natsRouteLeaf(settings.natsNames, settings.leafLifetimeMs);
-  const previousServer = pair(existing, NATS_CONFIG_FILES.certificate, NATS_CONFIG_FILES.key);
-  const previousRoute = pair(
+  const previousServer = keyPairFrom(
+    existing,
+    NATS_CONFIG_FILES.certificate,
+    NATS_CONFIG_FILES.key,
+  );
+  const previousRoute = keyPairFrom(
     existing,
     NATS_CONFIG_FILES.routeCertificate,
     NATS_CONFIG_FILES.routeKey,
   );
   const { webhook } = settings;
   const previousWebhook = webhook
-    ? await currentWebhookLeaf(kubeConfig, settings.namespace, webhook)
+    ? await readWebhookTls(kubeConfig, settings.namespace, webhook)
     : undefined;
   const ca = await ensureCa(
     store,
@@ -121,7 +111,7 @@ export async function bootstrap(
     (state) =>
       issuedByActive(previousServer, state) &&
       issuedByActive(previousRoute, state) &&
-      (!webhook || issuedByActive(previousWebhook, state)),
+      (!webhook || issuedByActive(previousWebhook?.leaf, state)),
   );
   changes.push(...ca.steps.map((step) => `CA ${step ?? "changed"}`));
   const server = await ensureLeaf(previousServer, serverSpec, ca.state, nowMs);
@@ -164,7 +154,7 @@ export async function bootstrap(
         kubeConfig,
         namespace: settings.namespace,
         settings: webhook,
-        previousLeaf: previousWebhook,
+        previous: previousWebhook ?? {},
         ca: ca.state,
         caBundle: bundle,
         leafLifetimeMs: settings.leafLifetimeMs,

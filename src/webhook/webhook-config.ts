@@ -17,7 +17,7 @@ import {
 } from "@kubernetes/client-node";
 import type { CaState } from "../ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../ca/leaves.ts";
-import { tlsSecret } from "../ca/tls-secret.ts";
+import { keyPairFrom, tlsSecret } from "../ca/tls-secret.ts";
 import { APP_LABEL } from "../controller/app-secret.ts";
 import { FIELD_MANAGER, MANAGED_BY, applySecret } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
@@ -128,27 +128,35 @@ function sameConfiguration(
   return pick(a) === pick(b);
 }
 
-/** Reads the serving leaf the replicas use now, for the CA rotation's "every leaf is current". */
-export async function currentWebhookLeaf(
+export interface WebhookTls {
+  /** The serving leaf the replicas use now. */
+  leaf?: KeyAndCertificate;
+  /** The CA bundle written beside it. */
+  bundle?: string;
+}
+
+/** The webhook's TLS Secret as it stands: what replicas serve, what a rotation must wait for. */
+export async function readWebhookTls(
   kubeConfig: KubeConfig,
   namespace: string,
   settings: WebhookSettings,
-): Promise<KeyAndCertificate | undefined> {
+): Promise<WebhookTls> {
   const data = await readSecretData(
     kubeConfig.makeApiClient(CoreV1Api),
     namespace,
     settings.tlsSecret,
   );
-  const certificatePem = data?.["tls.crt"];
-  const privateKeyPem = data?.["tls.key"];
-  return certificatePem && privateKeyPem ? { certificatePem, privateKeyPem } : undefined;
+  const leaf = keyPairFrom(data);
+  const bundle = data?.["ca.crt"];
+  return { ...(leaf ? { leaf } : {}), ...(bundle !== undefined ? { bundle } : {}) };
 }
 
 export interface EnsureWebhookInput {
   kubeConfig: KubeConfig;
   namespace: string;
   settings: WebhookSettings;
-  previousLeaf: KeyAndCertificate | undefined;
+  /** The TLS Secret as read before the CA step (readWebhookTls). */
+  previous: WebhookTls;
   ca: CaState;
   caBundle: string;
   leafLifetimeMs: number;
@@ -162,12 +170,10 @@ export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]
   const changes: string[] = [];
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const leafSpec = webhookLeaf(settings.service, namespace, input.leafLifetimeMs, input.loopback);
-  const leaf = await ensureLeaf(input.previousLeaf, leafSpec, input.ca, input.nowMs);
-  const existing = await readSecretData(core, namespace, settings.tlsSecret);
+  const leaf = await ensureLeaf(input.previous.leaf, leafSpec, input.ca, input.nowMs);
   if (
-    leaf.reason ||
-    existing?.["tls.crt"] !== leaf.leaf.certificatePem ||
-    existing["ca.crt"] !== input.caBundle
+    input.previous.leaf?.certificatePem !== leaf.leaf.certificatePem ||
+    input.previous.bundle !== input.caBundle
   ) {
     await applySecret(core, tlsSecret(settings.tlsSecret, namespace, leaf.leaf, input.caBundle));
     changes.push(`webhook certificate: ${leaf.reason ?? "CA bundle changed"}`);

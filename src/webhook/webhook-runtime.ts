@@ -12,7 +12,7 @@ import { watchApps, type WatchedResource } from "../controller/informers.ts";
 import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
 import type { PodReview } from "./admission-review.ts";
 import { decide, type AppView, type Decision } from "./pod-injection.ts";
-import { currentWebhookLeaf, excludedNamespaces, type WebhookSettings } from "./webhook-config.ts";
+import { excludedNamespaces, readWebhookTls, type WebhookSettings } from "./webhook-config.ts";
 import { startWebhookServer, type WebhookServer } from "./webhook-server.ts";
 
 export interface WebhookRuntimeOptions {
@@ -75,7 +75,7 @@ export class WebhookRuntime {
   private async refreshCertificate(): Promise<void> {
     const { kubeConfig, namespace, settings, logger } = this.options;
     try {
-      const leaf = await currentWebhookLeaf(kubeConfig, namespace, settings);
+      const { leaf } = await readWebhookTls(kubeConfig, namespace, settings);
       if (leaf && leaf.certificatePem !== this.certificate) {
         if (this.server) {
           this.server.setCertificate(leaf);
