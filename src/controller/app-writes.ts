@@ -16,14 +16,9 @@ import type { AppStatus } from "../crds/app.ts";
 import type { AppObject as App } from "./app-object.ts";
 import { FIELD_MANAGER, applySecret, createSecret } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
+import { recordEvent, type EventInput } from "../kube/events.ts";
 
 export const FINALIZER = "nats-tenancy.io/accounts";
-
-export interface EventInput {
-  type: "Normal" | "Warning";
-  reason: string;
-  message: string;
-}
 
 export interface AppWrites {
   /** Creates the Secret; false, writing nothing, when one of that name exists. */
@@ -110,29 +105,13 @@ export function kubernetesAppWrites(
     },
     async event(app, event) {
       onWrite("event");
-      const now = new Date();
-      await core.createNamespacedEvent({
-        namespace: app.metadata.namespace,
-        body: {
-          metadata: { generateName: `${app.metadata.name}.`, namespace: app.metadata.namespace },
-          involvedObject: {
-            apiVersion: APP_API_VERSION,
-            kind: APP_KIND,
-            name: app.metadata.name,
-            namespace: app.metadata.namespace,
-            uid: app.metadata.uid,
-          },
-          type: event.type,
-          reason: event.reason,
-          message: event.message,
-          source: { component },
-          reportingComponent: component,
-          reportingInstance: component,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      });
+      const { name, namespace, uid } = app.metadata;
+      await recordEvent(
+        core,
+        component,
+        { apiVersion: APP_API_VERSION, kind: APP_KIND, name, namespace, uid },
+        event,
+      );
     },
   };
 }

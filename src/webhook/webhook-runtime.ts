@@ -10,6 +10,7 @@ import { asAppObject, type AppObject } from "../controller/app-object.ts";
 import { appSecretName } from "../controller/app-secret.ts";
 import { watchApps, type WatchedResource } from "../controller/informers.ts";
 import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
+import { recordEvent } from "../kube/events.ts";
 import type { PodReview } from "./admission-review.ts";
 import { decide, type AppView, type Decision } from "./pod-injection.ts";
 import { excludedNamespaces, readWebhookTls, type WebhookSettings } from "./webhook-config.ts";
@@ -41,6 +42,7 @@ export function appView(app: AppObject | undefined): AppView | undefined {
 
 export class WebhookRuntime {
   private readonly options: WebhookRuntimeOptions;
+  private readonly core: CoreV1Api;
   private apps: WatchedResource<AppObject> | undefined;
   private server: WebhookServer | undefined;
   private certificate = "";
@@ -49,6 +51,7 @@ export class WebhookRuntime {
 
   constructor(options: WebhookRuntimeOptions) {
     this.options = options;
+    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
   }
 
   /** Serving: the App cache is loaded and the certificate is in place. */
@@ -133,34 +136,24 @@ export class WebhookRuntime {
     // Pods refused at creation leave no Pod to attach an Event to, and a skipped one has no
     // name yet; their owner is where the user looks (kubectl describe replicaset).
     if (!controller) return;
-    const now = new Date();
-    const core = this.options.kubeConfig.makeApiClient(CoreV1Api);
-    core
-      .createNamespacedEvent({
+    recordEvent(
+      this.core,
+      COMPONENT,
+      {
+        apiVersion: controller.apiVersion,
+        kind: controller.kind,
+        name: controller.name,
         namespace: review.namespace,
-        body: {
-          metadata: { generateName: `${controller.name}.`, namespace: review.namespace },
-          involvedObject: {
-            apiVersion: controller.apiVersion,
-            kind: controller.kind,
-            name: controller.name,
-            namespace: review.namespace,
-            uid: controller.uid,
-          },
-          type: refused ? "Warning" : "Normal",
-          reason: refused ? "NatsInjectionRefused" : "NatsInjectionSkipped",
-          message: decision.reason,
-          source: { component: COMPONENT },
-          reportingComponent: COMPONENT,
-          reportingInstance: COMPONENT,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      })
-      .catch((error: unknown) => {
-        logger.warn({ err: error }, "could not record the webhook's decision as an Event");
-      });
+        uid: controller.uid,
+      },
+      {
+        type: refused ? "Warning" : "Normal",
+        reason: refused ? "NatsInjectionRefused" : "NatsInjectionSkipped",
+        message: decision.reason,
+      },
+    ).catch((error: unknown) => {
+      logger.warn({ err: error }, "could not record the webhook's decision as an Event");
+    });
   }
 
   async stop(): Promise<void> {
