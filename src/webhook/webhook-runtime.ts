@@ -43,6 +43,7 @@ export function appView(app: AppObject | undefined): AppView | undefined {
 export class WebhookRuntime {
   private readonly options: WebhookRuntimeOptions;
   private readonly core: CoreV1Api;
+  private readonly excluded: ReadonlySet<string>;
   private apps: WatchedResource<AppObject> | undefined;
   private server: WebhookServer | undefined;
   private certificate = "";
@@ -52,6 +53,7 @@ export class WebhookRuntime {
   constructor(options: WebhookRuntimeOptions) {
     this.options = options;
     this.core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.excluded = new Set(excludedNamespaces(options.settings, options.namespace));
   }
 
   /** Serving: the App cache is loaded and the certificate is in place. */
@@ -112,8 +114,7 @@ export class WebhookRuntime {
   }
 
   private decide(review: PodReview): Decision {
-    const excluded = new Set(excludedNamespaces(this.options.settings, this.options.namespace));
-    return decide(review.pod, review.namespace, excluded, (namespace, app) =>
+    return decide(review.pod, review.namespace, this.excluded, (namespace, app) =>
       appView(asAppObject(this.apps?.get(namespace, app))),
     );
   }
