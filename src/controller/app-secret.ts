@@ -6,7 +6,7 @@
  */
 import type { V1OwnerReference, V1Secret } from "@kubernetes/client-node";
 import { MANAGED_BY, secretData } from "../kube/apply-secret.ts";
-import { decodeSecretData } from "../kube/read-secret.ts";
+import { decodeSecretData, sameSecretData } from "../kube/read-secret.ts";
 
 export const APP_LABEL = "nats-tenancy.io/app";
 export const ENVIRONMENT_LABEL = "nats-tenancy.io/environment";
@@ -75,8 +75,5 @@ export function appSecretCurrent(existing: V1Secret | undefined, input: AppSecre
   if (owner?.app !== input.app || owner.environment !== input.environment) return false;
   const refs = existing.metadata?.ownerReferences ?? [];
   if (!refs.some((r) => r.uid === input.owner.uid && r.controller === true)) return false;
-  const have = decodeSecretData(existing);
-  const want = appSecretValues(input);
-  const keys = Object.keys(want);
-  return Object.keys(have).length === keys.length && keys.every((k) => have[k] === want[k]);
+  return sameSecretData(decodeSecretData(existing), appSecretValues(input));
 }

@@ -24,7 +24,7 @@ import {
   type NatsNames,
 } from "../ca/leaves.ts";
 import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
-import { readSecretData } from "../kube/read-secret.ts";
+import { readSecretData, sameSecretData } from "../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../nats/server-config.ts";
 import { keyPairFrom } from "../ca/tls-secret.ts";
 import { readWebhookTls, ensureWebhook, type WebhookSettings } from "../webhook/webhook-config.ts";
@@ -56,12 +56,6 @@ export interface Bootstrapped {
 const OPERATOR_JWT = "operator.jwt";
 const SYSTEM_ACCOUNT_JWT = "system-account.jwt";
 const SYSTEM_USER_JWT = "system-user.jwt";
-
-function sameData(a: Record<string, string> | undefined, b: Record<string, string>): boolean {
-  if (!a) return false;
-  const keys = Object.keys(b);
-  return Object.keys(a).length === keys.length && keys.every((k) => a[k] === b[k]);
-}
 
 export async function bootstrap(
   kubeConfig: KubeConfig,
@@ -134,7 +128,7 @@ export async function bootstrap(
     [SYSTEM_ACCOUNT_JWT]: artifacts.systemAccountJwt,
     [SYSTEM_USER_JWT]: systemUserJwt ?? "",
   };
-  if (!sameData(existing, desired)) {
+  if (!sameSecretData(existing, desired)) {
     await applySecret(core, {
       apiVersion: "v1",
       kind: "Secret",

@@ -11,6 +11,16 @@ export function decodeSecretData(secret: V1Secret): Record<string, string> {
   );
 }
 
+/** True when a Secret's decoded data holds exactly these keys with these values. */
+export function sameSecretData(
+  have: Record<string, string> | undefined,
+  want: Record<string, string>,
+): boolean {
+  if (!have) return false;
+  const keys = Object.keys(want);
+  return Object.keys(have).length === keys.length && keys.every((k) => have[k] === want[k]);
+}
+
 /** The Secret, or undefined when there is none. */
 export async function readSecret(
   api: CoreV1Api,
