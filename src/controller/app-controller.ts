@@ -94,8 +94,9 @@ export class AppController {
       creds: this.boot.artifacts.systemUserCreds,
       ca: this.boot.caBundle,
       logger,
+      // Reconciles that failed for want of NATS go again now, not at their next backoff.
       onConnect: () => {
-        this.enqueueAll();
+        this.queue?.retryFailedNow();
         void this.repairServers(store);
       },
     });
@@ -184,7 +185,6 @@ export class AppController {
       });
       await Promise.all([this.apps.waitSynced(), this.secrets.waitSynced()]);
     });
-    // Connecting only now, with the caches synced, lets onConnect enqueue every App.
     this.nats.start();
     this.enqueueAll();
     this.scheduleResync(store);

@@ -109,6 +109,19 @@ export class WorkQueue<K extends string = string> {
     this.delayed.set(key, { at, timer });
   }
 
+  /**
+   * Starts now every key waiting out a failure's backoff (what failed it is fixed, say NATS is
+   * reachable again); keys delayed at their own request keep their delay.
+   */
+  retryFailedNow(): void {
+    for (const [key, { timer }] of this.delayed) {
+      if (this.failures(key) === 0) continue;
+      clearTimeout(timer);
+      this.delayed.delete(key);
+      this.add(key);
+    }
+  }
+
   /** Keys waiting to start. A running key added again is not counted until its run ends. */
   depth(): number {
     return this.waiting.size;

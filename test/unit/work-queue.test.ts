@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setImmediate as nextMacrotask } from "node:timers/promises";
-import { WorkQueue, backoffDelay } from "../../src/controller/work-queue.ts";
+import { WorkQueue, backoffDelay, type WorkResult } from "../../src/controller/work-queue.ts";
 
 /** Lets every pending microtask chain (runs finishing, the queue starting keys) play out. */
 async function flush(): Promise<void> {
@@ -442,6 +442,36 @@ describe("WorkQueue", () => {
     assert.deepEqual(gates.started, ["a"]);
     gates.release("a");
     await queue.idle();
+  });
+
+  test("retryFailedNow starts keys waiting out a backoff at once, not keys delayed on request", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const runs: string[] = [];
+    const queue = new WorkQueue({
+      concurrency: 2,
+      baseDelayMs: 10_000,
+      // The first run of each fails ("failing") or asks to run again later ("later").
+      process: (key): Promise<WorkResult> => {
+        const first = !runs.includes(key);
+        runs.push(key);
+        if (first && key === "failing") return Promise.reject(new Error("NATS down"));
+        return Promise.resolve(first && key === "later" ? { requeueAfterMs: 10_000 } : undefined);
+      },
+      onError: () => undefined,
+    });
+    queue.add("failing");
+    await flush();
+    queue.add("later");
+    await flush();
+    assert.deepEqual(runs, ["failing", "later"]);
+    queue.retryFailedNow();
+    await flush();
+    assert.deepEqual(runs, ["failing", "later", "failing"], "only the failed key ran again");
+    assert.equal(queue.failures("failing"), 0);
+    t.mock.timers.tick(10_000);
+    await flush();
+    assert.deepEqual(runs, ["failing", "later", "failing", "later"]);
+    await queue.drain();
   });
 
   test("concurrency must be a positive integer", () => {
