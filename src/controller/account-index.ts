@@ -11,6 +11,8 @@ export function appKey(namespace: string, app: string): string {
 
 export class AccountIndex {
   private readonly byApp = new Map<string, Set<string>>();
+  /** Read after every reconcile (the accounts metric): kept, not counted each time. */
+  private total = 0;
 
   static async load(store: SecretStore): Promise<AccountIndex> {
     const index = new AccountIndex();
@@ -24,15 +26,18 @@ export class AccountIndex {
   add(namespace: string, app: string, environment: string): void {
     const key = appKey(namespace, app);
     const environments = this.byApp.get(key) ?? new Set<string>();
+    if (environments.has(environment)) return;
     environments.add(environment);
     this.byApp.set(key, environments);
+    this.total++;
   }
 
   remove(namespace: string, app: string, environment: string): void {
     const key = appKey(namespace, app);
     const environments = this.byApp.get(key);
-    environments?.delete(environment);
-    if (environments?.size === 0) this.byApp.delete(key);
+    if (!environments?.delete(environment)) return;
+    this.total--;
+    if (environments.size === 0) this.byApp.delete(key);
   }
 
   environments(namespace: string, app: string): string[] {
@@ -45,8 +50,6 @@ export class AccountIndex {
   }
 
   get size(): number {
-    let total = 0;
-    for (const environments of this.byApp.values()) total += environments.size;
-    return total;
+    return this.total;
   }
 }

@@ -1,0 +1,26 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { AccountIndex } from "../../src/controller/account-index.ts";
+import type { SecretStore } from "../../src/accounts/key-store.ts";
+
+test("the index counts each stored account once, through adds, repeats and removals", async () => {
+  const names = [
+    "nats-account.shop.orders.prod",
+    "nats-account.shop.orders.test",
+    "nats-account.web.api.prod",
+    "nats-tenancy-operator",
+  ];
+  const store = { list: () => Promise.resolve(names) } as unknown as SecretStore;
+  const index = await AccountIndex.load(store);
+  assert.equal(index.size, 3);
+  assert.deepEqual(index.environments("shop", "orders"), ["prod", "test"]);
+  index.add("shop", "orders", "prod");
+  assert.equal(index.size, 3, "a repeated add counted twice");
+  index.remove("shop", "orders", "staging");
+  index.remove("nowhere", "x", "prod");
+  assert.equal(index.size, 3, "removing what is not there changed the count");
+  index.remove("shop", "orders", "prod");
+  index.remove("shop", "orders", "test");
+  assert.equal(index.size, 1);
+  assert.deepEqual(index.apps(), ["web/api"]);
+});
