@@ -1,8 +1,8 @@
 /**
- * An envtest-style Kubernetes control plane on loopback: etcd and kube-apiserver, with
- * client-certificate auth for an admin (system:masters) and RBAC, and no kubelet or
- * controller-manager (Pods are stored and mutated but never run; namespaces never finish
- * terminating).
+ * A Kubernetes control plane: etcd and kube-apiserver, with client-certificate auth for an
+ * admin (system:masters) and RBAC. Alone (envtest-style, on loopback) nothing runs Pods and
+ * namespaces never finish terminating; with `node` it is the API server of the test node
+ * (src/embedded/node-cluster.ts), listening on the node's bridge so pods reach it.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
@@ -26,6 +26,17 @@ export interface ControlPlaneOptions {
   /** Directory for data, certificates and logs; a temporary one when omitted (removed on stop). */
   dir?: string;
   startTimeoutMs?: number;
+  /** Serve a real node: listen on its bridge address, with service accounts, Node authorization and kubelet access. */
+  node?: NodeApiSettings;
+}
+
+export interface NodeApiSettings {
+  /** The node's bridge address: the API server binds and advertises it. */
+  address: string;
+  serviceCidr: string;
+  /** The first service address, the `kubernetes` Service's ClusterIP (in the serving certificate). */
+  serviceIp: string;
+  clusterDomain: string;
 }
 
 export interface ControlPlane {
@@ -121,10 +132,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     commonName: "nats-tenancy embedded kube CA",
     lifetimeMs: 30 * DAY_MS,
   });
+  const node = options.node;
   const serving = await issueLeaf(ca, {
     commonName: "kube-apiserver",
-    dnsNames: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-    ipAddresses: ["127.0.0.1"],
+    dnsNames: [
+      "localhost",
+      "kubernetes",
+      "kubernetes.default",
+      "kubernetes.default.svc",
+      ...(node ? [`kubernetes.default.svc.${node.clusterDomain}`] : []),
+    ],
+    ipAddresses: ["127.0.0.1", ...(node ? [node.address, node.serviceIp] : [])],
     server: true,
     lifetimeMs: 30 * DAY_MS,
   });
@@ -188,7 +206,38 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       { timeoutMs, processes },
     );
 
-    const server = `https://127.0.0.1:${apiPort}`;
+    const host = node?.address ?? "127.0.0.1";
+    const server = `https://${host}:${apiPort}`;
+    const kubeletClient = node
+      ? await issueLeaf(ca, {
+          commonName: "kube-apiserver-kubelet-client",
+          organization: "system:masters",
+          server: false,
+          client: true,
+          lifetimeMs: 30 * DAY_MS,
+        })
+      : undefined;
+    const modeArgs =
+      node && kubeletClient
+        ? [
+            `--service-cluster-ip-range=${node.serviceCidr}`,
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            `--service-account-issuer=https://kubernetes.default.svc.${node.clusterDomain}`,
+            `--kubelet-client-certificate=${file("kubelet-client.crt", kubeletClient.certificatePem)}`,
+            `--kubelet-client-key=${file("kubelet-client.key", kubeletClient.privateKeyPem)}`,
+            `--kubelet-certificate-authority=${caFile}`,
+            "--kubelet-preferred-address-types=InternalIP",
+          ]
+        : [
+            "--service-cluster-ip-range=10.0.0.0/24",
+            // No controller-manager creates service accounts' tokens.
+            "--disable-admission-plugins=ServiceAccount",
+            "--authorization-mode=RBAC",
+            `--service-account-issuer=${server}`,
+            // Without a node the `kubernetes` Service would point at an address no pod can use.
+            "--endpoint-reconciler-type=none",
+          ];
     const apiserver = ManagedProcess.start({
       name: "kube-apiserver",
       command: options.toolchain.kubeApiserver,
@@ -199,17 +248,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         `--tls-private-key-file=${servingKey}`,
         `--client-ca-file=${caFile}`,
         `--secure-port=${apiPort}`,
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        "--service-cluster-ip-range=10.0.0.0/24",
-        // No controller-manager creates service accounts' tokens.
-        "--disable-admission-plugins=ServiceAccount",
-        "--authorization-mode=RBAC",
+        `--bind-address=${host}`,
+        `--advertise-address=${host}`,
+        ...modeArgs,
         "--allow-privileged=true",
-        `--service-account-issuer=${server}`,
         `--service-account-key-file=${saPub}`,
         `--service-account-signing-key-file=${saKey}`,
-        "--endpoint-reconciler-type=none",
         `--audit-policy-file=${auditPolicy}`,
         `--audit-log-path=${auditLog}`,
         "--audit-log-mode=blocking",

@@ -115,18 +115,37 @@ export class ManagedProcess {
 }
 
 let hooksInstalled = false;
-const dirsToRemove = new Set<string>();
+const cleanups = new Set<() => void>();
+
+/**
+ * Runs `cleanup` (synchronous: it may run in an 'exit' handler) when this process exits or is
+ * interrupted, after its servers are killed. Returns a function that cancels it.
+ */
+export function cleanUpOnExit(cleanup: () => void): () => void {
+  cleanups.add(cleanup);
+  installExitHooks();
+  return () => cleanups.delete(cleanup);
+}
 
 /** Removes `dir` when this process exits or is interrupted, after its servers are killed. */
 export function removeOnExit(dir: string): () => void {
-  dirsToRemove.add(dir);
-  installExitHooks();
-  return () => dirsToRemove.delete(dir);
+  return cleanUpOnExit(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
 }
 
 function cleanUpNow(): void {
   for (const p of live) p.signal("SIGKILL");
-  for (const dir of dirsToRemove) rmSync(dir, { recursive: true, force: true });
+  for (const cleanup of cleanups) {
+    try {
+      cleanup();
+    } catch (error) {
+      process.stderr.write(
+        `clean-up failed: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+    }
+  }
+  cleanups.clear();
 }
 
 function installExitHooks(): void {

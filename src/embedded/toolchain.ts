@@ -1,7 +1,7 @@
 /**
- * Provisions the binaries that the embedded control plane and the e2e tests run:
- * kube-apiserver, kubectl and etcd (built from a wrapper Go module), nats-server (Debian's
- * package and a recent release built from its Go module) and helm.
+ * Provisions the binaries that the embedded control plane, the test node and the e2e tests run:
+ * the Kubernetes components and etcd (built from a wrapper Go module), containerd, CoreDNS,
+ * the pod sandbox program, every tested nats-server release and every tested helm line.
  *
  * Each tool is built once into a cache directory keyed by a hash of everything that decides
  * its bytes (pins, go.mod/go.sum, ldflags), so a pin change rebuilds and nothing else does.
@@ -18,32 +18,47 @@ const toolchainDir = join(repoRoot, "toolchain");
 
 interface Pins {
   kubernetes: string;
-  natsServer: string;
-  helm: string;
+  containerd: string;
+  coredns: string;
+  /** Oldest first; the last one is the default (the chart's and the demo's). */
+  natsServers: string[];
+  /** One per supported helm major line, oldest first. */
+  helm: string[];
   helmKubeVersion: string;
   minGo: string;
+}
+
+/** A tested release of a program: a short label for test names, and its binary. */
+export interface VersionedBinary {
+  label: string;
+  path: string;
 }
 
 export interface Toolchain {
   kubeApiserver: string;
   kubectl: string;
   etcd: string;
+  kubelet: string;
+  kubeControllerManager: string;
+  kubeScheduler: string;
+  kubeProxy: string;
+  /** Directory holding containerd, containerd-shim-runc-v2 and ctr (containerd finds its shim on PATH). */
+  containerdDir: string;
+  coredns: string;
+  /** The pod sandbox ("pause") program. */
+  pause: string;
+  /** The default helm (the newest v3). */
   helm: string;
+  /** Every helm line the chart is tested with. */
+  helms: VersionedBinary[];
   /** Every nats-server the product is tested against, oldest first. */
-  natsServers: NatsServerBinary[];
-}
-
-export interface NatsServerBinary {
-  /** Short label for test names, e.g. "debian-2.9.10" or "v2.12.15". */
-  label: string;
-  path: string;
+  natsServers: VersionedBinary[];
+  versions: { kubernetes: string; containerd: string; coredns: string };
 }
 
 export class ToolchainError extends Error {
   override name = "ToolchainError";
 }
-
-export const DEBIAN_NATS_SERVER = "/usr/sbin/nats-server";
 
 function readPins(): Pins {
   return JSON.parse(readFileSync(join(toolchainDir, "pins.json"), "utf8")) as Pins;
@@ -78,9 +93,14 @@ function recipeDir(recipe: Recipe): string {
   );
 }
 
-function kubeLdflags(version: string): string {
+function majorMinor(version: string): [string, string] {
   const [major, minor] = version.replace(/^v/, "").split(".");
-  if (!major || !minor) throw new ToolchainError(`bad kubernetes pin ${version}`);
+  if (!major || !minor) throw new ToolchainError(`bad version pin ${version}`);
+  return [major, minor];
+}
+
+function kubeLdflags(version: string): string {
+  const [major, minor] = majorMinor(version);
   // Without these /version reports v0.0.0-master, and kubeVersion checks (helm) misbehave.
   return ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
     .flatMap((pkg) => [
@@ -92,32 +112,72 @@ function kubeLdflags(version: string): string {
     .join(" ");
 }
 
-function helmLdflags(pins: Pins): string {
-  const [major, minor] = pins.helmKubeVersion.split(".");
-  return [
-    `-X helm.sh/helm/v3/internal/version.version=${pins.helm}`,
-    // The default capabilities for `helm template`, as helm's own Makefile sets them.
-    `-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=${major ?? ""}`,
-    `-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${minor ?? ""}`,
-    `-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=${major ?? ""}`,
-    `-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${minor ?? ""}`,
-  ].join(" ");
+function helmLdflags(version: string, kubeVersion: string): string {
+  const [helmMajor] = majorMinor(version);
+  const [major, minor] = kubeVersion.split(".");
+  const module = `helm.sh/helm/v${helmMajor}`;
+  const flags = [`-s -w -X ${module}/internal/version.version=${version}`];
+  // helm 3's lint checks deprecated APIs against this Kubernetes version, as its Makefile sets
+  // it (helm 4 takes it from client-go).
+  if (helmMajor === "3") {
+    flags.push(
+      `-X ${module}/pkg/lint/rules.k8sVersionMajor=${major ?? ""}`,
+      `-X ${module}/pkg/lint/rules.k8sVersionMinor=${minor ?? ""}`,
+    );
+  }
+  return flags.join(" ");
 }
 
 const GO_ENV = { CGO_ENABLED: "0" };
+const KUBE_COMMANDS = [
+  "kube-apiserver",
+  "kubectl",
+  "kubelet",
+  "kube-controller-manager",
+  "kube-scheduler",
+  "kube-proxy",
+];
+
+/** `go install module/cmd@version` of one or more commands of one module. */
+function goInstall(
+  name: string,
+  version: string,
+  commands: { path: string; binary: string }[],
+  ldflags: string,
+): Recipe {
+  return {
+    name,
+    version,
+    binaries: commands.map((c) => c.binary),
+    keyMaterial: [ldflags, ...commands.map((c) => c.path)],
+    build: (out) =>
+      runGo(
+        [
+          "install",
+          "-trimpath",
+          "-ldflags",
+          ldflags,
+          ...commands.map((c) => `${c.path}@${version}`),
+        ],
+        repoRoot,
+        { GOBIN: out },
+      ),
+  };
+}
 
 function recipes(pins: Pins): Recipe[] {
   const kubeModDir = join(toolchainDir, "kube");
+  const pauseDir = join(toolchainDir, "pause");
   const goMod = readFileSync(join(kubeModDir, "go.mod"), "utf8");
   const goSum = readFileSync(join(kubeModDir, "go.sum"), "utf8");
+  const pauseSource = readFileSync(join(pauseDir, "main.go"), "utf8");
   const kubeFlags = `-s -w ${kubeLdflags(pins.kubernetes)}`;
-  const natsFlags = "-s -w";
-  const helmFlags = `-s -w ${helmLdflags(pins)}`;
+  const containerdModule = "github.com/containerd/containerd/v2";
   return [
     {
       name: "kube",
       version: pins.kubernetes,
-      binaries: ["kube-apiserver", "kubectl", "etcd"],
+      binaries: [...KUBE_COMMANDS, "etcd"],
       keyMaterial: [goMod, goSum, kubeFlags],
       build: async (out) => {
         await runGo(
@@ -128,11 +188,11 @@ function recipes(pins: Pins): Recipe[] {
             kubeFlags,
             "-o",
             `${out}/`,
-            "k8s.io/kubernetes/cmd/kube-apiserver",
-            "k8s.io/kubernetes/cmd/kubectl",
+            ...KUBE_COMMANDS.map((c) => `k8s.io/kubernetes/cmd/${c}`),
           ],
           kubeModDir,
         );
+        // The etcd server release that k8s.io/apiserver requires, from the same module graph.
         await runGo(
           [
             "build",
@@ -147,36 +207,46 @@ function recipes(pins: Pins): Recipe[] {
         );
       },
     },
+    goInstall(
+      "containerd",
+      pins.containerd,
+      ["containerd", "containerd-shim-runc-v2", "ctr"].map((binary) => ({
+        path: `${containerdModule}/cmd/${binary}`,
+        binary,
+      })),
+      `-s -w -X ${containerdModule}/version.Version=${pins.containerd}`,
+    ),
+    goInstall(
+      "coredns",
+      pins.coredns,
+      [{ path: "github.com/coredns/coredns", binary: "coredns" }],
+      "-s -w",
+    ),
     {
-      name: "nats-server",
-      version: pins.natsServer,
-      binaries: ["nats-server"],
-      keyMaterial: [natsFlags],
+      name: "pause",
+      version: "1",
+      binaries: ["pause"],
+      keyMaterial: [pauseSource],
       build: (out) =>
-        runGo(
-          [
-            "install",
-            "-trimpath",
-            "-ldflags",
-            natsFlags,
-            `github.com/nats-io/nats-server/v2@${pins.natsServer}`,
-          ],
-          repoRoot,
-          { GOBIN: out },
-        ),
+        runGo(["build", "-trimpath", "-ldflags", "-s -w", "-o", join(out, "pause"), "."], pauseDir),
     },
-    {
-      name: "helm",
-      version: pins.helm,
-      binaries: ["helm"],
-      keyMaterial: [helmFlags],
-      build: (out) =>
-        runGo(
-          ["install", "-trimpath", "-ldflags", helmFlags, `helm.sh/helm/v3/cmd/helm@${pins.helm}`],
-          repoRoot,
-          { GOBIN: out },
-        ),
-    },
+    ...pins.natsServers.map((version) =>
+      goInstall(
+        "nats-server",
+        version,
+        [{ path: "github.com/nats-io/nats-server/v2", binary: "nats-server" }],
+        "-s -w",
+      ),
+    ),
+    ...pins.helm.map((version) => {
+      const [major] = majorMinor(version);
+      return goInstall(
+        "helm",
+        version,
+        [{ path: `helm.sh/helm/v${major}/cmd/helm`, binary: "helm" }],
+        helmLdflags(version, pins.helmKubeVersion),
+      );
+    }),
   ];
 }
 
@@ -209,10 +279,10 @@ function checkGo(minGo: string): void {
   const result = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8" });
   if (result.error || result.status !== 0) {
     throw new ToolchainError(
-      `Go ${minGo} or newer is needed to build the test binaries (kube-apiserver, etcd, ` +
-        `nats-server, helm) but 'go' was not found on PATH. Install Go (https://go.dev/doc/install, ` +
-        `or Debian's golang-go if it is recent enough), make sure the Go module proxy is ` +
-        `reachable, and run again. Binaries are built once and cached in ${cacheRoot()}.`,
+      `Go ${minGo} or newer is needed to build the test binaries (Kubernetes, etcd, containerd, ` +
+        `CoreDNS, nats-server, helm) but 'go' was not found on PATH. Install Go ` +
+        `(https://go.dev/doc/install, or Debian's golang-go if it is recent enough), make sure the ` +
+        `Go module proxy is reachable, and run again. Binaries are built once and cached in ${cacheRoot()}.`,
     );
   }
   const version = result.stdout.trim().replace(/^go/, "");
@@ -223,18 +293,6 @@ function checkGo(minGo: string): void {
   }
 }
 
-function debianNatsServer(): NatsServerBinary {
-  if (!existsSync(DEBIAN_NATS_SERVER)) {
-    throw new ToolchainError(
-      `${DEBIAN_NATS_SERVER} is missing: install Debian's package with 'apt-get install nats-server' ` +
-        `(the tests run every NATS feature against it as well as against a recent release).`,
-    );
-  }
-  const out = spawnSync(DEBIAN_NATS_SERVER, ["--version"], { encoding: "utf8" });
-  const version = /v?(\d+\.\d+\.\d+)/.exec(out.stdout)?.[1] ?? "unknown";
-  return { label: `debian-${version}`, path: DEBIAN_NATS_SERVER };
-}
-
 type Log = (line: string) => void;
 
 /** Builds what is missing (printing progress through `log`) and returns every binary's path. */
@@ -242,11 +300,11 @@ export async function ensureToolchain(
   log: Log = (l) => process.stderr.write(`${l}\n`),
 ): Promise<Toolchain> {
   const pins = readPins();
-  const natsDebian = debianNatsServer();
   const dirs = new Map<string, string>();
-  for (const recipe of recipes(pins)) {
+  const all = recipes(pins);
+  for (const [index, recipe] of all.entries()) {
     const dir = recipeDir(recipe);
-    dirs.set(recipe.name, dir);
+    dirs.set(`${recipe.name}@${recipe.version}`, dir);
     if (existsSync(join(dir, ".complete"))) continue;
     checkGo(pins.minGo);
     const tmp = `${dir}.tmp-${process.pid}`;
@@ -254,8 +312,8 @@ export async function ensureToolchain(
     mkdirSync(tmp, { recursive: true });
     const started = Date.now();
     log(
-      `toolchain: building ${recipe.name} ${recipe.version} (${recipe.binaries.join(", ")}) into ${dir}; ` +
-        `the first build takes several minutes`,
+      `toolchain: [${index + 1}/${all.length}] building ${recipe.name} ${recipe.version} ` +
+        `(${recipe.binaries.join(", ")}) into ${dir}; the first build takes minutes`,
     );
     await recipe.build(tmp);
     for (const binary of recipe.binaries) {
@@ -267,12 +325,27 @@ export async function ensureToolchain(
     renameSync(tmp, dir);
     log(`toolchain: built ${recipe.name} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
-  const at = (name: string, binary: string): string => join(dirs.get(name) ?? "", binary);
+  const at = (name: string, version: string, binary: string): string =>
+    join(dirs.get(`${name}@${version}`) ?? "", binary);
+  const kube = (binary: string): string => at("kube", pins.kubernetes, binary);
+  const helms = pins.helm.map((v) => ({ label: `helm-${v}`, path: at("helm", v, "helm") }));
   return {
-    kubeApiserver: at("kube", "kube-apiserver"),
-    kubectl: at("kube", "kubectl"),
-    etcd: at("kube", "etcd"),
-    helm: at("helm", "helm"),
-    natsServers: [natsDebian, { label: pins.natsServer, path: at("nats-server", "nats-server") }],
+    kubeApiserver: kube("kube-apiserver"),
+    kubectl: kube("kubectl"),
+    etcd: kube("etcd"),
+    kubelet: kube("kubelet"),
+    kubeControllerManager: kube("kube-controller-manager"),
+    kubeScheduler: kube("kube-scheduler"),
+    kubeProxy: kube("kube-proxy"),
+    containerdDir: dirname(at("containerd", pins.containerd, "containerd")),
+    coredns: at("coredns", pins.coredns, "coredns"),
+    pause: at("pause", "1", "pause"),
+    helm: helms.find((h) => h.label.startsWith("helm-v3"))?.path ?? "",
+    helms,
+    natsServers: pins.natsServers.map((v) => ({
+      label: v,
+      path: at("nats-server", v, "nats-server"),
+    })),
+    versions: { kubernetes: pins.kubernetes, containerd: pins.containerd, coredns: pins.coredns },
   };
 }

@@ -10,6 +10,12 @@ import {
   type NatsCluster,
   type NatsClusterOptions,
 } from "../../src/embedded/nats-cluster.ts";
+import {
+  nodeUnavailableReason,
+  startNodeCluster,
+  type NodeCluster,
+  type NodeClusterOptions,
+} from "../../src/embedded/node-cluster.ts";
 import { ensureToolchain, type Toolchain } from "../../src/embedded/toolchain.ts";
 
 // Node sets `passed` on the context given to afterEach; @types/node does not declare it yet.
@@ -72,4 +78,27 @@ export function useControlPlane(): () => ControlPlane {
 
 export function useNatsCluster(options: NatsClusterOptions): () => NatsCluster {
   return useFixture(`nats cluster (${options.binary})`, () => startNatsCluster(options));
+}
+
+/**
+ * Why the node suites are skipped on this machine, or undefined to run them. Under CI
+ * (CI=true) they always run, so a missing root or package fails the run instead of hiding.
+ */
+export function nodeSkipReason(): string | undefined {
+  if (process.env.CI === "true") return undefined;
+  const reason = nodeUnavailableReason();
+  return reason ? `${reason} (set CI=true to fail instead of skipping)` : undefined;
+}
+
+/** A real single-node cluster for the suite (one per host: suites in other files wait). */
+export function useNodeCluster(
+  options: Omit<NodeClusterOptions, "toolchain"> = {},
+): () => NodeCluster {
+  return useFixture("node cluster", async () =>
+    startNodeCluster({
+      ...options,
+      toolchain: await toolchain(),
+      log: (line) => process.stderr.write(`${line}\n`),
+    }),
+  );
 }

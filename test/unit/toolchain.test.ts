@@ -23,7 +23,7 @@ test("without Go, provisioning fails with a message that says what to install", 
     assert.equal(result.code, 3);
     assert.match(
       result.stdout,
-      /ToolchainError: Go 1\.24 or newer is needed .* 'go' was not found on PATH\. Install Go/,
+      /ToolchainError: Go 1\.26 or newer is needed .* 'go' was not found on PATH\. Install Go/,
     );
   } finally {
     rmSync(cache, { recursive: true, force: true });

@@ -1,0 +1,430 @@
+/**
+ * The host side of the test node: what it changes on this machine outside its own state
+ * directory (a bridge, an isolation rule, sysctls, host paths, iptables chains, cgroups,
+ * mounts), recorded before it is changed, and the one clean-up that restores all of it. The
+ * same clean-up runs before a node starts (a SIGKILLed owner could not run it) and after it
+ * stops, so a crash costs nothing but time.
+ */
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+
+/** Where everything of the node lives; fixed, because a later run must find a dead run's state. */
+export interface NodeNetwork {
+  bridge: string;
+  /** The node's own address on the bridge (also the pods' gateway). */
+  address: string;
+  podCidr: string;
+  serviceCidr: string;
+  serviceIp: string;
+  dnsIp: string;
+  clusterDomain: string;
+}
+
+export const NODE_NETWORK: NodeNetwork = {
+  bridge: "ntenancy0",
+  address: "10.244.0.1",
+  podCidr: "10.244.0.0/24",
+  serviceCidr: "10.96.0.0/16",
+  serviceIp: "10.96.0.1",
+  dnsIp: "10.96.0.10",
+  clusterDomain: "cluster.local",
+};
+
+const ISOLATION_COMMENT = "nats-tenancy-node-isolation";
+
+// Changed by kubelet (kernel.*, vm.*), the CNI bridge plugin (ip_forward) or kube-proxy.
+const SYSCTLS = [
+  "net/ipv4/ip_forward",
+  "net/ipv4/conf/all/route_localnet",
+  "net/bridge/bridge-nf-call-iptables",
+  "net/bridge/bridge-nf-call-ip6tables",
+  "vm/overcommit_memory",
+  "vm/panic_on_oom",
+  "kernel/panic",
+  "kernel/panic_on_oops",
+  "kernel/keys/root_maxkeys",
+  "kernel/keys/root_maxbytes",
+];
+
+// Paths kubelet, containerd, libcni and the hostPath provisioner create whatever their flags say.
+const HOST_PATHS = [
+  "/var/lib/kubelet",
+  "/var/log/pods",
+  "/var/log/containers",
+  "/usr/libexec/kubernetes",
+  "/run/containerd",
+  "/var/lib/cni",
+  "/run/netns",
+  "/tmp/hostpath_pv",
+];
+
+interface HostRecord {
+  sysctls: Record<string, string>;
+  createdPaths: string[];
+  nftTables: string[];
+}
+
+function recordFile(stateDir: string): string {
+  return `${stateDir}.host.json`;
+}
+
+function run(command: string, args: string[], input?: string): string {
+  const result = spawnSync(command, args, { encoding: "utf8", input });
+  if (result.error) throw result.error;
+  if (result.status !== 0) {
+    throw new Error(
+      `${command} ${args.join(" ")}: ${result.stderr.trim() || `exit ${result.status}`}`,
+    );
+  }
+  return result.stdout;
+}
+
+function tryRun(command: string, args: string[], input?: string): string {
+  try {
+    return run(command, args, input);
+  } catch {
+    return "";
+  }
+}
+
+function readSysctl(name: string): string | undefined {
+  try {
+    return readFileSync(`/proc/sys/${name}`, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function nftTables(): string[] {
+  return tryRun("nft", ["list", "tables"])
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("table "));
+}
+
+/**
+ * Records the host's state, then makes the bridge, its address and the isolation rule. The
+ * record is written once per clean host: a crashed run's record survives until the clean-up
+ * that restores it.
+ */
+export function prepareHost(stateDir: string, network = NODE_NETWORK): void {
+  const file = recordFile(stateDir);
+  if (!existsSync(file)) {
+    const sysctls: Record<string, string> = {};
+    for (const name of SYSCTLS) {
+      const value = readSysctl(name);
+      if (value !== undefined) sysctls[name] = value;
+    }
+    const record: HostRecord = {
+      sysctls,
+      createdPaths: HOST_PATHS.filter((p) => !existsSync(p)),
+      nftTables: nftTables(),
+    };
+    writeFileSync(file, JSON.stringify(record));
+  }
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
+  if (!existsSync(`/sys/class/net/${network.bridge}`)) {
+    run("ip", ["link", "add", network.bridge, "type", "bridge"]);
+  }
+  const prefix = network.podCidr.split("/")[1] ?? "24";
+  run("ip", ["addr", "replace", `${network.address}/${prefix}`, "dev", network.bridge]);
+  run("ip", ["link", "set", network.bridge, "up"]);
+  // Nothing a pod sends may leave the bridge: no traffic from this node reaches another machine.
+  // In mangle, which every forwarded packet meets before the filter rules kube-proxy prepends.
+  const rule = ["FORWARD", "-i", network.bridge, "!", "-o", network.bridge];
+  const tag = ["-m", "comment", "--comment", ISOLATION_COMMENT, "-j", "DROP"];
+  for (const iptables of ["iptables", "ip6tables"]) {
+    const present = spawnSync(iptables, ["-t", "mangle", "-C", ...rule, ...tag]).status === 0;
+    if (!present) run(iptables, ["-t", "mangle", "-I", ...rule, ...tag]);
+  }
+}
+
+function processesMatching(
+  predicate: (pid: number, cmdline: string, exe: string) => boolean,
+): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ");
+      let exe = "";
+      try {
+        exe = readlinkSync(`/proc/${entry}/exe`);
+      } catch {
+        // kernel threads and zombies have none
+      }
+      if (predicate(pid, cmdline, exe)) pids.push(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true;
+  }
+}
+
+/** Every kubepods cgroup directory, deepest first, in every hierarchy (cgroup v1 and v2). */
+function podCgroups(): string[] {
+  const roots = ["/sys/fs/cgroup"];
+  try {
+    for (const entry of readdirSync("/sys/fs/cgroup")) roots.push(join("/sys/fs/cgroup", entry));
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  const walk = (dir: string): void => {
+    found.push(dir);
+    let entries: string[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
+    } catch {
+      return; // removed meanwhile
+    }
+    for (const name of entries) walk(join(dir, name));
+  };
+  for (const root of roots) {
+    const dir = join(root, "kubepods");
+    if (existsSync(dir)) walk(dir);
+  }
+  return found.sort((a, b) => b.length - a.length);
+}
+
+function pidsInCgroups(dirs: string[]): number[] {
+  const pids = new Set<number>();
+  for (const dir of dirs) {
+    try {
+      for (const line of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n")) {
+        if (line.trim() !== "") pids.add(Number(line));
+      }
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return [...pids].filter((pid) => !isZombie(pid));
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Kills `find()`'s processes until none is left (zombies count as gone: init reaps them). */
+function killAll(what: string, find: () => number[], timeoutMs = 10_000): void {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pids = find().filter((pid) => !isZombie(pid));
+    if (pids.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`${what} survive SIGKILL: ${pids.join(", ")}`);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    sleep(100);
+  }
+}
+
+function mountsUnder(prefixes: string[]): string[] {
+  const lines = readFileSync("/proc/self/mountinfo", "utf8").split("\n");
+  const points = lines
+    .map((l) => l.split(" ")[4] ?? "")
+    .map((p) => p.replace(/\\(\d{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
+    .filter((p) => prefixes.some((prefix) => p === prefix || p.startsWith(`${prefix}/`)));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+function mountPrefixes(stateDir: string): string[] {
+  return [stateDir, "/run/netns", "/var/lib/kubelet", "/run/containerd"];
+}
+
+const OWN_CHAIN = /^(KUBE-|CNI-)/;
+
+/** iptables-restore input that removes every KUBE-/CNI- chain, the jumps to them and our rule. */
+function iptablesCleanup(save: string): string {
+  const out: string[] = [];
+  let table = "";
+  let deletes: string[] = [];
+  let chains: string[] = [];
+  const flush = (): void => {
+    if (table && (deletes.length > 0 || chains.length > 0)) {
+      out.push(
+        `*${table}`,
+        ...deletes,
+        ...chains.map((c) => `-F ${c}`),
+        ...chains.map((c) => `-X ${c}`),
+        "COMMIT",
+      );
+    }
+    deletes = [];
+    chains = [];
+  };
+  for (const line of save.split("\n")) {
+    if (line.startsWith("*")) {
+      flush();
+      table = line.slice(1);
+    } else if (line.startsWith(":")) {
+      const chain = line.slice(1).split(" ")[0] ?? "";
+      if (OWN_CHAIN.test(chain)) chains.push(chain);
+    } else if (line.startsWith("-A ")) {
+      const chain = line.split(" ")[1] ?? "";
+      const jumpsToOwn = / -j (KUBE-|CNI-)/.test(line);
+      if (!OWN_CHAIN.test(chain) && (jumpsToOwn || line.includes(ISOLATION_COMMENT))) {
+        deletes.push(`-D ${line.slice(3)}`);
+      }
+    } else if (line === "COMMIT") {
+      flush();
+      table = "";
+    }
+  }
+  return out.length > 0 ? `${out.join("\n")}\n` : "";
+}
+
+function iptablesLeftovers(): string[] {
+  const found: string[] = [];
+  for (const iptables of ["iptables", "ip6tables"]) {
+    for (const line of tryRun(`${iptables}-save`, []).split("\n")) {
+      if (/KUBE-|CNI-/.test(line) || line.includes(ISOLATION_COMMENT))
+        found.push(`${iptables}: ${line}`);
+    }
+  }
+  return found;
+}
+
+/**
+ * Restores the host: kills what a node left (shims and containers outlive kubelet and
+ * containerd), unmounts, removes the bridge, the iptables chains and rules, new nft tables,
+ * the pod cgroups and the host paths it created, puts the sysctls back and removes the state
+ * directory. Safe to run on a clean host.
+ */
+export function cleanHost(stateDir: string, network = NODE_NETWORK): void {
+  // Shims and anything else started from the state dir (by its socket path in their flags).
+  killAll("node processes", () =>
+    processesMatching(
+      (_pid, cmdline, exe) => cmdline.includes(`${stateDir}/`) || exe.startsWith(`${stateDir}/`),
+    ),
+  );
+  killAll("pod processes", () => pidsInCgroups(podCgroups()));
+  for (const point of mountsUnder(mountPrefixes(stateDir))) {
+    tryRun("umount", ["--lazy", point]);
+  }
+  if (existsSync(`/sys/class/net/${network.bridge}`)) tryRun("ip", ["link", "del", network.bridge]);
+  // A second pass covers a rule that kube-proxy or kubelet added while they were dying.
+  for (let pass = 0; pass < 2 && iptablesLeftovers().length > 0; pass++) {
+    for (const iptables of ["iptables", "ip6tables"]) {
+      const script = iptablesCleanup(tryRun(`${iptables}-save`, []));
+      if (script) tryRun(`${iptables}-restore`, ["--noflush"], script);
+    }
+  }
+  const rules = iptablesLeftovers();
+  for (const dir of podCgroups()) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // a cgroup still in use is reported by findLeftovers
+    }
+  }
+  const file = recordFile(stateDir);
+  if (existsSync(file)) {
+    const record = JSON.parse(readFileSync(file, "utf8")) as HostRecord;
+    const before = new Set(record.nftTables);
+    for (const table of nftTables()) {
+      if (before.has(table)) continue;
+      const [, family, name] = table.split(" ");
+      if (!family || !name) continue;
+      const listing = tryRun("nft", ["list", "table", family, name]);
+      // Only empty tables (iptables-nft leaves its tables behind once our chains are gone).
+      const hasRules = listing
+        .split("\n")
+        .some((l) => !/^\s*(table |chain |type |policy |\}|$)/.test(l));
+      if (!hasRules) tryRun("nft", ["delete", "table", family, name]);
+    }
+    for (const path of record.createdPaths) {
+      for (const point of mountsUnder([path])) tryRun("umount", ["--lazy", point]);
+      rmSync(path, { recursive: true, force: true });
+    }
+    for (const [name, value] of Object.entries(record.sysctls)) {
+      if (readSysctl(name) !== value) {
+        try {
+          writeFileSync(`/proc/sys/${name}`, value);
+        } catch {
+          // reported by findLeftovers
+        }
+      }
+    }
+  }
+  rmSync(stateDir, { recursive: true, force: true });
+  rmSync(file, { force: true });
+  if (rules.length > 0)
+    throw new Error(`iptables rules survive the clean-up:\n${rules.join("\n")}`);
+}
+
+export interface HostBaseline {
+  sysctls: Record<string, string | undefined>;
+  paths: string[];
+  nftTables: string[];
+}
+
+/** What the host looks like without a node: taken by a test before it starts one. */
+export function hostBaseline(): HostBaseline {
+  return {
+    sysctls: Object.fromEntries(SYSCTLS.map((n) => [n, readSysctl(n)])),
+    paths: HOST_PATHS.filter((p) => existsSync(p)),
+    nftTables: nftTables(),
+  };
+}
+
+/** Every trace of a node on the host, one line each; empty when the host is clean. */
+export function findLeftovers(
+  stateDir: string,
+  baseline: HostBaseline,
+  network = NODE_NETWORK,
+): string[] {
+  const found: string[] = [];
+  const pids = processesMatching(
+    (pid, cmdline, exe) =>
+      !isZombie(pid) && (cmdline.includes(`${stateDir}/`) || exe.startsWith(`${stateDir}/`)),
+  );
+  for (const pid of pids) found.push(`process ${pid}`);
+  for (const pid of pidsInCgroups(podCgroups())) found.push(`pod process ${pid}`);
+  for (const point of mountsUnder(mountPrefixes(stateDir))) found.push(`mount ${point}`);
+  if (existsSync(`/sys/class/net/${network.bridge}`)) found.push(`link ${network.bridge}`);
+  for (const link of readdirSync("/sys/class/net")) {
+    if (link.startsWith("veth")) found.push(`link ${link}`);
+  }
+  found.push(...iptablesLeftovers());
+  const tables = new Set(baseline.nftTables);
+  for (const table of nftTables()) if (!tables.has(table)) found.push(`nft ${table}`);
+  for (const dir of podCgroups()) found.push(`cgroup ${dir}`);
+  for (const path of HOST_PATHS) {
+    if (!baseline.paths.includes(path) && existsSync(path)) found.push(`path ${path}`);
+  }
+  for (const [name, value] of Object.entries(baseline.sysctls)) {
+    const now = readSysctl(name);
+    if (now !== value) found.push(`sysctl ${name}=${now ?? "?"} (was ${value ?? "?"})`);
+  }
+  if (existsSync(stateDir)) found.push(`dir ${stateDir}`);
+  if (existsSync(recordFile(stateDir))) found.push(`file ${recordFile(stateDir)}`);
+  return found;
+}

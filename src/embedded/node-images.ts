@@ -1,0 +1,84 @@
+/**
+ * The images the test node runs, built here (no registry is reachable) and imported into its
+ * containerd. Names live only here: a pod, the containerd sandbox setting and a chart's values
+ * must all say exactly the name an imported archive carries, or containerd tries to pull it.
+ */
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { writeImageArchive, type ImageArchive, type ImageSpec } from "./oci-image.ts";
+import { cacheRoot, type Toolchain } from "./toolchain.ts";
+
+const REGISTRY = "localhost/nats-tenancy";
+
+export const imageNames = {
+  pause: `${REGISTRY}/pause:1`,
+  coredns: (version: string) => `${REGISTRY}/coredns:${version}`,
+  natsServer: (label: string) => `${REGISTRY}/nats-server:${label.replace(/^v/, "")}`,
+};
+
+/** The Node.js binary of the `node` package this project pins (npm scripts run on it too). */
+export function nodeBinary(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve("node/package.json")), "bin", "node");
+}
+
+/** An image with the pinned Node.js and the given files: a TypeScript entry runs by type stripping. */
+export function nodeImage(
+  name: string,
+  files: ImageSpec["files"],
+  entrypoint: string[],
+): ImageSpec {
+  return {
+    name,
+    files: [{ source: nodeBinary(), path: "/usr/local/bin/node" }, ...files],
+    entrypoint: ["/usr/local/bin/node", ...entrypoint],
+  };
+}
+
+/** The images every node has: the sandbox, cluster DNS and every tested nats-server. */
+export function baseImages(tools: Toolchain): ImageSpec[] {
+  return [
+    {
+      name: imageNames.pause,
+      files: [{ source: tools.pause, path: "/pause" }],
+      entrypoint: ["/pause"],
+    },
+    {
+      name: imageNames.coredns(tools.versions.coredns),
+      files: [{ source: tools.coredns, path: "/coredns" }],
+      entrypoint: ["/coredns"],
+    },
+    ...tools.natsServers.map((server) => ({
+      name: imageNames.natsServer(server.label),
+      files: [{ source: server.path, path: "/nats-server" }],
+      entrypoint: ["/nats-server"],
+    })),
+  ];
+}
+
+export function buildImages(specs: ImageSpec[]): Promise<ImageArchive[]> {
+  return Promise.all(specs.map((spec) => writeImageArchive(spec, join(cacheRoot(), "images"))));
+}
+
+/** Imports archives into containerd's `k8s.io` namespace (the one its CRI plugin uses). */
+export async function importImages(
+  ctr: string,
+  socket: string,
+  archives: ImageArchive[],
+): Promise<void> {
+  for (const image of archives) {
+    await new Promise<void>((resolve, reject) => {
+      let stderr = "";
+      const child = spawn(ctr, ["-a", socket, "-n", "k8s.io", "images", "import", image.archive], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on("error", reject);
+      child.on("exit", (code) => {
+        if (code === 0) resolve();
+        else reject(new Error(`ctr images import ${image.name} failed: ${stderr.trim()}`));
+      });
+    });
+  }
+}

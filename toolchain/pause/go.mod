@@ -1,0 +1,3 @@
+module nats-tenancy.test/pause
+
+go 1.24
