@@ -16,7 +16,7 @@ import {
   type KeyAndCertificate,
 } from "../pki/certificates.ts";
 import { freePort } from "./ports.ts";
-import { ManagedProcess } from "./process.ts";
+import { logTails, ManagedProcess } from "./process.ts";
 import { ownedTempDir } from "./tempdir.ts";
 import { waitUntil } from "./wait.ts";
 import type { Toolchain } from "./toolchain.ts";
@@ -46,11 +46,15 @@ export interface ControlPlane {
   kubeConfig: () => KubeConfig;
   /** The CA that signed the API server's certificate (for webhooks' clients, kubeconfigs). */
   ca: KeyAndCertificate;
+  /** That CA's certificate as a file, for the node's components. */
+  caFile: string;
   /**
    * A kubeconfig file for another identity (a client certificate with `user` as CN and `group`
    * as O): lets a test tell the operator's requests from its own in the audit log.
    */
   kubeconfigFor: (user: string, group?: string) => Promise<string>;
+  /** The key that signs service-account tokens (the controller-manager signs with it too). */
+  serviceAccountKeyFile: string;
   /** JSON lines, one per write request (create, update, patch, delete) the API server served. */
   auditLog: string;
   processes: ManagedProcess[];
@@ -304,14 +308,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         writeFileSync(path, kubeconfigYaml(server, ca.certificatePem, client), { mode: 0o600 });
         return path;
       },
+      caFile,
+      serviceAccountKeyFile: saKey,
       auditLog,
       processes,
       ports: [etcdClientPort, etcdPeerPort, apiPort],
       dir,
-      logTails: (lines = 40) =>
-        processes
-          .map((p) => `--- ${p.name} (${p.describeExit()}), ${p.logFile}\n${p.tail(lines)}`)
-          .join("\n"),
+      logTails: (lines) => logTails(processes, lines),
       stop,
     };
   } catch (error) {

@@ -30,7 +30,7 @@ import {
 import { cleanHost, NODE_NETWORK, prepareHost, type NodeNetwork } from "./node-host.ts";
 import { baseImages, buildImages, imageNames, importImages } from "./node-images.ts";
 import type { ImageSpec } from "./oci-image.ts";
-import { cleanUpOnExit, ManagedProcess } from "./process.ts";
+import { cleanUpOnExit, logTails, ManagedProcess } from "./process.ts";
 import type { Toolchain } from "./toolchain.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -80,9 +80,11 @@ const REQUIRED = [
 ];
 
 /** Why a node cannot run on this machine (root, packages), or undefined when it can. */
-export function nodeUnavailableReason(): string | undefined {
-  if (process.getuid?.() !== 0) return "the test node needs root (kubelet, containerd, iptables)";
-  const missing = REQUIRED.filter((r) => !existsSync(r.path));
+export function nodeUnavailableReason(
+  host = { uid: process.getuid?.(), exists: existsSync },
+): string | undefined {
+  if (host.uid !== 0) return "the test node needs root (kubelet, containerd, iptables)";
+  const missing = REQUIRED.filter((r) => !host.exists(r.path));
   if (missing.length > 0) {
     const packages = [...new Set(missing.map((m) => m.apt))].join(" ");
     return (
@@ -115,7 +117,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       });
   mark("lock");
   const cancelExitCleanup = cleanUpOnExit(() => {
-    cleanHost(stateDir, network);
+    cleanHost(stateDir);
   });
   const processes: ManagedProcess[] = [];
   let controlPlane: ControlPlane | undefined;
@@ -123,7 +125,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
     // Every process at once: graceful stops are pointless, the state is thrown away.
     await Promise.all([...processes, ...(controlPlane?.processes ?? [])].map((p) => p.kill()));
     try {
-      cleanHost(stateDir, network);
+      cleanHost(stateDir);
     } finally {
       cancelExitCleanup();
       await lock.release();
@@ -132,7 +134,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
 
   try {
     // Whatever a dead earlier owner left (its shims and pods outlive it) goes first.
-    cleanHost(stateDir, network);
+    cleanHost(stateDir);
     mark("host cleaned");
     prepareHost(stateDir, network);
     mark("host prepared");
@@ -199,18 +201,12 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       toolchain: tools,
       dir: join(stateDir, "control-plane"),
       startTimeoutMs: timeoutMs,
-      node: {
-        address: network.address,
-        serviceCidr: network.serviceCidr,
-        serviceIp: network.serviceIp,
-        clusterDomain: network.clusterDomain,
-      },
+      node: network,
     });
     mark("api server ready");
     const cp = controlPlane;
-    const ca = cp.ca;
-    const caFile = write(join(pki, "ca.crt"), ca.certificatePem);
-    const serving = await issueLeaf(ca, {
+    const caFile = cp.caFile;
+    const serving = await issueLeaf(cp.ca, {
       commonName: NODE_NAME,
       dnsNames: [NODE_NAME],
       ipAddresses: [network.address],
@@ -226,29 +222,23 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
         cp.kubeconfigFor("system:kube-proxy"),
         cp.kubeconfigFor(`system:node:${NODE_NAME}`, "system:nodes"),
       ]);
-    const saKey = join(cp.dir, "pki", "sa.key");
-    start("kube-controller-manager", tools.kubeControllerManager, [
-      `--kubeconfig=${managerKubeconfig}`,
-      `--authentication-kubeconfig=${managerKubeconfig}`,
-      `--authorization-kubeconfig=${managerKubeconfig}`,
+    const controllerFlags = (kubeconfig: string): string[] => [
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
       "--bind-address=127.0.0.1",
       "--leader-elect=false",
-      `--service-account-private-key-file=${saKey}`,
+      "--profiling=false",
+      "--v=0",
+    ];
+    start("kube-controller-manager", tools.kubeControllerManager, [
+      ...controllerFlags(managerKubeconfig),
+      `--service-account-private-key-file=${cp.serviceAccountKeyFile}`,
       `--root-ca-file=${caFile}`,
       "--allocate-node-cidrs=false",
       "--enable-hostpath-provisioner=true",
-      "--profiling=false",
-      "--v=0",
     ]);
-    start("kube-scheduler", tools.kubeScheduler, [
-      `--kubeconfig=${schedulerKubeconfig}`,
-      `--authentication-kubeconfig=${schedulerKubeconfig}`,
-      `--authorization-kubeconfig=${schedulerKubeconfig}`,
-      "--bind-address=127.0.0.1",
-      "--leader-elect=false",
-      "--profiling=false",
-      "--v=0",
-    ]);
+    start("kube-scheduler", tools.kubeScheduler, controllerFlags(schedulerKubeconfig));
 
     // Cluster DNS and storage are objects; their pods wait for the node.
     const kc = cp.kubeConfig();
@@ -330,10 +320,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       },
       processes,
       timings,
-      logTails: (lines = 40) =>
-        [...cp.processes, ...processes]
-          .map((p) => `--- ${p.name} (${p.describeExit()}), ${p.logFile}\n${p.tail(lines)}`)
-          .join("\n"),
+      logTails: (lines) => logTails([...cp.processes, ...processes], lines),
       stop,
     };
   } catch (error) {

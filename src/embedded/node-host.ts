@@ -17,6 +17,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { isRunning } from "./process.ts";
 
 /** Where everything of the node lives; fixed, because a later run must find a dead run's state. */
 export interface NodeNetwork {
@@ -30,8 +31,14 @@ export interface NodeNetwork {
   clusterDomain: string;
 }
 
+/**
+ * Every link and network namespace the node or its tests make is named with this prefix, so
+ * the clean-up finds them all, whoever made them.
+ */
+export const HOST_NAME_PREFIX = "ntenancy";
+
 export const NODE_NETWORK: NodeNetwork = {
-  bridge: "ntenancy0",
+  bridge: `${HOST_NAME_PREFIX}0`,
   address: "10.244.0.1",
   podCidr: "10.244.0.0/24",
   serviceCidr: "10.96.0.0/16",
@@ -150,6 +157,13 @@ export function prepareHost(stateDir: string, network = NODE_NETWORK): void {
   }
 }
 
+/** Packets the isolation rule has dropped since the node started: pod packets bound off the bridge. */
+export function isolationDrops(): number {
+  const listing = run("iptables", ["-t", "mangle", "-L", "FORWARD", "-v", "-x", "-n"]);
+  const line = listing.split("\n").find((l) => l.includes(ISOLATION_COMMENT));
+  return Number(line?.trim().split(/\s+/)[0] ?? Number.NaN);
+}
+
 function processesMatching(
   predicate: (pid: number, cmdline: string, exe: string) => boolean,
 ): number[] {
@@ -172,14 +186,6 @@ function processesMatching(
     }
   }
   return pids;
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    return /^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return true;
-  }
 }
 
 /** Every kubepods cgroup directory, deepest first, in every hierarchy (cgroup v1 and v2). */
@@ -221,7 +227,7 @@ function pidsInCgroups(dirs: string[]): number[] {
       // removed meanwhile
     }
   }
-  return [...pids].filter((pid) => !isZombie(pid));
+  return [...pids].filter((pid) => isRunning(pid));
 }
 
 function sleep(ms: number): void {
@@ -232,7 +238,7 @@ function sleep(ms: number): void {
 function killAll(what: string, find: () => number[], timeoutMs = 10_000): void {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const pids = find().filter((pid) => !isZombie(pid));
+    const pids = find().filter((pid) => isRunning(pid));
     if (pids.length === 0) return;
     if (Date.now() > deadline) throw new Error(`${what} survive SIGKILL: ${pids.join(", ")}`);
     for (const pid of pids) {
@@ -244,6 +250,16 @@ function killAll(what: string, find: () => number[], timeoutMs = 10_000): void {
     }
     sleep(100);
   }
+}
+
+function ownLinks(): string[] {
+  return readdirSync("/sys/class/net").filter((l) => l.startsWith(HOST_NAME_PREFIX));
+}
+
+function ownNetworkNamespaces(): string[] {
+  return existsSync("/run/netns")
+    ? readdirSync("/run/netns").filter((n) => n.startsWith(HOST_NAME_PREFIX))
+    : [];
 }
 
 function mountsUnder(prefixes: string[]): string[] {
@@ -318,7 +334,7 @@ function iptablesLeftovers(): string[] {
  * the pod cgroups and the host paths it created, puts the sysctls back and removes the state
  * directory. Safe to run on a clean host.
  */
-export function cleanHost(stateDir: string, network = NODE_NETWORK): void {
+export function cleanHost(stateDir: string): void {
   // Shims and anything else started from the state dir (by its socket path in their flags).
   killAll("node processes", () =>
     processesMatching(
@@ -326,10 +342,11 @@ export function cleanHost(stateDir: string, network = NODE_NETWORK): void {
     ),
   );
   killAll("pod processes", () => pidsInCgroups(podCgroups()));
+  for (const namespace of ownNetworkNamespaces()) tryRun("ip", ["netns", "del", namespace]);
   for (const point of mountsUnder(mountPrefixes(stateDir))) {
     tryRun("umount", ["--lazy", point]);
   }
-  if (existsSync(`/sys/class/net/${network.bridge}`)) tryRun("ip", ["link", "del", network.bridge]);
+  for (const link of ownLinks()) tryRun("ip", ["link", "del", link]);
   // A second pass covers a rule that kube-proxy or kubelet added while they were dying.
   for (let pass = 0; pass < 2 && iptablesLeftovers().length > 0; pass++) {
     for (const iptables of ["iptables", "ip6tables"]) {
@@ -396,20 +413,17 @@ export function hostBaseline(): HostBaseline {
 }
 
 /** Every trace of a node on the host, one line each; empty when the host is clean. */
-export function findLeftovers(
-  stateDir: string,
-  baseline: HostBaseline,
-  network = NODE_NETWORK,
-): string[] {
+export function findLeftovers(stateDir: string, baseline: HostBaseline): string[] {
   const found: string[] = [];
   const pids = processesMatching(
     (pid, cmdline, exe) =>
-      !isZombie(pid) && (cmdline.includes(`${stateDir}/`) || exe.startsWith(`${stateDir}/`)),
+      isRunning(pid) && (cmdline.includes(`${stateDir}/`) || exe.startsWith(`${stateDir}/`)),
   );
   for (const pid of pids) found.push(`process ${pid}`);
   for (const pid of pidsInCgroups(podCgroups())) found.push(`pod process ${pid}`);
   for (const point of mountsUnder(mountPrefixes(stateDir))) found.push(`mount ${point}`);
-  if (existsSync(`/sys/class/net/${network.bridge}`)) found.push(`link ${network.bridge}`);
+  for (const link of ownLinks()) found.push(`link ${link}`);
+  for (const namespace of ownNetworkNamespaces()) found.push(`netns ${namespace}`);
   for (const link of readdirSync("/sys/class/net")) {
     if (link.startsWith("veth")) found.push(`link ${link}`);
   }

@@ -114,6 +114,25 @@ export class ManagedProcess {
   }
 }
 
+/**
+ * Whether `pid` is a running process. A zombie is not: it has exited and only waits for its
+ * parent (or init, slow to reap on some machines) to collect it.
+ */
+export function isRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** The last `lines` lines of each process's log, headed by its name, state and log path. */
+export function logTails(processes: ManagedProcess[], lines = 40): string {
+  return processes
+    .map((p) => `--- ${p.name} (${p.describeExit()}), ${p.logFile}\n${p.tail(lines)}`)
+    .join("\n");
+}
+
 let hooksInstalled = false;
 const cleanups = new Set<() => void>();
 

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { describe, test } from "node:test";
 import { isPortFree } from "../../src/embedded/ports.ts";
+import { isRunning } from "../../src/embedded/process.ts";
 import { ownedTempDir } from "../../src/embedded/tempdir.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 
@@ -11,17 +12,6 @@ interface Held {
   pids: number[];
   ports: number[];
   dirs: string[];
-}
-
-function alive(pid: number): boolean {
-  // A zombie has exited: it only waits for its new parent to reap it.
-  const stat = `/proc/${pid}/stat`;
-  if (!existsSync(stat)) return false;
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(stat, "utf8"));
-  } catch {
-    return false;
-  }
 }
 
 async function holdServers(): Promise<{
@@ -45,7 +35,7 @@ async function holdServers(): Promise<{
   ]);
   const held = JSON.parse(first) as Held;
   assert.equal(held.pids.length, 5, "etcd, kube-apiserver and 3 nats-servers");
-  assert.ok(held.pids.every(alive), "all servers run before the kill");
+  assert.ok(held.pids.every(isRunning), "all servers run before the kill");
   return {
     held,
     kill: async (signal) => {
@@ -56,7 +46,7 @@ async function holdServers(): Promise<{
 }
 
 async function assertNothingLeft(held: Held): Promise<void> {
-  await waitUntil("servers gone", () => Promise.resolve(!held.pids.some(alive)), {
+  await waitUntil("servers gone", () => Promise.resolve(!held.pids.some(isRunning)), {
     timeoutMs: 15_000,
   });
   // A killed multi-threaded server can show as a zombie a moment before its sockets close.

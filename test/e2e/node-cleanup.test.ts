@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
 import { CoreV1Api } from "@kubernetes/client-node";
@@ -17,6 +17,7 @@ import {
   startNodeCluster,
 } from "../../src/embedded/node-cluster.ts";
 import { findLeftovers, hostBaseline, type HostBaseline } from "../../src/embedded/node-host.ts";
+import { isRunning } from "../../src/embedded/process.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { nodeSkipReason, toolchain } from "./harness.ts";
 
@@ -24,14 +25,6 @@ interface Held {
   pids: number[];
   shims: number[];
   stateDir: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
 }
 
 async function holdNode(): Promise<{
@@ -80,7 +73,8 @@ describe("the test node leaves no trace", { skip: nodeSkipReason() }, () => {
   test("when its owner gets SIGTERM, the owner's exit restores the host", async () => {
     const { held, kill } = await holdNode();
     await kill("SIGTERM");
-    for (const pid of [...held.pids, ...held.shims]) assert.ok(!alive(pid), `pid ${pid} survived`);
+    for (const pid of [...held.pids, ...held.shims])
+      assert.ok(!isRunning(pid), `pid ${pid} survived`);
     assert.deepEqual(findLeftovers(NODE_STATE_DIR, baseline ?? hostBaseline()), []);
   });
 
@@ -90,25 +84,29 @@ describe("the test node leaves no trace", { skip: nodeSkipReason() }, () => {
     // The kernel kills the owner's children (death signal); shims and pods outlive them.
     await waitUntil(
       "the dead owner's children gone",
-      () => Promise.resolve(!held.pids.some(alive)),
+      () => Promise.resolve(!held.pids.some(isRunning)),
       {
         timeoutMs: 15_000,
       },
     );
-    assert.ok(held.shims.some(alive), "the dead run's shims are still there to clean");
+    assert.ok(held.shims.some(isRunning), "the dead run's shims are still there to clean");
     assert.ok(existsSync(held.stateDir));
     const leftovers = findLeftovers(NODE_STATE_DIR, baseline ?? hostBaseline());
     assert.ok(leftovers.length > 0);
-    t.diagnostic(
-      `left by the dead run: ${leftovers.length} traces, e.g. ${leftovers.slice(0, 12).join("; ")}`,
-    );
+    const kinds = new Map<string, number>();
+    for (const trace of leftovers) {
+      const kind = /^(pod process|\S+)/.exec(trace)?.[1] ?? trace;
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    t.diagnostic(`left by the dead run: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}`);
 
     const cluster = await startNodeCluster({
       toolchain: await toolchain(),
       lockHeldByCaller: true,
     });
     try {
-      for (const pid of held.shims) assert.ok(!alive(pid), `the dead run's shim ${pid} survived`);
+      for (const pid of held.shims)
+        assert.ok(!isRunning(pid), `the dead run's shim ${pid} survived`);
       const pods = await cluster.kubeConfig().makeApiClient(CoreV1Api).listPodForAllNamespaces();
       assert.deepEqual(
         pods.items.map((p) => p.metadata?.name).filter((n) => n === "sleeper"),

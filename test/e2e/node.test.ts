@@ -3,7 +3,11 @@
  * them, Secrets reach pods and follow changes, claims get volumes that outlive their pods.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { describe, test } from "node:test";
 import {
   AppsV1Api,
@@ -12,14 +16,18 @@ import {
   type V1Container,
   type V1Pod,
 } from "@kubernetes/client-node";
+import { HOST_NAME_PREFIX, isolationDrops } from "../../src/embedded/node-host.ts";
 import { nodeImage } from "../../src/embedded/node-images.ts";
+import { ManagedProcess } from "../../src/embedded/process.ts";
+import { ownedTempDir } from "../../src/embedded/tempdir.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { nodeSkipReason, useNodeCluster } from "./harness.ts";
 
 const PROBE_IMAGE = "localhost/nats-tenancy/probe:1";
 const probeSource = fileURLToPath(new URL("./fixtures/probe.ts", import.meta.url));
-const { natsServers } = await ensureToolchain();
+const { natsServers, helms, kubectl } = await ensureToolchain();
+const run = promisify(execFile);
 
 function probeContainer(extra: Partial<V1Container> = {}): V1Container {
   return {
@@ -347,5 +355,164 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
       await ask(second, "/file?path=/data/log"),
       "written by writer\nwritten by writer\n",
     );
+  });
+
+  test("kubectl reads the node and its pods' logs with the admin kubeconfig", async () => {
+    const { stdout } = await run(kubectl, [
+      "--kubeconfig",
+      cluster().kubeconfigPath,
+      "get",
+      "nodes",
+      "-o",
+      "jsonpath={.items[*].status.nodeInfo.kubeletVersion}",
+    ]);
+    assert.equal(stdout, (await ensureToolchain()).versions.kubernetes);
+    const logs = await run(kubectl, [
+      "--kubeconfig",
+      cluster().kubeconfigPath,
+      "logs",
+      "-n",
+      "kube-system",
+      "deployment/coredns",
+    ]);
+    assert.match(logs.stdout, /CoreDNS-1\.15\.0/);
+  });
+
+  for (const helm of helms) {
+    test(`${helm.label} installs a chart with --wait and uninstalls it`, async () => {
+      const work = ownedTempDir("helm");
+      try {
+        const chart = join(work.dir, "chart");
+        mkdirSync(join(chart, "templates"), { recursive: true });
+        writeFileSync(join(chart, "Chart.yaml"), "apiVersion: v2\nname: probe\nversion: 0.1.0\n");
+        writeFileSync(join(chart, "values.yaml"), `image: ${PROBE_IMAGE}\n`);
+        writeFileSync(
+          join(chart, "templates", "deployment.yaml"),
+          JSON.stringify({
+            apiVersion: "apps/v1",
+            kind: "Deployment",
+            metadata: { name: "{{ .Release.Name }}" },
+            spec: {
+              replicas: 2,
+              selector: { matchLabels: { app: "{{ .Release.Name }}" } },
+              template: {
+                metadata: { labels: { app: "{{ .Release.Name }}" } },
+                spec: { containers: [probeContainer({ image: "{{ .Values.image }}" })] },
+              },
+            },
+          }),
+        );
+        // helm keeps its own state under these; none of it may land in the user's home.
+        const env = {
+          ...process.env,
+          KUBECONFIG: cluster().kubeconfigPath,
+          HELM_CACHE_HOME: join(work.dir, "cache"),
+          HELM_CONFIG_HOME: join(work.dir, "config"),
+          HELM_DATA_HOME: join(work.dir, "data"),
+        };
+        const namespace = helm.label.replaceAll(".", "-");
+        const started = Date.now();
+        await run(
+          helm.path,
+          [
+            "install",
+            "probe",
+            chart,
+            "-n",
+            namespace,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "120s",
+          ],
+          { env },
+        );
+        const waited = Date.now() - started;
+        const { apps } = clients();
+        const deployment = await apps.readNamespacedDeployment({ name: "probe", namespace });
+        assert.equal(
+          deployment.status?.availableReplicas,
+          2,
+          "--wait returned once both pods were ready",
+        );
+        const status = await run(helm.path, ["status", "probe", "-n", namespace, "-o", "json"], {
+          env,
+        });
+        assert.equal(
+          (JSON.parse(status.stdout) as { info: { status: string } }).info.status,
+          "deployed",
+        );
+        process.stderr.write(`${helm.label} install --wait: ${waited} ms\n`);
+        await run(
+          helm.path,
+          ["uninstall", "probe", "-n", namespace, "--wait", "--timeout", "120s"],
+          { env },
+        );
+        await assert.rejects(apps.readNamespacedDeployment({ name: "probe", namespace }));
+      } finally {
+        work.release();
+      }
+    });
+  }
+
+  test("no pod packet leaves the bridge: a listener beyond it that the node reaches gets nothing from a pod", async () => {
+    const { core, kc } = clients();
+    // "Beyond the bridge" is a network namespace of our own behind a veth pair: if the rule
+    // failed, the pod's packets would still stay on this machine.
+    const outside = `${HOST_NAME_PREFIX}-outside`;
+    const [hostEnd, farEnd] = [`${HOST_NAME_PREFIX}o0`, `${HOST_NAME_PREFIX}o1`];
+    const ip = (...args: string[]) => run("ip", args);
+    const work = ownedTempDir("outside");
+    let listener: ManagedProcess | undefined;
+    try {
+      await ip("netns", "add", outside);
+      await ip("link", "add", hostEnd, "type", "veth", "peer", "name", farEnd, "netns", outside);
+      await ip("addr", "add", "10.245.0.1/24", "dev", hostEnd);
+      await ip("link", "set", hostEnd, "up");
+      await ip("-n", outside, "addr", "add", "10.245.0.2/24", "dev", farEnd);
+      await ip("-n", outside, "link", "set", farEnd, "up");
+      // A way back for any pod packet that got through, so a leak would complete a connection.
+      await ip("-n", outside, "route", "add", "default", "via", "10.245.0.1");
+      listener = ManagedProcess.start({
+        name: "outside listener",
+        command: "ip",
+        args: [
+          "netns",
+          "exec",
+          outside,
+          process.execPath,
+          "-e",
+          'require("node:http").createServer((q, r) => { console.log("request from", q.socket.remoteAddress); r.end("outside"); }).listen(8080, "10.245.0.2");',
+        ],
+        logFile: join(work.dir, "listener.log"),
+      });
+      await waitUntil(
+        "the node reaches the listener",
+        async () => (await (await fetch("http://10.245.0.2:8080/")).text()) === "outside",
+        { timeoutMs: 10_000, processes: [listener] },
+      );
+      await createNamespace(kc, "isolation");
+      await core.createNamespacedPod({
+        namespace: "isolation",
+        body: { metadata: { name: "prisoner" }, spec: { containers: [probeContainer()] } },
+      });
+      const pod = await readyPod(core, "isolation", "prisoner");
+      const dropsBefore = isolationDrops();
+      const response = await fetch(
+        `http://${pod.status?.podIP ?? ""}:8080/fetch?url=http://10.245.0.2:8080/`,
+      );
+      assert.equal(response.status, 500, await response.text());
+      assert.ok(isolationDrops() > dropsBefore, "the rule dropped the pod's packets");
+      assert.doesNotMatch(
+        listener.tail(),
+        /request from 10\.244\./,
+        "no request from a pod arrived",
+      );
+      assert.match(listener.tail(), /request from 10\.245\.0\.1/, "the node's own request did");
+    } finally {
+      await listener?.stop();
+      await ip("netns", "del", outside).catch(() => undefined);
+      work.release();
+    }
   });
 });
