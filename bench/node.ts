@@ -153,9 +153,9 @@ console.log(
   `Secret change -> mounted file: ${fmt(propagation)} over ${propagation.length} changes`,
 );
 
-const rss = [...cluster.controlPlane.processes, ...cluster.processes]
-  .filter((p) => p.name !== "host lock")
-  .map((p) => `${p.name} ${rssMiB(p.pid)}`);
+const rss = [...cluster.controlPlane.processes, ...cluster.processes].map(
+  (p) => `${p.name} ${rssMiB(p.pid)}`,
+);
 const shims = shimPids();
 console.log(
   `RSS (MiB) with ${shims.length} pods: ${rss.join(", ")}; shims ${shims.map(rssMiB).join("+")}`,

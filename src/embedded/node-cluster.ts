@@ -302,7 +302,11 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       { timeoutMs, processes: [kubelet, proxy, containerd] },
     );
     mark("dns ready");
-    log(`node cluster up in ${timings["dns ready"]?.toFixed(1) ?? "?"} s`);
+    const waited = timings.lock ?? 0;
+    log(
+      `node cluster up in ${((timings["dns ready"] ?? 0) - waited).toFixed(1)} s` +
+        (waited >= 1 ? ` (after ${waited.toFixed(1)} s waiting for another run's node)` : ""),
+    );
 
     return {
       controlPlane: cp,
@@ -324,7 +328,16 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       stop,
     };
   } catch (error) {
-    await stop();
+    try {
+      await stop();
+    } catch (cleanupError) {
+      // Both matter: why the node did not start, and what it left on the host.
+      throw new AggregateError(
+        [error, cleanupError],
+        "the test node failed to start and to clean up",
+        { cause: cleanupError },
+      );
+    }
     throw error;
   }
 }

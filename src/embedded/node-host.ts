@@ -75,10 +75,20 @@ const HOST_PATHS = [
   "/tmp/hostpath_pv",
 ];
 
-interface HostRecord {
-  sysctls: Record<string, string>;
-  createdPaths: string[];
+/** What the host looks like without a node: recorded before a node changes it. */
+export interface HostSnapshot {
+  sysctls: Record<string, string | undefined>;
+  /** Those of HOST_PATHS that exist. */
+  paths: string[];
   nftTables: string[];
+}
+
+export function hostSnapshot(): HostSnapshot {
+  return {
+    sysctls: Object.fromEntries(SYSCTLS.map((n) => [n, readSysctl(n)])),
+    paths: HOST_PATHS.filter((p) => existsSync(p)),
+    nftTables: nftTables(),
+  };
 }
 
 function recordFile(stateDir: string): string {
@@ -121,24 +131,12 @@ function nftTables(): string[] {
 
 /**
  * Records the host's state, then makes the bridge, its address and the isolation rule. The
- * record is written once per clean host: a crashed run's record survives until the clean-up
- * that restores it.
+ * record is written before anything changes and removed only by a clean-up that restored
+ * everything, so a crashed run's record survives until then.
  */
 export function prepareHost(stateDir: string, network = NODE_NETWORK): void {
   const file = recordFile(stateDir);
-  if (!existsSync(file)) {
-    const sysctls: Record<string, string> = {};
-    for (const name of SYSCTLS) {
-      const value = readSysctl(name);
-      if (value !== undefined) sysctls[name] = value;
-    }
-    const record: HostRecord = {
-      sysctls,
-      createdPaths: HOST_PATHS.filter((p) => !existsSync(p)),
-      nftTables: nftTables(),
-    };
-    writeFileSync(file, JSON.stringify(record));
-  }
+  if (!existsSync(file)) writeFileSync(file, JSON.stringify(hostSnapshot()));
   mkdirSync(stateDir, { recursive: true });
   writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
   if (!existsSync(`/sys/class/net/${network.bridge}`)) {
@@ -164,25 +162,33 @@ export function isolationDrops(): number {
   return Number(line?.trim().split(/\s+/)[0] ?? Number.NaN);
 }
 
-function processesMatching(
-  predicate: (pid: number, cmdline: string, exe: string) => boolean,
-): number[] {
+// The programs a node starts; matched together with the state directory in their flags, so
+// that neither another containerd nor a `tail -f` of a node's log is taken for ours.
+const NODE_PROGRAMS = new Set([
+  "containerd",
+  "containerd-shim-runc-v2",
+  "runc",
+  "etcd",
+  "kube-apiserver",
+  "kube-controller-manager",
+  "kube-scheduler",
+  "kubelet",
+  "kube-proxy",
+]);
+
+/** Running processes of a node whose state is in `stateDir`. */
+function nodeProcesses(stateDir: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
-    if (pid === process.pid) continue;
     try {
+      const program = readlinkSync(`/proc/${entry}/exe`).replace(/ \(deleted\)$/, "");
+      if (!NODE_PROGRAMS.has(program.slice(program.lastIndexOf("/") + 1))) continue;
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ");
-      let exe = "";
-      try {
-        exe = readlinkSync(`/proc/${entry}/exe`);
-      } catch {
-        // kernel threads and zombies have none
-      }
-      if (predicate(pid, cmdline, exe)) pids.push(pid);
+      if (cmdline.includes(`${stateDir}/`) && isRunning(pid)) pids.push(pid);
     } catch {
-      // gone meanwhile
+      // a kernel thread (no exe), or gone meanwhile
     }
   }
   return pids;
@@ -271,8 +277,13 @@ function mountsUnder(prefixes: string[]): string[] {
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
-function mountPrefixes(stateDir: string): string[] {
-  return [stateDir, "/run/netns", "/var/lib/kubelet", "/run/containerd"];
+/** Mounts of the node (everything is under its state directory) and of its tests' namespaces. */
+function nodeMounts(stateDir: string): string[] {
+  const netns = `/run/netns/${HOST_NAME_PREFIX}`;
+  return [
+    ...mountsUnder([stateDir]),
+    ...mountsUnder(["/run/netns"]).filter((m) => m.startsWith(netns)),
+  ];
 }
 
 const OWN_CHAIN = /^(KUBE-|CNI-)/;
@@ -328,113 +339,138 @@ function iptablesLeftovers(): string[] {
   return found;
 }
 
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /**
  * Restores the host: kills what a node left (shims and containers outlive kubelet and
- * containerd), unmounts, removes the bridge, the iptables chains and rules, new nft tables,
- * the pod cgroups and the host paths it created, puts the sysctls back and removes the state
- * directory. Safe to run on a clean host.
+ * containerd), unmounts, removes its network namespaces and links, the iptables chains and
+ * rules, new nft tables, the pod cgroups and the host paths it created, puts the sysctls back
+ * and removes the state directory. Every step runs even if an earlier one failed; the record
+ * of the host goes only when all succeeded, so a failure is retried by the next start. Safe to
+ * run on a clean host; refuses to touch a host whose Kubernetes traces no node recorded.
  */
 export function cleanHost(stateDir: string): void {
-  // Shims and anything else started from the state dir (by its socket path in their flags).
-  killAll("node processes", () =>
-    processesMatching(
-      (_pid, cmdline, exe) => cmdline.includes(`${stateDir}/`) || exe.startsWith(`${stateDir}/`),
-    ),
-  );
-  killAll("pod processes", () => pidsInCgroups(podCgroups()));
-  for (const namespace of ownNetworkNamespaces()) tryRun("ip", ["netns", "del", namespace]);
-  for (const point of mountsUnder(mountPrefixes(stateDir))) {
-    tryRun("umount", ["--lazy", point]);
-  }
-  for (const link of ownLinks()) tryRun("ip", ["link", "del", link]);
-  // A second pass covers a rule that kube-proxy or kubelet added while they were dying.
-  for (let pass = 0; pass < 2 && iptablesLeftovers().length > 0; pass++) {
-    for (const iptables of ["iptables", "ip6tables"]) {
-      const script = iptablesCleanup(tryRun(`${iptables}-save`, []));
-      if (script) tryRun(`${iptables}-restore`, ["--noflush"], script);
-    }
-  }
-  const rules = iptablesLeftovers();
-  for (const dir of podCgroups()) {
-    try {
-      rmdirSync(dir);
-    } catch {
-      // a cgroup still in use is reported by findLeftovers
-    }
-  }
   const file = recordFile(stateDir);
-  if (existsSync(file)) {
-    const record = JSON.parse(readFileSync(file, "utf8")) as HostRecord;
-    const before = new Set(record.nftTables);
-    for (const table of nftTables()) {
-      if (before.has(table)) continue;
-      const [, family, name] = table.split(" ");
-      if (!family || !name) continue;
-      const listing = tryRun("nft", ["list", "table", family, name]);
-      // Only empty tables (iptables-nft leaves its tables behind once our chains are gone).
-      const hasRules = listing
-        .split("\n")
-        .some((l) => !/^\s*(table |chain |type |policy |\}|$)/.test(l));
-      if (!hasRules) tryRun("nft", ["delete", "table", family, name]);
+  const record = existsSync(file)
+    ? (JSON.parse(readFileSync(file, "utf8")) as HostSnapshot)
+    : undefined;
+  if (!record) {
+    // The record is written before a node changes anything, so these belong to someone else.
+    const foreign = [...podCgroups().map((d) => `cgroup ${d}`), ...iptablesLeftovers()];
+    if (foreign.length > 0) {
+      throw new Error(
+        `this host has Kubernetes traces that no test node recorded (${foreign.slice(0, 3).join("; ")}): ` +
+          `another Kubernetes node seems to run here, and the test node would wreck it`,
+      );
     }
-    for (const path of record.createdPaths) {
-      for (const point of mountsUnder([path])) tryRun("umount", ["--lazy", point]);
-      rmSync(path, { recursive: true, force: true });
+  }
+  const problems: string[] = [];
+  const step = (what: string, action: () => void): void => {
+    try {
+      action();
+    } catch (error) {
+      problems.push(`${what}: ${errorText(error)}`);
     }
-    for (const [name, value] of Object.entries(record.sysctls)) {
-      if (readSysctl(name) !== value) {
-        try {
-          writeFileSync(`/proc/sys/${name}`, value);
-        } catch {
-          // reported by findLeftovers
-        }
+  };
+  step("node processes", () => {
+    killAll("node processes", () => nodeProcesses(stateDir));
+  });
+  step("pod processes", () => {
+    killAll("pod processes", () => pidsInCgroups(podCgroups()));
+  });
+  step("network namespaces", () => {
+    for (const namespace of ownNetworkNamespaces()) run("ip", ["netns", "del", namespace]);
+  });
+  step("mounts", () => {
+    for (const point of nodeMounts(stateDir)) tryRun("umount", ["--lazy", point]);
+    const left = nodeMounts(stateDir);
+    if (left.length > 0) throw new Error(`still mounted: ${left.join(", ")}`);
+  });
+  step("links", () => {
+    for (const link of ownLinks()) run("ip", ["link", "del", link]);
+  });
+  step("iptables", () => {
+    // A second pass covers a rule that kube-proxy or kubelet added while they were dying.
+    for (let pass = 0; pass < 2 && iptablesLeftovers().length > 0; pass++) {
+      for (const iptables of ["iptables", "ip6tables"]) {
+        const script = iptablesCleanup(tryRun(`${iptables}-save`, []));
+        if (script) tryRun(`${iptables}-restore`, ["--noflush"], script);
       }
     }
+    const rules = iptablesLeftovers();
+    if (rules.length > 0) throw new Error(`rules survive:\n${rules.join("\n")}`);
+  });
+  step("cgroups", () => {
+    for (const dir of podCgroups()) rmdirSync(dir);
+  });
+  if (record) {
+    step("nft tables", () => {
+      const before = new Set(record.nftTables);
+      for (const table of nftTables()) {
+        if (before.has(table)) continue;
+        const [, family, name] = table.split(" ");
+        if (!family || !name) continue;
+        const listing = run("nft", ["list", "table", family, name]);
+        // Only empty ones: iptables-nft leaves its tables behind once our chains are gone.
+        const hasRules = listing
+          .split("\n")
+          .some((l) => !/^\s*(table |chain |type |policy |\}|$)/.test(l));
+        if (!hasRules) run("nft", ["delete", "table", family, name]);
+      }
+    });
+    step("host paths", () => {
+      for (const path of HOST_PATHS.filter((p) => !record.paths.includes(p))) {
+        for (const point of mountsUnder([path])) tryRun("umount", ["--lazy", point]);
+        // Never delete through a mount into someone else's files.
+        if (mountsUnder([path]).length > 0) throw new Error(`${path} is still mounted`);
+        rmSync(path, { recursive: true, force: true });
+      }
+    });
+    step("sysctls", () => {
+      for (const [name, value] of Object.entries(record.sysctls)) {
+        if (value !== undefined && readSysctl(name) !== value) {
+          writeFileSync(`/proc/sys/${name}`, value);
+        }
+      }
+    });
   }
-  rmSync(stateDir, { recursive: true, force: true });
+  if (nodeMounts(stateDir).length === 0) {
+    step("state directory", () => {
+      rmSync(stateDir, { recursive: true, force: true });
+    });
+  }
+  if (problems.length > 0) {
+    throw new Error(
+      `the test node's clean-up left the host unclean (the next start tries again):\n${problems.join("\n")}`,
+    );
+  }
   rmSync(file, { force: true });
-  if (rules.length > 0)
-    throw new Error(`iptables rules survive the clean-up:\n${rules.join("\n")}`);
 }
 
-export interface HostBaseline {
-  sysctls: Record<string, string | undefined>;
-  paths: string[];
-  nftTables: string[];
-}
-
-/** What the host looks like without a node: taken by a test before it starts one. */
-export function hostBaseline(): HostBaseline {
-  return {
-    sysctls: Object.fromEntries(SYSCTLS.map((n) => [n, readSysctl(n)])),
-    paths: HOST_PATHS.filter((p) => existsSync(p)),
-    nftTables: nftTables(),
-  };
-}
-
-/** Every trace of a node on the host, one line each; empty when the host is clean. */
-export function findLeftovers(stateDir: string, baseline: HostBaseline): string[] {
+/** Every trace of a node on the host, one line each; empty when the host is as `before`. */
+export function findLeftovers(stateDir: string, before: HostSnapshot): string[] {
   const found: string[] = [];
-  const pids = processesMatching(
-    (pid, cmdline, exe) =>
-      isRunning(pid) && (cmdline.includes(`${stateDir}/`) || exe.startsWith(`${stateDir}/`)),
-  );
-  for (const pid of pids) found.push(`process ${pid}`);
+  for (const pid of nodeProcesses(stateDir)) found.push(`process ${pid}`);
   for (const pid of pidsInCgroups(podCgroups())) found.push(`pod process ${pid}`);
-  for (const point of mountsUnder(mountPrefixes(stateDir))) found.push(`mount ${point}`);
+  for (const point of nodeMounts(stateDir)) found.push(`mount ${point}`);
   for (const link of ownLinks()) found.push(`link ${link}`);
   for (const namespace of ownNetworkNamespaces()) found.push(`netns ${namespace}`);
+  // A pod's end of a veth pair that outlived its bridge has no master.
   for (const link of readdirSync("/sys/class/net")) {
-    if (link.startsWith("veth")) found.push(`link ${link}`);
+    if (link.startsWith("veth") && !existsSync(`/sys/class/net/${link}/master`)) {
+      found.push(`link ${link}`);
+    }
   }
   found.push(...iptablesLeftovers());
-  const tables = new Set(baseline.nftTables);
+  const tables = new Set(before.nftTables);
   for (const table of nftTables()) if (!tables.has(table)) found.push(`nft ${table}`);
   for (const dir of podCgroups()) found.push(`cgroup ${dir}`);
   for (const path of HOST_PATHS) {
-    if (!baseline.paths.includes(path) && existsSync(path)) found.push(`path ${path}`);
+    if (!before.paths.includes(path) && existsSync(path)) found.push(`path ${path}`);
   }
-  for (const [name, value] of Object.entries(baseline.sysctls)) {
+  for (const [name, value] of Object.entries(before.sysctls)) {
     const now = readSysctl(name);
     if (now !== value) found.push(`sysctl ${name}=${now ?? "?"} (was ${value ?? "?"})`);
   }

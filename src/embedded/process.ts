@@ -138,7 +138,8 @@ const cleanups = new Set<() => void>();
 
 /**
  * Runs `cleanup` (synchronous: it may run in an 'exit' handler) when this process exits or is
- * interrupted, after its servers are killed. Returns a function that cancels it.
+ * interrupted, after its servers are killed; clean-ups run in the reverse order of their
+ * registration. Returns a function that cancels it.
  */
 export function cleanUpOnExit(cleanup: () => void): () => void {
   cleanups.add(cleanup);
@@ -155,7 +156,9 @@ export function removeOnExit(dir: string): () => void {
 
 function cleanUpNow(): void {
   for (const p of live) p.signal("SIGKILL");
-  for (const cleanup of cleanups) {
+  // Last registered, first run: what was set up later may depend on what was set up earlier
+  // (a node's clean-up must finish before the host lock taken for it is released).
+  for (const cleanup of [...cleanups].reverse()) {
     try {
       cleanup();
     } catch (error) {

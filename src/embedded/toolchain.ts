@@ -47,7 +47,7 @@ export interface Toolchain {
   coredns: string;
   /** The pod sandbox ("pause") program. */
   pause: string;
-  /** The default helm (the newest v3). */
+  /** The default helm: the v3 pin. */
   helm: string;
   /** Every helm line the chart is tested with. */
   helms: VersionedBinary[];

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { describe, test } from "node:test";
 import { isPortFree } from "../../src/embedded/ports.ts";
 import { isRunning } from "../../src/embedded/process.ts";
 import { ownedTempDir } from "../../src/embedded/tempdir.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
+import { holdInChild } from "./harness.ts";
 
 interface Held {
   pids: number[];
@@ -18,31 +17,11 @@ async function holdServers(): Promise<{
   held: Held;
   kill: (signal: NodeJS.Signals) => Promise<void>;
 }> {
-  const child = spawn(process.execPath, ["test/e2e/fixtures/hold-servers.ts"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = new Promise<void>((resolve) =>
-    child.once("exit", () => {
-      resolve();
-    }),
-  );
-  const lines = createInterface({ input: child.stdout });
-  const first = await Promise.race([
-    new Promise<string>((resolve) => lines.once("line", resolve)),
-    exited.then(() => {
-      throw new Error("hold-servers exited before it started its servers");
-    }),
-  ]);
-  const held = JSON.parse(first) as Held;
+  const holder = await holdInChild("test/e2e/fixtures/hold-servers.ts");
+  const held = holder.held as Held;
   assert.equal(held.pids.length, 5, "etcd, kube-apiserver and 3 nats-servers");
   assert.ok(held.pids.every(isRunning), "all servers run before the kill");
-  return {
-    held,
-    kill: async (signal) => {
-      child.kill(signal);
-      await exited;
-    },
-  };
+  return { held, kill: holder.kill };
 }
 
 async function assertNothingLeft(held: Held): Promise<void> {

@@ -3,6 +3,8 @@
  * servers before a suite and always stop them after it, and the servers' log tails printed
  * for every failed test.
  */
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { after, afterEach, before } from "node:test";
 import { startControlPlane, type ControlPlane } from "../../src/embedded/control-plane.ts";
 import {
@@ -101,4 +103,37 @@ export function useNodeCluster(
       log: (line) => process.stderr.write(`${line}\n`),
     }),
   );
+}
+
+/**
+ * Runs a fixture script (test/e2e/fixtures) that starts servers, prints what it holds as one
+ * JSON line and waits to be killed: the clean-up tests kill it in different ways.
+ */
+export async function holdInChild(
+  script: string,
+  args: string[] = [],
+): Promise<{ held: unknown; kill: (signal: NodeJS.Signals) => Promise<void> }> {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      resolve();
+    });
+  });
+  const first = await Promise.race([
+    new Promise<string>((resolve) =>
+      createInterface({ input: child.stdout }).once("line", resolve),
+    ),
+    exited.then(() => {
+      throw new Error(`${script} exited before it reported what it holds`);
+    }),
+  ]);
+  return {
+    held: JSON.parse(first) as unknown,
+    kill: async (signal) => {
+      child.kill(signal);
+      await exited;
+    },
+  };
 }

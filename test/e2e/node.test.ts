@@ -89,6 +89,12 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
     const { core, apps, kc } = clients();
     const node = await core.readNode({ name: cluster().nodeName });
     assert.ok(node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+    const { versions } = await ensureToolchain();
+    assert.equal(node.status?.nodeInfo?.kubeletVersion, versions.kubernetes);
+    assert.equal(
+      node.status.nodeInfo.containerRuntimeVersion,
+      `containerd://${versions.containerd.replace(/^v/, "")}`,
+    );
     process.stderr.write(`node start timings (s): ${JSON.stringify(cluster().timings)}\n`);
     await createNamespace(kc, "deploy");
     const labels = { app: "probe" };
@@ -375,7 +381,8 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
       "kube-system",
       "deployment/coredns",
     ]);
-    assert.match(logs.stdout, /CoreDNS-1\.15\.0/);
+    const { versions } = await ensureToolchain();
+    assert.ok(logs.stdout.includes(`CoreDNS-${versions.coredns.replace(/^v/, "")}`), logs.stdout);
   });
 
   for (const helm of helms) {
