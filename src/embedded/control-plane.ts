@@ -212,36 +212,36 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
     const host = node?.address ?? "127.0.0.1";
     const server = `https://${host}:${apiPort}`;
-    const kubeletClient = node
-      ? await issueLeaf(ca, {
-          commonName: "kube-apiserver-kubelet-client",
-          organization: "system:masters",
-          server: false,
-          client: true,
-          lifetimeMs: 30 * DAY_MS,
-        })
-      : undefined;
-    const modeArgs =
-      node && kubeletClient
-        ? [
-            `--service-cluster-ip-range=${node.serviceCidr}`,
-            "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
-            `--service-account-issuer=https://kubernetes.default.svc.${node.clusterDomain}`,
-            `--kubelet-client-certificate=${file("kubelet-client.crt", kubeletClient.certificatePem)}`,
-            `--kubelet-client-key=${file("kubelet-client.key", kubeletClient.privateKeyPem)}`,
-            `--kubelet-certificate-authority=${caFile}`,
-            "--kubelet-preferred-address-types=InternalIP",
-          ]
-        : [
-            "--service-cluster-ip-range=10.0.0.0/24",
-            // No controller-manager creates service accounts' tokens.
-            "--disable-admission-plugins=ServiceAccount",
-            "--authorization-mode=RBAC",
-            `--service-account-issuer=${server}`,
-            // Without a node the `kubernetes` Service would point at an address no pod can use.
-            "--endpoint-reconciler-type=none",
-          ];
+    let modeArgs: string[];
+    if (node) {
+      const kubeletClient = await issueLeaf(ca, {
+        commonName: "kube-apiserver-kubelet-client",
+        organization: "system:masters",
+        server: false,
+        client: true,
+        lifetimeMs: 30 * DAY_MS,
+      });
+      modeArgs = [
+        `--service-cluster-ip-range=${node.serviceCidr}`,
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        `--service-account-issuer=https://kubernetes.default.svc.${node.clusterDomain}`,
+        `--kubelet-client-certificate=${file("kubelet-client.crt", kubeletClient.certificatePem)}`,
+        `--kubelet-client-key=${file("kubelet-client.key", kubeletClient.privateKeyPem)}`,
+        `--kubelet-certificate-authority=${caFile}`,
+        "--kubelet-preferred-address-types=InternalIP",
+      ];
+    } else {
+      modeArgs = [
+        "--service-cluster-ip-range=10.0.0.0/24",
+        // No controller-manager creates service accounts' tokens.
+        "--disable-admission-plugins=ServiceAccount",
+        "--authorization-mode=RBAC",
+        `--service-account-issuer=${server}`,
+        // Without a node the `kubernetes` Service would point at an address no pod can use.
+        "--endpoint-reconciler-type=none",
+      ];
+    }
     const apiserver = ManagedProcess.start({
       name: "kube-apiserver",
       command: options.toolchain.kubeApiserver,
