@@ -430,29 +430,23 @@ async function addEntry(
     return;
   }
   const { sink, finished } = openEntry(tar, full);
-  const hash = expected === undefined ? undefined : createHash("sha256");
-  const input = createReadStream(body, { highWaterMark: 1 << 20 });
+  const hash = createHash("sha256");
   try {
-    for await (const chunk of input) {
-      hash?.update(chunk as Buffer);
-      if (!sink.write(chunk)) {
-        // The entry's callback rejects if the archive fails while we wait.
-        const drained = new Promise<void>((resolve) => {
-          sink.once("drain", () => {
-            resolve();
-          });
-        });
-        await Promise.race([drained, finished]);
-      }
-    }
-    sink.end(undefined);
+    await pipeline(
+      createReadStream(body, { highWaterMark: 1 << 20 }),
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      sink,
+    );
     await finished;
   } catch (error) {
-    input.destroy();
-    sink.destroy(error as Error);
     throw new Error(`adding ${body} to the image: ${String(error)}`, { cause: error });
   }
-  if (hash && hash.digest("hex") !== expected) {
+  if (expected !== undefined && hash.digest("hex") !== expected) {
     throw new Error(`${body} changed while the image was being written`);
   }
 }
