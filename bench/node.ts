@@ -8,23 +8,18 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { CoreV1Api, type V1Pod } from "@kubernetes/client-node";
 import { startNodeCluster, type NodeCluster } from "../src/embedded/node-cluster.ts";
-import { nodeImage } from "../src/embedded/node-images.ts";
 import { cacheRoot, ensureToolchain } from "../src/embedded/toolchain.ts";
 import { waitUntil } from "../src/embedded/wait.ts";
+import { probeContainer, probeImage } from "../test/e2e/fixtures/probe-image.ts";
 
 const { values } = parseArgs({
   options: { starts: { type: "string", default: "2" }, samples: { type: "string", default: "5" } },
 });
-const PROBE = "localhost/nats-tenancy/probe:1";
-const probeSource = fileURLToPath(new URL("../test/e2e/fixtures/probe.ts", import.meta.url));
 const tools = await ensureToolchain();
-const images = [
-  nodeImage(PROBE, [{ source: probeSource, path: "/app/probe.ts" }], ["/app/probe.ts"]),
-];
+const images = [probeImage()];
 
 function rssMiB(pid: number | undefined): number {
   try {
@@ -48,14 +43,7 @@ async function probePod(core: CoreV1Api, name: string, spec: Partial<V1Pod["spec
     body: {
       metadata: { name },
       spec: {
-        containers: [
-          {
-            name: "probe",
-            image: PROBE,
-            imagePullPolicy: "Never",
-            readinessProbe: { httpGet: { path: "/", port: 8080 }, periodSeconds: 1 },
-          },
-        ],
+        containers: [probeContainer()],
         ...spec,
       },
     },
@@ -119,15 +107,7 @@ await core.createNamespacedSecret({
 });
 await probePod(core, "reader", {
   volumes: [{ name: "s", secret: { secretName: "s" } }],
-  containers: [
-    {
-      name: "probe",
-      image: PROBE,
-      imagePullPolicy: "Never",
-      readinessProbe: { httpGet: { path: "/", port: 8080 }, periodSeconds: 1 },
-      volumeMounts: [{ name: "s", mountPath: "/s" }],
-    },
-  ],
+  containers: [probeContainer({ volumeMounts: [{ name: "s", mountPath: "/s" }] })],
 });
 const { pod } = await readyPod(core, "reader");
 const propagation: number[] = [];

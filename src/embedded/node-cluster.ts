@@ -9,13 +9,8 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  AppsV1Api,
-  CoreV1Api,
-  KubernetesObjectApi,
-  PatchStrategy,
-  type KubeConfig,
-} from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { applyObjects } from "../kube/apply-objects.ts";
 import { issueLeaf } from "../pki/certificates.ts";
 import { startControlPlane, type ControlPlane } from "./control-plane.ts";
 import { acquireHostLock } from "./host-lock.ts";
@@ -28,7 +23,13 @@ import {
   nodePaths,
 } from "./node-config.ts";
 import { cleanHost, NODE_NETWORK, prepareHost, type NodeNetwork } from "./node-host.ts";
-import { baseImages, buildImages, imageNames, importImages } from "./node-images.ts";
+import {
+  baseImageNames,
+  baseImages,
+  buildImages,
+  importImages,
+  type BaseImageNames,
+} from "./node-images.ts";
 import type { ImageSpec } from "./oci-image.ts";
 import { cleanUpOnExit, logTails, ManagedProcess } from "./process.ts";
 import type { Toolchain } from "./toolchain.ts";
@@ -58,8 +59,8 @@ export interface NodeCluster {
   network: NodeNetwork;
   nodeName: string;
   stateDir: string;
-  /** Image names by role: pause, coredns, every nats-server label and every extra image's name. */
-  images: { pause: string; coredns: string; natsServers: Record<string, string> };
+  /** The base images' names by role (extra images keep the names their specs gave). */
+  images: BaseImageNames;
   processes: ManagedProcess[];
   /** Seconds from the start call to each milestone. */
   timings: Record<string, number>;
@@ -138,7 +139,8 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
     mark("host cleaned");
     prepareHost(stateDir, network);
     mark("host prepared");
-    const paths = nodePaths(stateDir, imageNames.pause);
+    const images = baseImageNames(tools);
+    const paths = nodePaths(stateDir, images.pause);
     const logs = join(stateDir, "logs");
     const pki = join(stateDir, "pki");
     for (const dir of [
@@ -180,8 +182,8 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       { ...process.env, PATH: `${tools.containerdDir}:${process.env.PATH ?? ""}` },
     );
     const ctr = join(tools.containerdDir, "ctr");
-    const images = (async () => {
-      const archives = await buildImages([...baseImages(tools), ...(options.images ?? [])]);
+    const imported = (async () => {
+      const archives = await buildImages([...baseImages(tools, images), ...(options.images ?? [])]);
       mark("images built");
       await waitUntil(
         "containerd socket",
@@ -195,7 +197,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       await importImages(ctr, paths.containerdSocket, archives);
       mark("images imported");
     })();
-    images.catch(() => undefined); // awaited below; this only keeps an early failure handled
+    imported.catch(() => undefined); // awaited below; this only keeps an early failure handled
 
     controlPlane = await startControlPlane({
       toolchain: tools,
@@ -242,19 +244,9 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
 
     // Cluster DNS and storage are objects; their pods wait for the node.
     const kc = cp.kubeConfig();
-    const generic = KubernetesObjectApi.makeApiClient(kc);
-    for (const object of nodeAddons(network, imageNames.coredns(tools.versions.coredns))) {
-      await generic.patch(
-        object,
-        undefined,
-        undefined,
-        "nats-tenancy-node",
-        true,
-        PatchStrategy.ServerSideApply,
-      );
-    }
+    await applyObjects(kc, nodeAddons(network, images.coredns), "nats-tenancy-node");
 
-    await images;
+    await imported;
     const kubelet = start("kubelet", tools.kubelet, [
       `--config=${write(
         join(stateDir, "kubelet.json"),
@@ -315,13 +307,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
       network,
       nodeName: NODE_NAME,
       stateDir,
-      images: {
-        pause: imageNames.pause,
-        coredns: imageNames.coredns(tools.versions.coredns),
-        natsServers: Object.fromEntries(
-          tools.natsServers.map((s) => [s.label, imageNames.natsServer(s.label)]),
-        ),
-      },
+      images,
       processes,
       timings,
       logTails: (lines) => logTails([...cp.processes, ...processes], lines),

@@ -11,11 +11,26 @@ import { cacheRoot, type Toolchain } from "./toolchain.ts";
 
 const REGISTRY = "localhost/nats-tenancy";
 
-export const imageNames = {
-  pause: `${REGISTRY}/pause:1`,
-  coredns: (version: string) => `${REGISTRY}/coredns:${version}`,
-  natsServer: (label: string) => `${REGISTRY}/nats-server:${label.replace(/^v/, "")}`,
-};
+/** The names of the images every node has, by role. */
+export interface BaseImageNames {
+  pause: string;
+  coredns: string;
+  /** By nats-server label, e.g. "v2.15.3". */
+  natsServers: Record<string, string>;
+}
+
+export function baseImageNames(tools: Toolchain): BaseImageNames {
+  return {
+    pause: `${REGISTRY}/pause:1`,
+    coredns: `${REGISTRY}/coredns:${tools.versions.coredns}`,
+    natsServers: Object.fromEntries(
+      tools.natsServers.map((s) => [
+        s.label,
+        `${REGISTRY}/nats-server:${s.label.replace(/^v/, "")}`,
+      ]),
+    ),
+  };
+}
 
 /** The Node.js binary of the `node` package this project pins (npm scripts run on it too). */
 export function nodeBinary(): string {
@@ -37,20 +52,16 @@ export function nodeImage(
 }
 
 /** The images every node has: the sandbox, cluster DNS and every tested nats-server. */
-export function baseImages(tools: Toolchain): ImageSpec[] {
+export function baseImages(tools: Toolchain, names: BaseImageNames): ImageSpec[] {
   return [
+    { name: names.pause, files: [{ source: tools.pause, path: "/pause" }], entrypoint: ["/pause"] },
     {
-      name: imageNames.pause,
-      files: [{ source: tools.pause, path: "/pause" }],
-      entrypoint: ["/pause"],
-    },
-    {
-      name: imageNames.coredns(tools.versions.coredns),
+      name: names.coredns,
       files: [{ source: tools.coredns, path: "/coredns" }],
       entrypoint: ["/coredns"],
     },
     ...tools.natsServers.map((server) => ({
-      name: imageNames.natsServer(server.label),
+      name: names.natsServers[server.label] ?? "",
       files: [{ source: server.path, path: "/nats-server" }],
       entrypoint: ["/nats-server"],
     })),

@@ -6,8 +6,6 @@
 import {
   ApiextensionsV1Api,
   CustomObjectsApi,
-  KubernetesObjectApi,
-  PatchStrategy,
   loadAllYaml,
   type KubeConfig,
   type KubernetesObject,
@@ -15,6 +13,7 @@ import {
 import { APP_CRD_NAME, appManifestsYaml } from "../crds/crd.ts";
 import { APP_RESOURCE } from "../crds/app.ts";
 import { waitUntil } from "../embedded/wait.ts";
+import { applyObjects } from "./apply-objects.ts";
 import { FIELD_MANAGER } from "./apply-secret.ts";
 
 export async function installAppManifests(
@@ -24,17 +23,7 @@ export async function installAppManifests(
   // The typed clients serialize through their models, which drop a plain object's
   // x-kubernetes-* keys; objects parsed by loadAllYaml carry them in the models' own fields.
   const objects = loadAllYaml(appManifestsYaml()) as KubernetesObject[];
-  const generic = KubernetesObjectApi.makeApiClient(kubeConfig);
-  for (const object of objects) {
-    await generic.patch(
-      object,
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      true,
-      PatchStrategy.ServerSideApply,
-    );
-  }
+  await applyObjects(kubeConfig, objects, FIELD_MANAGER);
   const extensions = kubeConfig.makeApiClient(ApiextensionsV1Api);
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
   await waitUntil(

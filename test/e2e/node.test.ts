@@ -6,39 +6,19 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, test } from "node:test";
-import {
-  AppsV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  type V1Container,
-  type V1Pod,
-} from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { HOST_NAME_PREFIX, isolationDrops } from "../../src/embedded/node-host.ts";
-import { nodeImage } from "../../src/embedded/node-images.ts";
 import { ManagedProcess } from "../../src/embedded/process.ts";
 import { ownedTempDir } from "../../src/embedded/tempdir.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
+import { PROBE_IMAGE, probeContainer, probeImage } from "./fixtures/probe-image.ts";
 import { nodeSkipReason, useNodeCluster } from "./harness.ts";
 
-const PROBE_IMAGE = "localhost/nats-tenancy/probe:1";
-const probeSource = fileURLToPath(new URL("./fixtures/probe.ts", import.meta.url));
-const { natsServers, helms, kubectl } = await ensureToolchain();
+const { natsServers, helms, kubectl, versions } = await ensureToolchain();
 const run = promisify(execFile);
-
-function probeContainer(extra: Partial<V1Container> = {}): V1Container {
-  return {
-    name: "probe",
-    image: PROBE_IMAGE,
-    imagePullPolicy: "Never",
-    ports: [{ containerPort: 8080 }],
-    readinessProbe: { httpGet: { path: "/", port: 8080 }, periodSeconds: 1 },
-    ...extra,
-  };
-}
 
 /** Asks a probe pod something over its pod IP (the test process sits on the node's bridge). */
 async function ask(pod: V1Pod, path: string): Promise<string> {
@@ -76,9 +56,7 @@ async function createNamespace(kc: KubeConfig, name: string): Promise<void> {
 
 describe("a real node", { skip: nodeSkipReason() }, () => {
   const cluster = useNodeCluster({
-    images: [
-      nodeImage(PROBE_IMAGE, [{ source: probeSource, path: "/app/probe.ts" }], ["/app/probe.ts"]),
-    ],
+    images: [probeImage()],
   });
   const clients = (): { core: CoreV1Api; apps: AppsV1Api; kc: KubeConfig } => {
     const kc = cluster().kubeConfig();
@@ -89,7 +67,6 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
     const { core, apps, kc } = clients();
     const node = await core.readNode({ name: cluster().nodeName });
     assert.ok(node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
-    const { versions } = await ensureToolchain();
     assert.equal(node.status?.nodeInfo?.kubeletVersion, versions.kubernetes);
     assert.equal(
       node.status.nodeInfo.containerRuntimeVersion,
@@ -372,7 +349,7 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
       "-o",
       "jsonpath={.items[*].status.nodeInfo.kubeletVersion}",
     ]);
-    assert.equal(stdout, (await ensureToolchain()).versions.kubernetes);
+    assert.equal(stdout, versions.kubernetes);
     const logs = await run(kubectl, [
       "--kubeconfig",
       cluster().kubeconfigPath,
@@ -381,7 +358,6 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
       "kube-system",
       "deployment/coredns",
     ]);
-    const { versions } = await ensureToolchain();
     assert.ok(logs.stdout.includes(`CoreDNS-${versions.coredns.replace(/^v/, "")}`), logs.stdout);
   });
 
