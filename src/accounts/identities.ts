@@ -6,6 +6,7 @@
  * operator JWT and can stay cold.
  */
 import { fmtCreds, type Account, type KeyPair, type Operator, type User } from "@nats-io/jwt";
+import { SERVER_RELOAD_PUBLISH } from "../nats/server-reload.ts";
 import { keepOrIssue } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { SYSTEM_ACCOUNT_LIMITS } from "./spec.ts";
@@ -39,6 +40,8 @@ export const SYSTEM_USER_PUBLISH = [
   "$SYS.REQ.CLAIMS.LIST",
   "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP",
   "$JS.API.ACCOUNT.PURGE.*",
+  // Certificate renewals reach the servers by a reload the operator asks for.
+  ...SERVER_RELOAD_PUBLISH,
 ];
 
 export function generateOperatorSeeds(): OperatorSeeds {

@@ -1,30 +1,23 @@
 /**
- * `npm start`. With a cluster (--kubeconfig, KUBECONFIG, in-cluster, or ~/.kube/config) it runs
- * the operator against it. With none it brings up an embedded control plane and NATS cluster,
- * runs the operator on them, applies an example App and prints its credentials and a command
- * that uses them, so a newcomer sees the whole path work.
+ * `npm start`, and the image's entrypoint. With a cluster (--kubeconfig, KUBECONFIG, in-cluster,
+ * or ~/.kube/config) it runs the operator against it. With none it brings up an embedded
+ * control plane and NATS cluster, runs the operator on them, applies an example App and prints
+ * its credentials and a command that uses them, so a newcomer sees the whole path work.
  */
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import { PooledKubeConfig } from "../kube/kube-config.ts";
 import { createLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
-import { runDemo } from "./demo.ts";
+import { clusterSource, type ClusterSource } from "./cluster-source.ts";
 import { OptionsError, parseOptions, usage, type CliOptions } from "./options.ts";
 import { startOperatorProcess } from "./run-operator.ts";
 
-function clusterGiven(options: CliOptions): boolean {
-  return (
-    Boolean(options.kubeconfig) ||
-    Boolean(process.env.KUBERNETES_SERVICE_HOST) ||
-    existsSync(join(homedir(), ".kube", "config"))
-  );
-}
-
-async function runAgainstCluster(options: CliOptions): Promise<void> {
+async function runAgainstCluster(
+  options: CliOptions,
+  source: Exclude<ClusterSource, { kind: "demo" }>,
+): Promise<void> {
   const kubeConfig = new PooledKubeConfig();
-  if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
+  if (source.kind === "kubeconfig") kubeConfig.loadFromFile(source.path);
+  else if (source.kind === "in-cluster") kubeConfig.loadFromCluster();
   else kubeConfig.loadFromDefault();
   const logger = createLogger({ level: options.logLevel });
   const operator = await startOperatorProcess({
@@ -38,12 +31,14 @@ async function runAgainstCluster(options: CliOptions): Promise<void> {
     leaseDurationMs: options.leaseDurationMs,
     identity: options.identity,
     ...(options.webhook ? { webhook: options.webhook } : {}),
+    controller: options.role !== "webhook",
   });
   logger.info(
     {
       health: operator.healthUrl,
       namespace: options.settings.namespace,
       identity: options.identity,
+      role: options.role,
     },
     "nats-tenancy operator started",
   );
@@ -60,9 +55,13 @@ async function runAgainstCluster(options: CliOptions): Promise<void> {
 
 try {
   const options = parseOptions(process.argv.slice(2));
-  if (options.help) process.stdout.write(`${usage()}\n`);
-  else if (clusterGiven(options)) await runAgainstCluster(options);
-  else await runDemo();
+  const source = options.help ? undefined : clusterSource(options.kubeconfig);
+  if (!source) process.stdout.write(`${usage()}\n`);
+  else if (source.kind === "demo") {
+    // Loaded only here: the embedded stack is for a developer's machine, not the image.
+    const { runDemo } = await import("./demo.ts");
+    await runDemo();
+  } else await runAgainstCluster(options, source);
 } catch (error) {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`nats-tenancy: ${message}\n`);

@@ -5,12 +5,24 @@
  */
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
+import { DEFAULT_CA_POLICY } from "../ca/authority.ts";
 import type { ControllerSettings } from "../controller/app-controller.ts";
-import { DEFAULT_EXCLUDED_NAMESPACES } from "../webhook/webhook-config.ts";
+import {
+  DEFAULT_EXCLUDED_NAMESPACES,
+  type WebhookRegistration,
+} from "../webhook/webhook-config.ts";
+
+/**
+ * What a replica does. The chart runs "controller" (holds the keys, leads by Lease) and
+ * "webhook" (serves pods, cannot read the keys) under separate service accounts; a local run
+ * does both in one process.
+ */
+export const ROLES = ["all", "controller", "webhook"] as const;
+export type Role = (typeof ROLES)[number];
 
 export interface CliOptions {
   kubeconfig?: string;
+  role: Role;
   settings: ControllerSettings;
   logLevel: string;
   healthHost: string;
@@ -18,7 +30,7 @@ export interface CliOptions {
   leaseName: string;
   identity: string;
   leaseDurationMs: number;
-  /** Where this replica serves the pod webhook; absent: no webhook. */
+  /** Where this replica serves the pod webhook; absent: it serves none. */
   webhook?: { host: string; port: number };
   help: boolean;
 }
@@ -28,6 +40,12 @@ export class OptionsError extends Error {
 }
 
 const FLAGS = {
+  role: {
+    type: "string",
+    env: "NATS_TENANCY_ROLE",
+    help: "all, controller (App controller, CA, keys) or webhook (serves the pod webhook only)",
+    default: "all",
+  },
   kubeconfig: {
     type: "string",
     env: "KUBECONFIG",
@@ -84,11 +102,35 @@ const FLAGS = {
     env: "NATS_TENANCY_LOOPBACK_NAMES",
     help: "add localhost and 127.0.0.1 to the NATS certificates (local runs)",
   },
+  "server-reload": {
+    type: "string",
+    env: "NATS_TENANCY_SERVER_RELOAD",
+    help: 'ask the NATS servers (pods of the StatefulSet) to reload renewed certificates: "on", or "off" where something else reloads them',
+    default: "on",
+  },
   "resync-seconds": {
     type: "string",
     env: "NATS_TENANCY_RESYNC_SECONDS",
     help: "period of the full resync and drift repair",
     default: "300",
+  },
+  "certificate-lifetime-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_CERTIFICATE_LIFETIME_SECONDS",
+    help: "lifetime of the NATS servers' and the webhook's certificates (renewed at 2/3)",
+    default: String(90 * 86_400),
+  },
+  "ca-lifetime-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_CA_LIFETIME_SECONDS",
+    help: "lifetime of the CA",
+    default: String(DEFAULT_CA_POLICY.caLifetimeMs / 1000),
+  },
+  "ca-overlap-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_CA_OVERLAP_SECONDS",
+    help: "how long a new CA is in every bundle before it signs, and the old one after",
+    default: String(DEFAULT_CA_POLICY.overlapMs / 1000),
   },
   concurrency: {
     type: "string",
@@ -144,6 +186,18 @@ const FLAGS = {
     env: "NATS_TENANCY_WEBHOOK_CONFIG",
     help: "MutatingWebhookConfiguration name",
     default: "nats-tenancy",
+  },
+  "webhook-registration": {
+    type: "string",
+    env: "NATS_TENANCY_WEBHOOK_REGISTRATION",
+    help: 'who owns the MutatingWebhookConfiguration: "operator" writes all of it, "ca-bundle" (the chart renders it) only keeps its caBundle current',
+    default: "operator",
+  },
+  "webhook-excluded-namespaces": {
+    type: "string",
+    env: "NATS_TENANCY_WEBHOOK_EXCLUDED_NAMESPACES",
+    help: "comma-separated namespaces never injected, besides the operator's own",
+    default: DEFAULT_EXCLUDED_NAMESPACES.join(","),
   },
   "webhook-tls-secret": {
     type: "string",
@@ -224,12 +278,29 @@ export function parseOptions(
   const serviceUrl = `tls://${service}.${namespace}.svc.${clusterDomain}:4222`;
   const health = hostPort("health-address", get("health-address") ?? "");
   const kubeconfig = get("kubeconfig");
+  const role = oneOf("role", get("role") ?? "", [...ROLES]) as Role;
   const webhookAddress = get("webhook-address") ?? "off";
+  // The controller keeps the webhook's certificate and registration; it serves no webhook.
   const webhook =
-    webhookAddress === "off" ? undefined : hostPort("webhook-address", webhookAddress);
+    webhookAddress === "off" || role === "controller"
+      ? undefined
+      : hostPort("webhook-address", webhookAddress);
   const webhookUrl = get("webhook-url");
+  const seconds = (name: FlagName, max: number): number =>
+    integer(name, get(name) ?? "", 60, max) * 1000;
+  const leafLifetimeMs = seconds("certificate-lifetime-seconds", 10 * 365 * 86_400);
+  const caPolicy = {
+    ...DEFAULT_CA_POLICY,
+    caLifetimeMs: seconds("ca-lifetime-seconds", 30 * 365 * 86_400),
+    overlapMs: seconds("ca-overlap-seconds", 365 * 86_400),
+  };
+  if (caPolicy.caLifetimeMs <= leafLifetimeMs + 2 * caPolicy.overlapMs)
+    throw new OptionsError(
+      "--ca-lifetime-seconds must exceed the certificate lifetime plus twice the CA overlap",
+    );
   return {
     ...(kubeconfig ? { kubeconfig } : {}),
+    role,
     settings: {
       namespace,
       operatorName: get("operator-name") ?? "nats-tenancy",
@@ -243,14 +314,29 @@ export function parseOptions(
         clusterDomain,
         loopback: bool("loopback-names"),
       },
-      leafLifetimeMs: 90 * DAY_MS,
-      caPolicy: DEFAULT_CA_POLICY,
+      leafLifetimeMs,
+      caPolicy,
       natsUrls: (get("nats-url") ?? serviceUrl).split(",").map((u) => u.trim()),
       appUrl: get("app-nats-url") ?? serviceUrl,
       expectedServers: replicas,
       resyncMs: integer("resync-seconds", get("resync-seconds") ?? "", 1, 86_400) * 1000,
+      ...(oneOf("server-reload", get("server-reload") ?? "", ["on", "off"]) === "on"
+        ? {
+            serverReload: {
+              // The StatefulSet's pods by their headless-Service names, which their certificate
+              // carries.
+              endpoint: (serverName: string) => ({
+                host: `${serverName}.${service}-headless.${namespace}.svc.${clusterDomain}`,
+                port: 4222,
+              }),
+              // A Secret reaches a mounted file within the kubelet's sync period (1 min by
+              // default) plus its cache TTL.
+              deadlineMs: 5 * 60_000,
+            },
+          }
+        : {}),
       concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
-      ...(webhook
+      ...(webhookAddress !== "off"
         ? {
             webhook: {
               configName: get("webhook-config") ?? "",
@@ -258,7 +344,14 @@ export function parseOptions(
               service: get("webhook-service") ?? "",
               servicePort: 443,
               ...(webhookUrl ? { url: webhookUrl } : {}),
-              excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
+              registration: oneOf("webhook-registration", get("webhook-registration") ?? "", [
+                "operator",
+                "ca-bundle",
+              ]) as WebhookRegistration,
+              excludedNamespaces: (get("webhook-excluded-namespaces") ?? "")
+                .split(",")
+                .map((n) => n.trim())
+                .filter(Boolean),
             },
           }
         : {}),

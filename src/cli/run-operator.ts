@@ -1,6 +1,7 @@
 /**
- * The operator process: health and metrics endpoints on every replica, the App controller on
- * the one holding the Lease. SIGTERM drains the work queue, closes the watches and the NATS
+ * The operator process: health and metrics endpoints on every replica, the pod webhook where
+ * asked, and, unless the replica only serves the webhook, the App controller on the one
+ * holding the Lease. SIGTERM drains the work queue, closes the watches and the NATS
  * connection, then releases the Lease so a standby takes over at once.
  */
 import type { KubeConfig } from "@kubernetes/client-node";
@@ -23,6 +24,8 @@ export interface OperatorProcessOptions {
   identity: string;
   /** Serve the pod webhook here (settings.webhook says how it is registered). */
   webhook?: { host: string; port: number };
+  /** Take part in the leader election and run the controller when leading (default true). */
+  controller?: boolean;
 }
 
 export interface OperatorProcess {
@@ -90,19 +93,22 @@ export async function startOperatorProcess(
     },
   });
 
-  const elector = new LeaderElector({
-    kubeConfig: options.kubeConfig,
-    namespace: options.settings.namespace,
-    name: options.leaseName,
-    identity: options.identity,
-    leaseDurationMs: options.leaseDurationMs,
-    renewIntervalMs: Math.max(500, Math.floor(options.leaseDurationMs / 3)),
-    retryIntervalMs: Math.max(300, Math.floor(options.leaseDurationMs / 5)),
-    logger,
-    onStartedLeading: lead,
-    onStoppedLeading: follow,
-  });
-  elector.start();
+  const elector =
+    options.controller === false
+      ? undefined
+      : new LeaderElector({
+          kubeConfig: options.kubeConfig,
+          namespace: options.settings.namespace,
+          name: options.leaseName,
+          identity: options.identity,
+          leaseDurationMs: options.leaseDurationMs,
+          renewIntervalMs: Math.max(500, Math.floor(options.leaseDurationMs / 3)),
+          retryIntervalMs: Math.max(300, Math.floor(options.leaseDurationMs / 5)),
+          logger,
+          onStartedLeading: lead,
+          onStoppedLeading: follow,
+        });
+  elector?.start();
   await webhook?.start();
 
   let stopped: Promise<void> | undefined;
@@ -111,7 +117,7 @@ export async function startOperatorProcess(
       await starting;
       await controller?.stop();
       controller = undefined;
-      await elector.stop();
+      await elector?.stop();
       await webhook?.stop();
       await health.close();
     })();
@@ -120,7 +126,7 @@ export async function startOperatorProcess(
   return {
     healthUrl: health.url,
     webhookUrl: () => webhook?.url(),
-    isLeader: () => elector.isLeader(),
+    isLeader: () => elector?.isLeader() ?? false,
     controller: () => controller,
     stop,
   };

@@ -28,6 +28,7 @@ import { kubernetesAppWrites } from "./app-writes.ts";
 import { bootstrap, type BootstrapSettings, type Bootstrapped } from "./bootstrap.ts";
 import { LIST_PAGE_SIZE, watchApps, watchResource, type WatchedResource } from "./informers.ts";
 import { NatsLink } from "./nats-link.ts";
+import { NatsReloads, type ServerReloadSettings } from "./nats-reloads.ts";
 import { WorkQueue } from "./work-queue.ts";
 
 export interface ControllerSettings extends BootstrapSettings {
@@ -39,6 +40,8 @@ export interface ControllerSettings extends BootstrapSettings {
   expectedServers: number;
   resyncMs: number;
   concurrency: number;
+  /** Ask the servers to reload renewed certificates (the chart); absent: something else does. */
+  serverReload?: ServerReloadSettings;
 }
 
 export class AppController {
@@ -47,6 +50,7 @@ export class AppController {
   private readonly logger: Logger;
   private readonly metrics: Metrics;
   private nats: NatsLink | undefined;
+  private reloads: NatsReloads | undefined;
   private apps: WatchedResource<AppObject> | undefined;
   private secrets: WatchedResource<V1Secret> | undefined;
   private queue: WorkQueue | undefined;
@@ -98,8 +102,17 @@ export class AppController {
       onConnect: () => {
         this.queue?.retryFailedNow();
         void this.repairServers(store);
+        this.reloadServers();
       },
     });
+    const link = this.nats;
+    if (settings.serverReload)
+      this.reloads = new NatsReloads({
+        settings: settings.serverReload,
+        expectedServers: settings.expectedServers,
+        connection: () => link.resolver().connection,
+        logger,
+      });
 
     const index = this.index;
     const nats = this.nats;
@@ -254,6 +267,14 @@ export class AppController {
     }
   }
 
+  private reloadServers(): void {
+    if (this.boot)
+      this.reloads?.request({
+        certificatePem: this.boot.natsServerCertificatePem,
+        caBundle: this.boot.caBundle,
+      });
+  }
+
   private scheduleResync(store: KubernetesSecretStore): void {
     this.resyncTimer = setTimeout(() => {
       void this.resync(store).finally(() => {
@@ -268,6 +289,7 @@ export class AppController {
       for (const change of boot.changes) this.logger.info({ change }, "bootstrap");
       this.boot = { ...boot };
       this.nats?.update(boot.artifacts.systemUserCreds, boot.caBundle);
+      this.reloadServers();
       this.enqueueAll();
     } catch (error) {
       this.logger.warn({ err: error }, "resync failed; the next one retries");
@@ -281,7 +303,7 @@ export class AppController {
     clearTimeout(this.resyncTimer);
     await this.repairing;
     await this.queue?.drain();
-    await Promise.all([this.apps?.stop(), this.secrets?.stop()]);
+    await Promise.all([this.apps?.stop(), this.secrets?.stop(), this.reloads?.stop()]);
     await this.nats?.stop();
   }
 }

@@ -48,6 +48,8 @@ export interface Bootstrapped {
   ca: CaState;
   /** Every CA a client may meet during a rotation (apps' ca.crt). */
   caBundle: string;
+  /** The NATS servers' certificate in the config Secret: what each must present once reloaded. */
+  natsServerCertificatePem: string;
   /** What was written, for the log: empty on a restart with everything in place. */
   changes: string[];
 }
@@ -157,5 +159,12 @@ export async function bootstrap(
       })),
     );
   }
-  return { identity, artifacts, ca: ca.state, caBundle: bundle, changes };
+  return {
+    identity,
+    artifacts,
+    ca: ca.state,
+    caBundle: bundle,
+    natsServerCertificatePem: server.leaf.certificatePem,
+    changes,
+  };
 }

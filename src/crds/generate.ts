@@ -1,17 +1,17 @@
 /**
  * Writes the App API for the Helm chart (`npm run crds`): the CRD and the admission policy that
- * checks what the CRD cannot. Helm creates every object of a file under crds/ before the
- * templates, so the policy is in place before the operator starts. The file is committed so the
- * chart needs none of this code; test/unit/crd.test.ts fails when it is stale.
+ * checks what the CRD cannot. The chart's templates/crds.yaml renders this file (behind
+ * crds.install, with crds.keep), so `helm upgrade` updates them, which helm never does for a
+ * crds/ folder. The file is committed so the chart needs none of this code;
+ * test/unit/crd.test.ts fails when it is stale.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { APP_CRD_NAME, appManifestsYaml } from "./crd.ts";
+import { appManifestsYaml } from "./crd.ts";
 
 export const APP_CRD_FILE = join(
   import.meta.dirname,
-  "../../deploy/helm/nats-tenancy/crds",
-  `${APP_CRD_NAME}.yaml`,
+  "../../deploy/helm/nats-tenancy/files/app-api.yaml",
 );
 
 if (import.meta.main) {

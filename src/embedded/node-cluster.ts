@@ -14,6 +14,7 @@ import { applyObjects } from "../kube/apply-objects.ts";
 import { issueLeaf } from "../pki/certificates.ts";
 import { startControlPlane, type ControlPlane } from "./control-plane.ts";
 import { acquireHostLock } from "./host-lock.ts";
+import { openUpProvisionedVolumes } from "./node-volumes.ts";
 import { nodeAddons } from "./node-addons.ts";
 import {
   cniConfig,
@@ -44,6 +45,8 @@ export interface NodeClusterOptions {
   toolchain: Toolchain;
   /** Images besides the base ones (sandbox, CoreDNS, nats-servers), e.g. a test app. */
   images?: ImageSpec[];
+  /** Image archives built elsewhere (the operator image, from its Dockerfile). */
+  archives?: { name: string; archive: string }[];
   startTimeoutMs?: number;
   /** How long to wait for another process's node to stop. */
   lockTimeoutMs?: number;
@@ -122,7 +125,9 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
   });
   const processes: ManagedProcess[] = [];
   let controlPlane: ControlPlane | undefined;
+  let volumes: { stop: () => void } | undefined;
   const stop = async (): Promise<void> => {
+    volumes?.stop();
     // Every process at once: graceful stops are pointless, the state is thrown away.
     await Promise.all([...processes, ...(controlPlane?.processes ?? [])].map((p) => p.kill()));
     try {
@@ -194,7 +199,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
           intervalMs: 50,
         },
       );
-      await importImages(ctr, paths.containerdSocket, archives);
+      await importImages(ctr, paths.containerdSocket, [...archives, ...(options.archives ?? [])]);
       mark("images imported");
     })();
     imported.catch(() => undefined); // awaited below; this only keeps an early failure handled
@@ -245,6 +250,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
     // Cluster DNS and storage are objects; their pods wait for the node.
     const kc = cp.kubeConfig();
     await applyObjects(kc, nodeAddons(network, images.coredns), "nats-tenancy-node");
+    volumes = openUpProvisionedVolumes(kc, log);
 
     await imported;
     const kubelet = start("kubelet", tools.kubelet, [

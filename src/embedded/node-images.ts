@@ -76,7 +76,7 @@ export function buildImages(specs: ImageSpec[]): Promise<ImageArchive[]> {
 export async function importImages(
   ctr: string,
   socket: string,
-  archives: ImageArchive[],
+  archives: Pick<ImageArchive, "name" | "archive">[],
 ): Promise<void> {
   for (const image of archives) {
     await new Promise<void>((resolve, reject) => {

@@ -117,13 +117,16 @@ function helmLdflags(version: string, kubeVersion: string): string {
   const [major, minor] = kubeVersion.split(".");
   const module = `helm.sh/helm/v${helmMajor}`;
   const flags = [`-s -w -X ${module}/internal/version.version=${version}`];
-  // helm 3's lint checks deprecated APIs against this Kubernetes version, as its Makefile sets
-  // it (helm 4 takes it from client-go).
+  // helm 3's lint checks deprecated APIs against this Kubernetes version, and `helm template`
+  // checks a chart's kubeVersion against it, as its Makefile sets them (otherwise 1.20; helm 4
+  // takes it from client-go).
   if (helmMajor === "3") {
-    flags.push(
-      `-X ${module}/pkg/lint/rules.k8sVersionMajor=${major ?? ""}`,
-      `-X ${module}/pkg/lint/rules.k8sVersionMinor=${minor ?? ""}`,
-    );
+    for (const pkg of ["pkg/lint/rules", "pkg/chartutil"]) {
+      flags.push(
+        `-X ${module}/${pkg}.k8sVersionMajor=${major ?? ""}`,
+        `-X ${module}/${pkg}.k8sVersionMinor=${minor ?? ""}`,
+      );
+    }
   }
   return flags.join(" ");
 }

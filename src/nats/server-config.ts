@@ -14,6 +14,7 @@ export interface ServerTls {
 }
 
 export interface ServerConfigInput {
+  /** The name, or an environment variable holding it (`$POD_NAME`: one file for every pod). */
   serverName: string;
   /** host:port for clients. */
   listen: string;
@@ -48,7 +49,8 @@ function tlsBlock(tls: ServerTls, indent: string, verifyPeers: boolean): string[
 
 export function renderServerConfig(input: ServerConfigInput): string {
   const lines = [
-    `server_name: ${quote(input.serverName)}`,
+    // nats-server resolves an unquoted $VARIABLE from the environment.
+    `server_name: ${/^\$[A-Z_]+$/.test(input.serverName) ? input.serverName : quote(input.serverName)}`,
     `listen: ${quote(input.listen)}`,
     `http: ${quote(input.monitor)}`,
     `max_payload: ${input.maxPayload ?? "8388608"}`,

@@ -71,8 +71,11 @@ function validity(
   backdateMs = BACKDATE_MS,
 ): { notBefore: Date; notAfter: Date } {
   const start = now ?? new Date();
+  // Renewal is due at 2/3 of notBefore..notAfter: a backdate of minutes on a certificate that
+  // lives minutes would make it due at once, so it is at most a tenth of the lifetime.
+  const backdate = Math.min(backdateMs, lifetimeMs / 10);
   return {
-    notBefore: new Date(start.getTime() - backdateMs),
+    notBefore: new Date(start.getTime() - backdate),
     notAfter: new Date(start.getTime() + lifetimeMs),
   };
 }

@@ -35,9 +35,17 @@ export interface WebhookSettings {
   servicePort: number;
   /** Registers this URL instead of the Service (a webhook outside the cluster, local runs). */
   url?: string;
+  /**
+   * "operator": the operator writes the whole MutatingWebhookConfiguration (local runs).
+   * "ca-bundle": the Helm chart renders it, so `helm uninstall` removes it and nothing
+   * recreates it; the operator only keeps its caBundle current.
+   */
+  registration: WebhookRegistration;
   /** Namespaces never injected besides the operator's own. */
   excludedNamespaces: string[];
 }
+
+export type WebhookRegistration = "operator" | "ca-bundle";
 
 export const DEFAULT_EXCLUDED_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease"];
 
@@ -164,6 +172,37 @@ export interface EnsureWebhookInput {
   nowMs: number;
 }
 
+/**
+ * Sets the caBundle of each webhook in a registration someone else owns. A missing one is left
+ * missing: after `helm uninstall` a controller still shutting down must not bring back a
+ * webhook that blocks labelled pods.
+ */
+async function injectCaBundle(
+  admission: AdmissionregistrationV1Api,
+  name: string,
+  current: V1MutatingWebhookConfiguration | undefined,
+  desired: V1MutatingWebhookConfiguration,
+): Promise<string[]> {
+  if (!current)
+    return [`MutatingWebhookConfiguration ${name} not found: not created (the chart owns it)`];
+  const bundle = desired.webhooks?.[0]?.clientConfig.caBundle;
+  const patch = (current.webhooks ?? []).flatMap((webhook, index) =>
+    webhook.clientConfig.caBundle === bundle
+      ? []
+      : [
+          // Guards against the list changing between the read and the patch.
+          { op: "test", path: `/webhooks/${String(index)}/name`, value: webhook.name },
+          { op: "add", path: `/webhooks/${String(index)}/clientConfig/caBundle`, value: bundle },
+        ],
+  );
+  if (patch.length === 0) return [];
+  await admission.patchMutatingWebhookConfiguration(
+    { name, body: patch, fieldManager: FIELD_MANAGER },
+    setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+  );
+  return [`MutatingWebhookConfiguration ${name}: caBundle set`];
+}
+
 /** Ensures the serving certificate and the registration; returns what it changed. */
 export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]> {
   const { kubeConfig, namespace, settings } = input;
@@ -184,7 +223,9 @@ export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]
   const current = await unlessNotFound(
     admission.readMutatingWebhookConfiguration({ name: settings.configName }),
   );
-  if (!sameConfiguration(current, desired)) {
+  if (settings.registration === "ca-bundle") {
+    changes.push(...(await injectCaBundle(admission, settings.configName, current, desired)));
+  } else if (!sameConfiguration(current, desired)) {
     await admission.patchMutatingWebhookConfiguration(
       { name: settings.configName, body: desired, fieldManager: FIELD_MANAGER, force: true },
       setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),

@@ -18,6 +18,7 @@ import {
   type NodeCluster,
   type NodeClusterOptions,
 } from "../../src/embedded/node-cluster.ts";
+import { operatorImageUnavailableReason } from "../../src/embedded/operator-image.ts";
 import { ensureToolchain, type Toolchain } from "../../src/embedded/toolchain.ts";
 
 // Node sets `passed` on the context given to afterEach; @types/node does not declare it yet.
@@ -92,13 +93,25 @@ export function nodeSkipReason(): string | undefined {
   return reason ? `${reason} (set CI=true to fail instead of skipping)` : undefined;
 }
 
-/** A real single-node cluster for the suite (one per host: suites in other files wait). */
+/** Why the chart suites skip: no node, or no image builder (never under CI). */
+export function chartSkipReason(): string | undefined {
+  if (process.env.CI === "true") return undefined;
+  const reason = nodeUnavailableReason() ?? operatorImageUnavailableReason();
+  return reason ? `${reason} (set CI=true to fail instead of skipping)` : undefined;
+}
+
+/**
+ * A real single-node cluster for the suite (one per host: suites in other files wait). Options
+ * may be computed when the suite starts (an image that takes a while to build).
+ */
 export function useNodeCluster(
-  options: Omit<NodeClusterOptions, "toolchain"> = {},
+  options:
+    | Omit<NodeClusterOptions, "toolchain">
+    | (() => Promise<Omit<NodeClusterOptions, "toolchain">>) = {},
 ): () => NodeCluster {
   return useFixture("node cluster", async () =>
     startNodeCluster({
-      ...options,
+      ...(typeof options === "function" ? await options() : options),
       toolchain: await toolchain(),
       log: (line) => process.stderr.write(`${line}\n`),
     }),

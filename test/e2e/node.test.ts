@@ -15,40 +15,12 @@ import { ownedTempDir } from "../../src/embedded/tempdir.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { PROBE_IMAGE, probeContainer, probeImage } from "./fixtures/probe-image.ts";
+import { useHelm } from "./fixtures/helm.ts";
+import { ask, podsOf, readyPod } from "./fixtures/pods.ts";
 import { nodeSkipReason, useNodeCluster } from "./harness.ts";
 
 const { natsServers, helms, kubectl, versions } = await ensureToolchain();
 const run = promisify(execFile);
-
-/** Asks a probe pod something over its pod IP (the test process sits on the node's bridge). */
-async function ask(pod: V1Pod, path: string): Promise<string> {
-  const response = await fetch(`http://${pod.status?.podIP ?? ""}:8080${path}`, {
-    signal: AbortSignal.timeout(5000),
-  });
-  const body = await response.text();
-  assert.equal(response.status, 200, `${path} on ${pod.metadata?.name ?? "?"}: ${body}`);
-  return body;
-}
-
-async function readyPod(core: CoreV1Api, namespace: string, name: string): Promise<V1Pod> {
-  let pod: V1Pod | undefined;
-  await waitUntil(
-    `pod ${namespace}/${name} ready`,
-    async () => {
-      pod = await core.readNamespacedPod({ name, namespace });
-      return (
-        pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false
-      );
-    },
-    { timeoutMs: 60_000 },
-  );
-  if (!pod) throw new Error("unreachable");
-  return pod;
-}
-
-async function podsOf(core: CoreV1Api, namespace: string, selector: string): Promise<V1Pod[]> {
-  return (await core.listNamespacedPod({ namespace, labelSelector: selector })).items;
-}
 
 async function createNamespace(kc: KubeConfig, name: string): Promise<void> {
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
@@ -363,9 +335,9 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
 
   for (const helm of helms) {
     test(`${helm.label} installs a chart with --wait and uninstalls it`, async () => {
-      const work = ownedTempDir("helm");
+      const helmRun = useHelm(helm.path, cluster().kubeconfigPath);
       try {
-        const chart = join(work.dir, "chart");
+        const chart = join(helmRun.dir, "chart");
         mkdirSync(join(chart, "templates"), { recursive: true });
         writeFileSync(join(chart, "Chart.yaml"), "apiVersion: v2\nname: probe\nversion: 0.1.0\n");
         writeFileSync(join(chart, "values.yaml"), `image: ${PROBE_IMAGE}\n`);
@@ -385,31 +357,19 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
             },
           }),
         );
-        // helm keeps its own state under these; none of it may land in the user's home.
-        const env = {
-          ...process.env,
-          KUBECONFIG: cluster().kubeconfigPath,
-          HELM_CACHE_HOME: join(work.dir, "cache"),
-          HELM_CONFIG_HOME: join(work.dir, "config"),
-          HELM_DATA_HOME: join(work.dir, "data"),
-        };
         const namespace = helm.label.replaceAll(".", "-");
         const started = Date.now();
-        await run(
-          helm.path,
-          [
-            "install",
-            "probe",
-            chart,
-            "-n",
-            namespace,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "120s",
-          ],
-          { env },
-        );
+        await helmRun.run([
+          "install",
+          "probe",
+          chart,
+          "-n",
+          namespace,
+          "--create-namespace",
+          "--wait",
+          "--timeout",
+          "120s",
+        ]);
         const waited = Date.now() - started;
         const { apps } = clients();
         const deployment = await apps.readNamespacedDeployment({ name: "probe", namespace });
@@ -418,22 +378,16 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
           2,
           "--wait returned once both pods were ready",
         );
-        const status = await run(helm.path, ["status", "probe", "-n", namespace, "-o", "json"], {
-          env,
-        });
+        const status = await helmRun.run(["status", "probe", "-n", namespace, "-o", "json"]);
         assert.equal(
           (JSON.parse(status.stdout) as { info: { status: string } }).info.status,
           "deployed",
         );
         process.stderr.write(`${helm.label} install --wait: ${waited} ms\n`);
-        await run(
-          helm.path,
-          ["uninstall", "probe", "-n", namespace, "--wait", "--timeout", "120s"],
-          { env },
-        );
+        await helmRun.run(["uninstall", "probe", "-n", namespace, "--wait", "--timeout", "120s"]);
         await assert.rejects(apps.readNamespacedDeployment({ name: "probe", namespace }));
       } finally {
-        work.release();
+        helmRun.release();
       }
     });
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
 import { test } from "node:test";
+import { renewalTime } from "../../src/ca/authority.ts";
 import { createCa, issueLeaf } from "../../src/pki/certificates.ts";
 
 const HOUR = 60 * 60 * 1000;
@@ -60,4 +61,16 @@ test("a client-only certificate for the API server carries its organization", as
   assert.match(cert.subject, /O=system:masters/);
   assert.match(cert.subject, /CN=admin/);
   assert.deepEqual(cert.keyUsage, ["1.3.6.1.5.5.7.3.2"]);
+});
+
+test("a short-lived leaf is not due for renewal when issued: its backdate is a tenth of its life at most", async () => {
+  const ca = await createCa({ commonName: "test CA", lifetimeMs: HOUR });
+  const issued = Date.now();
+  const leaf = await issueLeaf(ca, { commonName: "short", lifetimeMs: 120_000 });
+  const due = renewalTime(leaf.certificatePem);
+  // 2/3 of 132 s from 12 s before issuance: 76 s after it.
+  assert.ok(
+    Math.abs(due - (issued + 76_000)) < 3_000,
+    `due ${String(due - issued)} ms after issue`,
+  );
 });

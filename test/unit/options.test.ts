@@ -32,6 +32,10 @@ describe("operator options", () => {
       [["--health-address=8080"], /--health-address: "8080" is not host:port/],
       [["--log-level=loud"], /--log-level: "loud" is not one of/],
       [["--no-such-flag"], /no-such-flag/],
+      [["--role=both"], /--role: "both" is not one of all, controller, webhook/],
+      [["--webhook-registration=chart"], /--webhook-registration: "chart"/],
+      [["--certificate-lifetime-seconds=10"], /from 60/],
+      [["--ca-lifetime-seconds=3600"], /--ca-lifetime-seconds must exceed/],
     ];
     for (const [argv, message] of cases)
       assert.throws(
@@ -44,5 +48,32 @@ describe("operator options", () => {
     const text = usage();
     assert.match(text, /--namespace \[NATS_TENANCY_NAMESPACE\]/);
     assert.match(text, /--resync-seconds \[NATS_TENANCY_RESYNC_SECONDS\]/);
+  });
+
+  test("roles as the chart runs them: the controller keeps the webhook's registration but serves none; the webhook serves", () => {
+    const chart = {
+      NATS_TENANCY_WEBHOOK_REGISTRATION: "ca-bundle",
+      NATS_TENANCY_WEBHOOK_EXCLUDED_NAMESPACES: "kube-system, monitoring",
+    };
+    const controller = parseOptions([], { ...chart, NATS_TENANCY_ROLE: "controller" });
+    assert.equal(controller.role, "controller");
+    assert.equal(controller.webhook, undefined);
+    assert.equal(controller.settings.webhook?.registration, "ca-bundle");
+    assert.deepEqual(controller.settings.webhook.excludedNamespaces, ["kube-system", "monitoring"]);
+    const webhook = parseOptions([], { ...chart, NATS_TENANCY_ROLE: "webhook" });
+    assert.deepEqual(webhook.webhook, { host: "0.0.0.0", port: 8443 });
+    assert.equal(parseOptions([], {}).role, "all");
+    assert.equal(parseOptions([], {}).settings.webhook?.registration, "operator");
+  });
+
+  test("certificate lifetimes, and the servers reloaded at their pods' names unless turned off", () => {
+    const options = parseOptions(["--certificate-lifetime-seconds=120", "--namespace=ops"], {});
+    assert.equal(options.settings.leafLifetimeMs, 120_000);
+    assert.equal(options.settings.caPolicy.caLifetimeMs, 3 * 365 * 86_400_000);
+    assert.deepEqual(options.settings.serverReload?.endpoint("nats-1"), {
+      host: "nats-1.nats-headless.ops.svc.cluster.local",
+      port: 4222,
+    });
+    assert.equal(parseOptions(["--server-reload=off"], {}).settings.serverReload, undefined);
   });
 });

@@ -1,0 +1,154 @@
+{{/* Names. The operator's objects are <fullname>-<role>; NATS keeps the nats chart's names. */}}
+{{- define "nats-tenancy.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "nats-tenancy.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "nats-tenancy.controller" -}}{{ include "nats-tenancy.fullname" . }}-controller{{- end }}
+{{- define "nats-tenancy.webhook" -}}{{ include "nats-tenancy.fullname" . }}-webhook{{- end }}
+{{- define "nats-tenancy.webhookTlsSecret" -}}{{ include "nats-tenancy.fullname" . }}-webhook-tls{{- end }}
+{{- define "nats-tenancy.natsConfigSecret" -}}{{ include "nats-tenancy.fullname" . }}-nats-config{{- end }}
+{{- define "nats-tenancy.lease" -}}{{ include "nats-tenancy.fullname" . }}-leader{{- end }}
+{{- define "nats-tenancy.natsHeadless" -}}{{ .Values.nats.name }}-headless{{- end }}
+{{- define "nats-tenancy.testNamespace" -}}{{ default (printf "%s-test" (include "nats-tenancy.fullname" .)) .Values.tests.namespace }}{{- end }}
+
+{{- define "nats-tenancy.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "nats-tenancy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.global.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: include with (list $ "controller"). */}}
+{{- define "nats-tenancy.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "nats-tenancy.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "nats-tenancy.annotations" -}}
+{{- with .Values.global.commonAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag or repository@digest; include with an image values block and the root. */}}
+{{- define "nats-tenancy.image" -}}
+{{- $image := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- if $image.digest -}}
+{{ $image.repository }}@{{ $image.digest }}
+{{- else -}}
+{{ $image.repository }}:{{ default $root.Chart.AppVersion $image.tag }}
+{{- end -}}
+{{- end }}
+
+{{/* The restricted Pod Security Standard, for every container of the chart. */}}
+{{- define "nats-tenancy.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "nats-tenancy.podSettings" -}}
+{{- $values := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- with $root.Values.global.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.global.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Spread over nodes unless the user gave constraints: (list values root component). */}}
+{{- define "nats-tenancy.topologySpread" -}}
+{{- $values := index . 0 -}}
+topologySpreadConstraints:
+{{- if $values.topologySpreadConstraints }}
+  {{- toYaml $values.topologySpreadConstraints | nindent 2 }}
+{{- else }}
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "nats-tenancy.selectorLabels" (list (index . 1) (index . 2)) | nindent 8 }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's settings, shared by both roles so they agree on every name. */}}
+{{- define "nats-tenancy.operatorEnv" -}}
+- name: NATS_TENANCY_NAMESPACE
+  valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
+- name: POD_NAME
+  valueFrom: { fieldRef: { fieldPath: metadata.name } }
+- name: NATS_TENANCY_OPERATOR_NAME
+  value: {{ .Values.operator.name | quote }}
+- name: NATS_TENANCY_LOG_LEVEL
+  value: {{ .Values.operator.logLevel | quote }}
+- name: NATS_TENANCY_NATS_SERVICE
+  value: {{ .Values.nats.name | quote }}
+- name: NATS_TENANCY_NATS_REPLICAS
+  value: {{ .Values.nats.replicas | quote }}
+- name: NATS_TENANCY_NATS_CONFIG_SECRET
+  value: {{ include "nats-tenancy.natsConfigSecret" . | quote }}
+- name: NATS_TENANCY_CLUSTER_DOMAIN
+  value: {{ .Values.operator.clusterDomain | quote }}
+- name: NATS_TENANCY_WEBHOOK_SERVICE
+  value: {{ include "nats-tenancy.webhook" . | quote }}
+- name: NATS_TENANCY_WEBHOOK_CONFIG
+  value: {{ include "nats-tenancy.fullname" . | quote }}
+- name: NATS_TENANCY_WEBHOOK_TLS_SECRET
+  value: {{ include "nats-tenancy.webhookTlsSecret" . | quote }}
+- name: NATS_TENANCY_WEBHOOK_EXCLUDED_NAMESPACES
+  value: {{ join "," .Values.webhook.excludedNamespaces | quote }}
+- name: NATS_TENANCY_WEBHOOK_REGISTRATION
+  value: ca-bundle
+{{- end }}
+
+{{- define "nats-tenancy.probes" -}}
+livenessProbe:
+  httpGet: { path: /healthz, port: health }
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet: { path: /readyz, port: health }
+  periodSeconds: 2
+  failureThreshold: 2
+{{- end }}

@@ -1,0 +1,292 @@
+/**
+ * Makes every NATS server load the files the operator just wrote into the NATS config Secret
+ * (certificate renewal, CA rotation), and proves it on the wire.
+ *
+ * The kubelet refreshes a Secret volume some seconds to a minute after the Secret changes, at
+ * a different moment on each pod, and nothing in the pod watches the files: so the operator
+ * asks each server to reload over the system account (`$SYS.REQ.SERVER.<id>.RELOAD`, nats-server
+ * 2.10+), then dials the server's client port to see which certificate it presents, and asks
+ * again with backoff until every server presents the new one or the deadline passes.
+ *
+ * Only the server certificate is checked. The kubelet swaps all files of a Secret volume at once
+ * (one symlink swap of the whole directory), and a reload re-reads every file the configuration
+ * names, so a server presenting the new server certificate has also loaded the route
+ * certificate, CA bundle and trust file written with it.
+ */
+import { X509Certificate } from "node:crypto";
+import { on, once } from "node:events";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { setTimeout as sleep } from "node:timers/promises";
+import { PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+
+/** Where a server's client port is reached, and the name its certificate must carry. */
+export interface ServerEndpoint {
+  host: string;
+  port: number;
+  /** TLS server name (SNI) and the host name verified in the certificate; `host` if unset. */
+  servername?: string;
+}
+
+export interface ReloadOptions {
+  /** A connection as a user of the system account (the operator's). */
+  connection: NatsConnection;
+  /** The server certificate now in the Secret (PEM; the leaf first if it is a chain). */
+  expectedCertificatePem: string;
+  /** CA bundle (PEM) the presented certificate must verify against. */
+  ca: string;
+  /** How to reach a server by its `server_name` (the chart: `<pod>.<headless service>.<ns>.svc`). */
+  endpoint: (serverName: string) => ServerEndpoint;
+  /** How many servers must answer and present the certificate. */
+  expectedServers: number;
+  /** Gives up after this long (and within a second after it). */
+  deadlineMs: number;
+  /** Checked between network steps, each of which takes at most seconds. */
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+export interface ReloadResult {
+  /** Servers that were asked to reload and now present the expected certificate. */
+  reloaded: string[];
+  /** Servers that presented it before being asked (nothing was reloaded on them). */
+  alreadyCurrent: string[];
+}
+
+/** The deadline passed before every server presented the expected certificate. */
+export class ServerReloadTimeoutError extends Error {
+  override name = "ServerReloadTimeoutError";
+  /** Servers that answered but still do not present the certificate, with the last reason. */
+  readonly stale: Map<string, string>;
+  /** Servers that never answered the discovery ping (their names are unknown). */
+  readonly unanswered: number;
+
+  constructor(deadlineMs: number, stale: Map<string, string>, unanswered: number) {
+    const parts = [...stale].map(([name, reason]) => `${name} (${reason})`);
+    if (unanswered > 0) parts.push(`${unanswered} server(s) that never answered the ping`);
+    super(`after ${deadlineMs} ms, still not serving the new certificate: ${parts.join(", ")}`);
+    this.stale = stale;
+    this.unanswered = unanswered;
+  }
+}
+
+/** Every server answers `{"name", "host", "id"}` (2.12, 2.15), a sixtieth of a STATSZ ping. */
+const PING_SUBJECT = "$SYS.REQ.SERVER.PING.IDZ";
+const reloadSubject = (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.RELOAD`;
+
+/** What the system user must be allowed to publish for reloadUntilServing. */
+export const SERVER_RELOAD_PUBLISH = [PING_SUBJECT, reloadSubject("*")];
+
+/** A permission the connection lacks will not come by waiting: say which, now. */
+function rethrowPermission(error: unknown): void {
+  if (error instanceof PermissionViolationError)
+    throw new Error(
+      `the system user may not ${error.operation} to ${error.subject} (it needs ${SERVER_RELOAD_PUBLISH.join(", ")})`,
+      { cause: error },
+    );
+}
+
+const BACKOFF_START_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
+/** Bounds of one network step (ping, handshake, reload request). */
+const STEP_MAX_MS = 5_000;
+const STEP_MIN_MS = 200;
+const PING_MAX_MS = 2_000;
+/** A reload takes milliseconds; a reply that is late was lost with a dropped connection. */
+const RELOAD_REPLY_MS = 2_000;
+
+/**
+ * The leaf certificate a server presents on its client port now. nats-server first sends its
+ * INFO line in plaintext and then expects the client to start TLS on the same socket.
+ */
+export async function presentedCertificate(
+  endpoint: ServerEndpoint,
+  ca: string,
+  timeoutMs = STEP_MAX_MS,
+): Promise<X509Certificate> {
+  const where = `${endpoint.host}:${endpoint.port}`;
+  const signal = AbortSignal.timeout(timeoutMs);
+  const socket = netConnect(endpoint.port, endpoint.host);
+  try {
+    await readInfoLine(socket, signal);
+    const secure = tlsConnect({ socket, ca, servername: endpoint.servername ?? endpoint.host });
+    try {
+      await once(secure, "secureConnect", { signal });
+      const certificate = secure.getPeerX509Certificate();
+      if (!certificate) throw new Error(`${where} presented no certificate`);
+      return certificate;
+    } finally {
+      secure.destroy();
+    }
+  } catch (error) {
+    if (signal.aborted)
+      throw new Error(`no TLS handshake with ${where} within ${timeoutMs} ms`, { cause: error });
+    throw error;
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** Consumes the INFO line, so that none of its bytes reach the TLS layer. */
+async function readInfoLine(socket: Socket, signal: AbortSignal): Promise<void> {
+  let seen = "";
+  // `on` queues chunks, so none is lost between two iterations; leaving the loop removes the
+  // listener before TLS takes the socket over (the server sends nothing more until then).
+  for await (const [chunk] of on(socket, "data", { signal, close: ["close"] })) {
+    seen += (chunk as Buffer).toString("latin1");
+    if (seen.includes("\r\n") || seen.length > 64 * 1024) break;
+  }
+  if (!seen.startsWith("INFO ") || !seen.includes("\r\n"))
+    throw new Error(`expected an INFO line, got ${JSON.stringify(seen.slice(0, 20))}`);
+}
+
+interface ServerState {
+  id: string;
+  asked: boolean;
+  /** Why it is not current yet: what it presents, or what failed. */
+  reason: string;
+}
+
+interface IdzReply {
+  id?: string;
+  name?: string;
+}
+
+/** `{"server": {...}}` when it reloaded, with `"error"` when it did not (a parse error...). */
+interface ReloadReply {
+  error?: { code?: number; description?: string };
+}
+
+/** `server_name` to server id of the servers that answer the ping (ids change on restart). */
+async function discover(
+  nc: NatsConnection,
+  expected: number,
+  maxWait: number,
+): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  try {
+    const replies = await nc.requestMany(PING_SUBJECT, "", {
+      strategy: "count",
+      maxMessages: expected,
+      maxWait,
+    });
+    // A no-responders status arrives as an empty message.
+    for await (const msg of replies) {
+      if (msg.data.length === 0) continue;
+      const { id, name } = msg.json<IdzReply>();
+      if (id && name) found.set(name, id);
+    }
+  } catch (error) {
+    rethrowPermission(error);
+    // Otherwise (a reconnect under way): the servers that answered, and the next round.
+  }
+  return found;
+}
+
+/** Asks one server to reload; resolves to why it failed, or undefined when it reloaded. */
+async function askReload(
+  nc: NatsConnection,
+  serverId: string,
+  timeout: number,
+): Promise<string | undefined> {
+  try {
+    const msg = await nc.request(reloadSubject(serverId), "", { timeout });
+    const reply = msg.json<ReloadReply>();
+    if (reply.error) return `reload failed: ${reply.error.description ?? "unknown error"}`;
+    return undefined;
+  } catch (error) {
+    rethrowPermission(error);
+    // The reply can be lost when the reload drops this very connection; the handshake that
+    // follows tells whether it took effect.
+    return `no answer to reload: ${(error as Error).message}`;
+  }
+}
+
+/**
+ * One server at a time, the one this connection is attached to last. nats-server 2.12 closes
+ * its client connections on a reload in operator mode (2.15 keeps them): one at a time, clients
+ * always have servers to reconnect to; last, this connection loses at most one reply a round,
+ * and comes back on a server that has already reloaded.
+ */
+function reloadOrder(
+  pending: Map<string, ServerState>,
+  nc: NatsConnection,
+): [string, ServerState][] {
+  const attached = nc.info?.server_name;
+  return [...pending].sort(([a], [b]) => Number(a === attached) - Number(b === attached));
+}
+
+/** Asks the servers to reload, with backoff, until each presents the expected certificate. */
+export async function reloadUntilServing(o: ReloadOptions): Promise<ReloadResult> {
+  const startedMs = Date.now();
+  const deadline = startedMs + o.deadlineMs;
+  const stepMs = (cap = STEP_MAX_MS): number =>
+    Math.min(cap, Math.max(STEP_MIN_MS, deadline - Date.now()));
+  const expected = new X509Certificate(o.expectedCertificatePem).fingerprint256;
+  const pending = new Map<string, ServerState>();
+  const result: ReloadResult = { reloaded: [], alreadyCurrent: [] };
+  const settled = (): number => result.reloaded.length + result.alreadyCurrent.length;
+
+  /** Why the server does not present the expected certificate now; undefined when it does. */
+  const mismatch = async (name: string): Promise<string | undefined> => {
+    try {
+      const presented = await presentedCertificate(o.endpoint(name), o.ca, stepMs());
+      return presented.fingerprint256 === expected
+        ? undefined
+        : `presents serial ${presented.serialNumber}`;
+    } catch (error) {
+      return `handshake failed: ${(error as Error).message}`;
+    }
+  };
+  const settle = (name: string, state: ServerState): void => {
+    pending.delete(name);
+    (state.asked ? result.reloaded : result.alreadyCurrent).push(name);
+    o.logger?.info({ server: name, reloaded: state.asked }, "NATS server presents the certificate");
+  };
+  const round = async (): Promise<void> => {
+    const known = new Set([...pending.keys(), ...result.reloaded, ...result.alreadyCurrent]);
+    for (const [name, id] of await discover(o.connection, o.expectedServers, stepMs(PING_MAX_MS)))
+      if (!known.has(name)) pending.set(name, { id, asked: false, reason: "not checked yet" });
+      else {
+        const state = pending.get(name);
+        if (state) state.id = id;
+      }
+    for (const [name, state] of reloadOrder(pending, o.connection)) {
+      o.signal?.throwIfAborted();
+      if (Date.now() >= deadline) return;
+      // Checked before asking: a restarted pod already serves the new files, and a reload
+      // would only drop its clients for nothing.
+      if ((await mismatch(name)) === undefined) {
+        settle(name, state);
+        continue;
+      }
+      const failed = await askReload(o.connection, state.id, stepMs(RELOAD_REPLY_MS));
+      state.asked = true;
+      o.logger?.info({ server: name, failed }, "asked NATS server to reload its configuration");
+      const reason = await mismatch(name);
+      if (reason === undefined) settle(name, state);
+      else state.reason = failed ? `${failed}; ${reason}` : reason;
+    }
+  };
+
+  for (let delay = BACKOFF_START_MS; ; delay = Math.min(delay * 2, BACKOFF_MAX_MS)) {
+    o.signal?.throwIfAborted();
+    if (o.connection.isClosed()) throw new Error("the system account connection is closed");
+    await round();
+    if (settled() >= o.expectedServers && pending.size === 0) break;
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      const stale = new Map(
+        [...pending].sort(([a], [b]) => a.localeCompare(b)).map(([name, s]) => [name, s.reason]),
+      );
+      const unanswered = Math.max(0, o.expectedServers - settled() - pending.size);
+      const error = new ServerReloadTimeoutError(o.deadlineMs, stale, unanswered);
+      o.logger?.warn({ err: error }, "NATS servers did not pick up the new certificate");
+      throw error;
+    }
+    await sleep(Math.min(delay, remaining), undefined, o.signal ? { signal: o.signal } : {});
+  }
+  o.logger?.info({ ...result, ms: Date.now() - startedMs }, "every NATS server reloaded");
+  return { reloaded: result.reloaded.sort(), alreadyCurrent: result.alreadyCurrent.sort() };
+}

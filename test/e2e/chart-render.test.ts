@@ -1,0 +1,195 @@
+/**
+ * The chart as helm 3 and helm 4 read it, without a cluster: lint with the defaults and with
+ * every optional value on, the schema refusing a wrong type, and the parts the chart renders in
+ * Go templates held equal to the product's own renderers (the NATS server configuration, the
+ * webhook registration), so the two cannot drift apart.
+ */
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { parseAllDocuments } from "yaml";
+import { renderServerConfig } from "../../src/nats/server-config.ts";
+import { ensureToolchain } from "../../src/embedded/toolchain.ts";
+import {
+  DEFAULT_EXCLUDED_NAMESPACES,
+  webhookConfiguration,
+} from "../../src/webhook/webhook-config.ts";
+import { useHelm } from "./fixtures/helm.ts";
+
+const { helms } = await ensureToolchain();
+const CHART = join(import.meta.dirname, "../../deploy/helm/nats-tenancy");
+const NAMESPACE = "platform";
+
+/** Every optional value turned on (or set), for lint and render. */
+const EVERYTHING = {
+  fullnameOverride: "tenancy",
+  global: {
+    priorityClassName: "system-cluster-critical",
+    commonLabels: { team: "platform" },
+    commonAnnotations: { owner: "platform@example.com" },
+    imagePullSecrets: [{ name: "regcred" }],
+  },
+  crds: { install: true, keep: false },
+  image: {
+    repository: "registry.example.com/nats-tenancy",
+    digest: `sha256:${"a".repeat(64)}`,
+    pullPolicy: "Always",
+  },
+  operator: { appNatsUrl: "tls://nats.example.com:4222", logLevel: "debug" },
+  controller: {
+    replicas: 3,
+    nodeSelector: { "kubernetes.io/os": "linux" },
+    tolerations: [{ key: "dedicated", operator: "Exists" }],
+    affinity: { nodeAffinity: {} },
+    topologySpreadConstraints: [
+      {
+        maxSkew: 1,
+        topologyKey: "topology.kubernetes.io/zone",
+        whenUnsatisfiable: "DoNotSchedule",
+      },
+    ],
+    podLabels: { extra: "yes" },
+    podAnnotations: { extra: "yes" },
+    serviceAccount: { annotations: { "iam.example.com/role": "operator" } },
+  },
+  webhook: { replicas: 3, excludedNamespaces: ["kube-system", "monitoring"], timeoutSeconds: 10 },
+  nats: {
+    name: "messaging",
+    replicas: 5,
+    image: { repository: "registry.example.com/nats", digest: `sha256:${"b".repeat(64)}` },
+    resolver: { storageClassName: "fast" },
+    jetstream: {
+      enabled: true,
+      fileStore: { storageClassName: "fast", size: "20Gi", maxSize: "18GB" },
+    },
+    podLabels: { extra: "yes" },
+  },
+  tests: { enabled: true, namespace: "tenancy-check" },
+};
+
+interface Rendered {
+  kind: string;
+  metadata: { name: string; annotations?: Record<string, string> };
+  data?: Record<string, string>;
+  webhooks?: unknown[];
+  spec?: unknown;
+}
+
+for (const helm of helms) {
+  describe(`the chart with ${helm.label}`, () => {
+    const h = useHelm(helm.path);
+    after(() => {
+      h.release();
+    });
+    const everything = join(h.dir, "everything.json");
+    writeFileSync(everything, JSON.stringify(EVERYTHING));
+    const render = async (args: string[]): Promise<Rendered[]> => {
+      const { stdout } = await h.run(["template", "nats-tenancy", CHART, "-n", NAMESPACE, ...args]);
+      return parseAllDocuments(stdout)
+        .map((doc) => doc.toJS() as Rendered | null)
+        .filter((doc): doc is Rendered => doc !== null);
+    };
+
+    test("helm lint passes with the defaults and with every optional value on", async () => {
+      await h.run(["lint", "--strict", CHART]);
+      await h.run(["lint", "--strict", CHART, "-f", everything]);
+    });
+
+    test("a wrong type or an unknown key is refused with the path of the bad value", async () => {
+      await assert.rejects(
+        render(["--set", "nats.replicas=three"]),
+        /at '\/nats\/replicas': got string, want integer/,
+      );
+      await assert.rejects(
+        render(["--set", "controller.replica=2"]),
+        /at '\/controller': additional properties 'replica' not allowed/,
+      );
+      await assert.rejects(
+        render(["--set", "nats.jetstream.memoryStore=lots"]),
+        /at '\/nats\/jetstream\/memoryStore': 'lots' does not match/,
+      );
+    });
+
+    test("the NATS server configuration is what the product's renderer writes for the same settings", async () => {
+      for (const [args, name, replicas, jetstream] of [
+        [[], "nats", 3, undefined],
+        [["-f", everything], "messaging", 5, { maxMemory: "256MB", maxFile: "18GB" }],
+      ] as const) {
+        const config = (await render([...args])).find(
+          (o) => o.kind === "ConfigMap" && o.metadata.name === `${name}-config`,
+        );
+        const secretDir = "/etc/nats/secret";
+        const tls = (cert: string, key: string) => ({
+          certFile: `${secretDir}/${cert}`,
+          keyFile: `${secretDir}/${key}`,
+          caFile: `${secretDir}/ca.crt`,
+        });
+        const expected = renderServerConfig({
+          serverName: "$POD_NAME",
+          listen: "0.0.0.0:4222",
+          monitor: "127.0.0.1:8222",
+          cluster: {
+            name,
+            listen: "0.0.0.0:6222",
+            routes: Array.from(
+              { length: replicas },
+              (_, i) =>
+                `nats-route://${name}-${String(i)}.${name}-headless.${NAMESPACE}.svc.cluster.local:6222`,
+            ),
+            tls: tls("route.crt", "route.key"),
+          },
+          trustInclude: "../secret/trust.conf",
+          dataDir: "/data",
+          clientTls: tls("tls.crt", "tls.key"),
+          ...(jetstream ? { jetstream } : {}),
+        });
+        assert.equal(config?.data?.["nats.conf"], expected);
+      }
+    });
+
+    test("the webhook registration is what the operator would write, without the caBundle it injects", async () => {
+      const rendered = (await render([])).find((o) => o.kind === "MutatingWebhookConfiguration");
+      const desired = webhookConfiguration(
+        {
+          configName: "nats-tenancy",
+          tlsSecret: "nats-tenancy-webhook-tls",
+          service: "nats-tenancy-webhook",
+          servicePort: 443,
+          registration: "ca-bundle",
+          excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
+        },
+        NAMESPACE,
+        "",
+      );
+      const [webhook] = desired.webhooks ?? [];
+      assert.ok(webhook);
+      // Compared as JSON: the rendered side is plain data, the desired one client-node models.
+      const expected = JSON.parse(JSON.stringify(webhook)) as {
+        clientConfig: { caBundle?: string };
+      };
+      delete expected.clientConfig.caBundle;
+      assert.deepEqual(rendered?.webhooks, [expected]);
+    });
+
+    test("the CRD and admission policy are templates behind crds.install, kept on uninstall by crds.keep", async () => {
+      const kinds = [
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+      ];
+      const byDefault = (await render([])).filter((o) => kinds.includes(o.kind));
+      assert.deepEqual(byDefault.map((o) => o.kind).sort(), [...kinds].sort());
+      for (const object of byDefault)
+        assert.equal(object.metadata.annotations?.["helm.sh/resource-policy"], "keep");
+      const notKept = (await render(["-f", everything])).filter((o) => kinds.includes(o.kind));
+      assert.equal(notKept.length, 3);
+      for (const object of notKept)
+        assert.equal(object.metadata.annotations?.["helm.sh/resource-policy"], undefined);
+      const none = (await render(["--set", "crds.install=false"])).filter((o) =>
+        kinds.includes(o.kind),
+      );
+      assert.deepEqual(none, []);
+    });
+  });
+}

@@ -1,0 +1,571 @@
+/**
+ * The product's front door, walked on the real node with helm 3 and helm 4: `helm install` of
+ * deploy/helm/nats-tenancy with the operator image built from the Dockerfile, an App applied
+ * with kubectl's API, an app Deployment whose pods run the `nats` v2 snippet over what the
+ * webhook injected, `helm test`, and `helm uninstall`.
+ */
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import {
+  AdmissionregistrationV1Api,
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Pod,
+} from "@kubernetes/client-node";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { loadOperatorIdentity } from "../../src/accounts/identities.ts";
+import { ensureOperatorSeeds } from "../../src/accounts/key-store.ts";
+import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
+import { FINALIZER } from "../../src/controller/app-writes.ts";
+import { APP_RESOURCE } from "../../src/crds/app.ts";
+import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator-image.ts";
+import { ensureToolchain } from "../../src/embedded/toolchain.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+import { readSecretData } from "../../src/kube/read-secret.ts";
+import { presentedCertificate } from "../../src/nats/server-reload.ts";
+import { useHelm, type Helm } from "./fixtures/helm.ts";
+import { systemUserCreds } from "./fixtures/system-user.ts";
+import { natsAppContainer, natsAppImage } from "./fixtures/nats-app-image.ts";
+import { ask, describeNamespace, podLogs, podsOf } from "./fixtures/pods.ts";
+import { chartSkipReason, useNodeCluster } from "./harness.ts";
+
+const { helms } = await ensureToolchain();
+export const CHART = join(import.meta.dirname, "../../deploy/helm/nats-tenancy");
+const RELEASE = "nats-tenancy";
+const NAMESPACE = "nats-tenancy-system";
+const NATS_VERSION = "v2.15.3";
+
+function imageValues(operator: BuiltImage, natsImage: string): string[] {
+  const split = (name: string): [string, string] => {
+    const at = name.lastIndexOf(":");
+    return [name.slice(0, at), name.slice(at + 1)];
+  };
+  const [repository, tag] = split(operator.name);
+  const [natsRepository, natsTag] = split(natsImage);
+  return [
+    `image.repository=${repository}`,
+    `image.tag=${tag}`,
+    "image.pullPolicy=Never",
+    `nats.image.repository=${natsRepository}`,
+    `nats.image.tag=${natsTag}`,
+    "nats.image.pullPolicy=Never",
+    "nats.resolver.size=64Mi",
+    // Renewals happen during the suite: 120 s certificates, renewed at 80 s, looked at every 10 s.
+    "operator.certificateLifetimeSeconds=120",
+    "operator.resyncSeconds=10",
+  ].flatMap((value) => ["--set", value]);
+}
+
+interface Clients {
+  kc: KubeConfig;
+  core: CoreV1Api;
+  apps: AppsV1Api;
+  custom: CustomObjectsApi;
+}
+
+function isReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+}
+
+/**
+ * A system-account connection to one NATS pod, with a user signed by the operator's own system
+ * account key (the test has admin access to the key store).
+ */
+async function systemConnection(c: Clients, pod: V1Pod): Promise<NatsConnection> {
+  const seeds = await ensureOperatorSeeds(new KubernetesSecretStore(c.kc, NAMESPACE));
+  const identity = loadOperatorIdentity("nats-tenancy", seeds);
+  const config = await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`);
+  const creds = systemUserCreds(identity.systemAccount, ["$SYS.REQ.SERVER.PING.*"]);
+  return connect({
+    servers: `tls://${pod.status?.podIP ?? ""}:4222`,
+    authenticator: credsAuthenticator(new TextEncoder().encode(creds)),
+    // Connected by pod IP (the test is on the bridge), verified as the pod's name.
+    tls: {
+      ca: config?.["ca.crt"] ?? "",
+      servername: `${pod.metadata?.name ?? ""}.nats-headless.${NAMESPACE}.svc`,
+    } as { ca: string },
+  });
+}
+
+async function appReady(c: Clients, namespace: string, name: string): Promise<void> {
+  await waitUntil(
+    `App ${namespace}/${name} Ready`,
+    async () => {
+      const app = (await c.custom.getNamespacedCustomObject({
+        ...APP_RESOURCE,
+        namespace,
+        name,
+      })) as { status?: { conditions?: { type: string; status: string }[] } };
+      return (
+        app.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") ?? false
+      );
+    },
+    { timeoutMs: 60_000 },
+  );
+}
+
+async function createApp(c: Clients, namespace: string, name: string, envs: string[]) {
+  await c.custom.createNamespacedCustomObject({
+    ...APP_RESOURCE,
+    namespace,
+    body: {
+      apiVersion: `${APP_RESOURCE.group}/${APP_RESOURCE.version}`,
+      kind: "App",
+      metadata: { name, namespace },
+      spec: { nats: true, environments: envs },
+    },
+  });
+}
+
+/** A Deployment of the nats v2 app, labelled for an App's environment; its Ready pod. */
+async function deployApp(
+  c: Clients,
+  namespace: string,
+  app: string,
+  environment: string,
+  suffix = "",
+): Promise<V1Pod> {
+  const name = `${app}-${environment}${suffix}`;
+  const labels = { "nats-tenancy.io/app": app, "nats-tenancy.io/environment": environment };
+  await c.apps.createNamespacedDeployment({
+    namespace,
+    body: {
+      metadata: { name, namespace },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { deployment: name } },
+        template: {
+          metadata: { labels: { ...labels, deployment: name } },
+          spec: { containers: [natsAppContainer()] },
+        },
+      },
+    },
+  });
+  let pod: V1Pod | undefined;
+  await waitUntil(
+    `${name} pod Ready`,
+    async () => {
+      pod = (await podsOf(c.core, namespace, `deployment=${name}`)).find(isReady);
+      return pod !== undefined;
+    },
+    { timeoutMs: 90_000 },
+  ).catch(async (error: unknown) => {
+    throw new Error(`${String(error)}\n${await describeNamespace(c.core, namespace)}`, {
+      cause: error,
+    });
+  });
+  if (!pod) throw new Error("unreachable");
+  return pod;
+}
+
+describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
+  let operatorImage: BuiltImage;
+  const cluster = useNodeCluster(async () => {
+    operatorImage = await buildOperatorImage({
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    process.stderr.write(`operator image archive: ${operatorImage.bytes} bytes\n`);
+    return { images: [natsAppImage()], archives: [operatorImage] };
+  });
+  const clients = (): Clients => {
+    const kc = cluster().kubeConfig();
+    return {
+      kc,
+      core: kc.makeApiClient(CoreV1Api),
+      apps: kc.makeApiClient(AppsV1Api),
+      custom: kc.makeApiClient(CustomObjectsApi),
+    };
+  };
+
+  test("the operator image in a pod without its service account token exits with an error naming it, never the demo", async () => {
+    const c = clients();
+    const namespace = "no-token";
+    await c.core.createNamespace({ body: { metadata: { name: namespace } } });
+    await c.core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: "operator" },
+        spec: {
+          restartPolicy: "Never",
+          automountServiceAccountToken: false,
+          containers: [{ name: "operator", image: operatorImage.name, imagePullPolicy: "Never" }],
+        },
+      },
+    });
+    let exitCode: number | undefined;
+    await waitUntil(
+      "the operator pod terminated",
+      async () => {
+        const pod = await c.core.readNamespacedPod({ name: "operator", namespace });
+        exitCode = pod.status?.containerStatuses?.[0]?.state?.terminated?.exitCode;
+        return exitCode !== undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(exitCode, 1);
+    const log = await c.core.readNamespacedPodLog({ name: "operator", namespace });
+    assert.match(log, /running in a pod without its in-cluster configuration \(missing .*token/);
+    await c.core.deleteNamespace({ name: namespace });
+  });
+
+  for (const helm of helms) {
+    describe(`with ${helm.label}`, () => {
+      let h: Helm;
+      const values = (): string[] =>
+        imageValues(operatorImage, cluster().images.natsServers[NATS_VERSION] ?? "");
+      const shop = `shop-${helm.label.replaceAll(".", "-")}`;
+      let prod: V1Pod;
+
+      test("helm install into an empty cluster: operator and NATS pods Ready, a leader elected, the route mesh full, helm test passes", async () => {
+        h = useHelm(helm.path, cluster().kubeconfigPath);
+        const c = clients();
+        const started = Date.now();
+        await h.run([
+          "install",
+          RELEASE,
+          CHART,
+          "-n",
+          NAMESPACE,
+          "--create-namespace",
+          ...values(),
+          "--wait",
+          "--timeout",
+          "5m",
+        ]);
+        const installMs = Date.now() - started;
+        process.stderr.write(`${helm.label}: install to Ready ${installMs} ms\n`);
+
+        for (const [name, replicas] of [
+          [`${RELEASE}-controller`, 2],
+          [`${RELEASE}-webhook`, 2],
+        ] as const) {
+          const deployment = await c.apps.readNamespacedDeployment({ name, namespace: NAMESPACE });
+          assert.equal(deployment.status?.readyReplicas, replicas, `${name} pods Ready`);
+        }
+        const nats = await c.apps.readNamespacedStatefulSet({ name: "nats", namespace: NAMESPACE });
+        assert.equal(nats.status?.readyReplicas, 3);
+
+        const lease = await c.kc
+          .makeApiClient(CoordinationV1Api)
+          .readNamespacedLease({ name: `${RELEASE}-leader`, namespace: NAMESPACE });
+        const controllers = await podsOf(
+          c.core,
+          NAMESPACE,
+          "app.kubernetes.io/component=controller",
+        );
+        assert.ok(
+          controllers.some((p) => p.metadata?.name === lease.spec?.holderIdentity),
+          `the Lease is held by a controller pod (${lease.spec?.holderIdentity ?? "none"})`,
+        );
+
+        // Each server reports a route to each other server.
+        const natsPods = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+        const [first] = natsPods;
+        assert.ok(first);
+        const system = await systemConnection(c, first);
+        try {
+          await waitUntil(
+            "full route mesh",
+            async () => {
+              const replies = await system.requestMany("$SYS.REQ.SERVER.PING.ROUTEZ", "", {
+                maxWait: 2000,
+                maxMessages: 3,
+              });
+              const routes: number[] = [];
+              for await (const reply of replies) {
+                routes.push(reply.json<{ data: { num_routes: number } }>().data.num_routes);
+              }
+              return routes.length === 3 && routes.every((n) => n >= 2);
+            },
+            { timeoutMs: 30_000 },
+          );
+        } finally {
+          await system.close();
+        }
+
+        const tested = await h.run(["test", RELEASE, "-n", NAMESPACE, "--timeout", "3m"]);
+        assert.match(tested.stdout, /Phase:\s+Succeeded/);
+      });
+
+      test("an App with prod and test: the prod pod does request-reply over its injected credentials; the test pod and another App's pod see nothing of prod", async () => {
+        const c = clients();
+        const namespace = shop;
+        await c.core.createNamespace({ body: { metadata: { name: namespace } } });
+        await createApp(c, namespace, "orders", ["prod", "test"]);
+        await createApp(c, namespace, "billing", ["prod"]);
+        await appReady(c, namespace, "orders");
+        await appReady(c, namespace, "billing");
+        prod = await deployApp(c, namespace, "orders", "prod");
+        const testPod = await deployApp(c, namespace, "orders", "test");
+        const other = await deployApp(c, namespace, "billing", "prod");
+        assert.equal(
+          await ask(prod, "/request?subject=echo.hello&data=ping"),
+          `${prod.metadata?.name ?? ""}: ping`,
+          "request-reply within prod",
+        );
+        const env = prod.spec?.containers[0]?.env?.map((e) => e.name) ?? [];
+        for (const name of [
+          "NATS_URL",
+          "NATS_CREDENTIALS",
+          "NATS_CREDENTIALS_FILE",
+          "NATS_CA_FILE",
+        ])
+          assert.ok(env.includes(name), `${name} injected`);
+
+        for (const outsider of [testPod, other]) {
+          await ask(outsider, "/subscribe?subject=orders.>");
+          await ask(outsider, "/subscribe?subject=echo.>");
+        }
+        await ask(prod, "/publish?subject=orders.created&data=secret");
+        // Nor can an outsider answer or see prod's requests: its own echo is in its own account.
+        assert.equal(
+          await ask(testPod, "/request?subject=echo.hello&data=ping"),
+          `${testPod.metadata?.name ?? ""}: ping`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        for (const outsider of [testPod, other]) {
+          assert.equal(await ask(outsider, "/received?subject=orders.>"), "[]");
+        }
+      });
+
+      test("certificate renewal reaches every NATS server without a restart; the app keeps working and new pods connect", async () => {
+        const c = clients();
+        const nats = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+        const configSecret = async (): Promise<Record<string, string>> =>
+          (await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`)) ?? {};
+        const fingerprint = (pem: string | undefined): string =>
+          new X509Certificate(pem ?? "").fingerprint256;
+        const before = fingerprint((await configSecret())["tls.crt"]);
+        let renewed = before;
+        // The install's lifetime is 120 s: the leader renews at 80 s.
+        await waitUntil(
+          "a renewed server certificate in the NATS config Secret",
+          async () => {
+            renewed = fingerprint((await configSecret())["tls.crt"]);
+            return renewed !== before;
+          },
+          { timeoutMs: 150_000, intervalMs: 1000 },
+        );
+        const renewedAt = Date.now();
+        const ca = (await configSecret())["ca.crt"] ?? "";
+        await waitUntil(
+          "every NATS server presents the renewed certificate",
+          async () => {
+            for (const pod of nats) {
+              const presented = await presentedCertificate(
+                {
+                  host: pod.status?.podIP ?? "",
+                  port: 4222,
+                  servername: `${pod.metadata?.name ?? ""}.nats-headless.${NAMESPACE}.svc`,
+                },
+                ca,
+              );
+              if (presented.fingerprint256 !== renewed) return false;
+            }
+            return true;
+          },
+          { timeoutMs: 120_000, intervalMs: 1000 },
+        ).catch(async (error: unknown) => {
+          throw new Error(
+            `${String(error)}\n${await podLogs(c.core, NAMESPACE, "app.kubernetes.io/component=controller")}`,
+            { cause: error },
+          );
+        });
+        process.stderr.write(
+          `${helm.label}: renewal served by all servers ${Date.now() - renewedAt} ms after the Secret changed\n`,
+        );
+        const after = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+        assert.deepEqual(
+          after.map((p) => [p.metadata?.uid, p.status?.containerStatuses?.[0]?.restartCount]),
+          nats.map((p) => [p.metadata?.uid, p.status?.containerStatuses?.[0]?.restartCount]),
+          "no NATS pod was restarted or replaced",
+        );
+        await waitUntil(
+          "the app's request-reply works",
+          async () =>
+            (await ask(prod, "/request?subject=echo.renewed&data=x").catch(() => "")).endsWith(
+              ": x",
+            ),
+          { timeoutMs: 15_000, intervalMs: 500 },
+        );
+        // Both prod pods answer echo requests; either answer proves the new pod connected.
+        const fresh = await deployApp(c, shop, "orders", "prod", "-after-renewal");
+        assert.match(await ask(fresh, "/request?subject=echo.fresh&data=y"), /^orders-prod-.*: y$/);
+      });
+
+      test("killing the leader pod: the other controller takes the Lease and an App created meanwhile becomes Ready", async () => {
+        const c = clients();
+        const leases = c.kc.makeApiClient(CoordinationV1Api);
+        const holder = async (): Promise<string | undefined> =>
+          (await leases.readNamespacedLease({ name: `${RELEASE}-leader`, namespace: NAMESPACE }))
+            .spec?.holderIdentity ?? undefined;
+        const leader = await holder();
+        assert.ok(leader);
+        await c.core.deleteNamespacedPod({
+          name: leader,
+          namespace: NAMESPACE,
+          gracePeriodSeconds: 0,
+        });
+        await createApp(c, shop, "late", ["prod"]);
+        await appReady(c, shop, "late");
+        const next = await holder();
+        assert.ok(next && next !== leader, `the Lease moved from ${leader} (now ${String(next)})`);
+        const late = await deployApp(c, shop, "late", "prod");
+        assert.equal(
+          await ask(late, "/request?subject=echo.late&data=z"),
+          `${late.metadata?.name ?? ""}: z`,
+        );
+      });
+
+      test("rolling the NATS StatefulSet with helm upgrade: accounts survive, no App loses its credentials, nothing is re-minted", async () => {
+        const c = clients();
+        const environments = async (): Promise<string> => {
+          const apps = (await c.custom.listNamespacedCustomObject({
+            ...APP_RESOURCE,
+            namespace: shop,
+          })) as { items: { metadata: { name: string }; status?: { environments?: unknown } }[] };
+          return JSON.stringify(apps.items.map((a) => [a.metadata.name, a.status?.environments]));
+        };
+        const secrets = async (): Promise<string> =>
+          JSON.stringify(
+            (
+              await c.core.listNamespacedSecret({
+                namespace: shop,
+                labelSelector: "nats-tenancy.io/app",
+              })
+            ).items.map((x) => [x.metadata?.name, x.metadata?.resourceVersion]),
+          );
+        const natsUids = async (): Promise<string[]> =>
+          (await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats")).map(
+            (p) => p.metadata?.uid ?? "",
+          );
+        const [statusBefore, secretsBefore, uidsBefore] = [
+          await environments(),
+          await secrets(),
+          await natsUids(),
+        ];
+        await h.run([
+          "upgrade",
+          RELEASE,
+          CHART,
+          "-n",
+          NAMESPACE,
+          ...values(),
+          "--set",
+          "nats.podAnnotations.rolled=yes",
+          "--wait",
+          "--timeout",
+          "5m",
+        ]);
+        const uidsAfter = await natsUids();
+        assert.equal(
+          uidsAfter.filter((uid) => uidsBefore.includes(uid)).length,
+          0,
+          "every server replaced",
+        );
+        await waitUntil(
+          "the prod app's request-reply works again",
+          async () =>
+            (await ask(prod, "/request?subject=echo.rolled&data=r").catch(() => "")).endsWith(
+              ": r",
+            ),
+          { timeoutMs: 30_000, intervalMs: 500 },
+        );
+        assert.equal(await environments(), statusBefore, "every App's accounts as they were");
+        assert.equal(await secrets(), secretsBefore, "no app Secret rewritten");
+      });
+
+      test("helm uninstall: the webhook registration is gone, labelled pods are created again (with nothing), the operator's keys are kept", async () => {
+        const c = clients();
+        await h.run(["uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m"]);
+        h.release();
+        const admission = await c.kc
+          .makeApiClient(AdmissionregistrationV1Api)
+          .listMutatingWebhookConfiguration();
+        assert.deepEqual(
+          admission.items.map((w) => w.metadata?.name),
+          [],
+          "no webhook configuration left",
+        );
+        const namespace = shop;
+        const pod = await c.core.createNamespacedPod({
+          namespace,
+          body: {
+            metadata: {
+              name: "after-uninstall",
+              labels: { "nats-tenancy.io/app": "orders", "nats-tenancy.io/environment": "prod" },
+            },
+            spec: { containers: [natsAppContainer()] },
+          },
+        });
+        assert.equal(
+          pod.spec?.containers[0]?.env?.some((e) => e.name === "NATS_URL") ?? false,
+          false,
+          "a labelled pod is admitted, and gets nothing",
+        );
+        const secrets = await c.core.listNamespacedSecret({
+          namespace: NAMESPACE,
+          labelSelector: "nats-tenancy.io/keys",
+        });
+        assert.ok(secrets.items.length > 0, "the key store is kept");
+        // With no operator left, an App's finalizer holds its deletion until someone removes
+        // it, as the README's uninstall section says.
+        const listed = (await c.custom.listNamespacedCustomObject({
+          ...APP_RESOURCE,
+          namespace,
+        })) as {
+          items: { metadata: { name: string } }[];
+        };
+        const names = listed.items.map((app) => app.metadata.name);
+        for (const name of names)
+          await c.custom.deleteNamespacedCustomObject({ ...APP_RESOURCE, namespace, name });
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        for (const name of names) {
+          const held = (await c.custom.getNamespacedCustomObject({
+            ...APP_RESOURCE,
+            namespace,
+            name,
+          })) as { metadata: { deletionTimestamp?: string; finalizers?: string[] } };
+          assert.ok(held.metadata.deletionTimestamp, `${name} is being deleted`);
+          assert.deepEqual(
+            held.metadata.finalizers,
+            [FINALIZER],
+            `${name} waits for its finalizer`,
+          );
+          await c.custom.patchNamespacedCustomObject(
+            { ...APP_RESOURCE, namespace, name, body: { metadata: { finalizers: null } } },
+            setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+          );
+        }
+        await waitUntil(
+          "the Apps gone once their finalizer is removed",
+          async () =>
+            (
+              (await c.custom.listNamespacedCustomObject({ ...APP_RESOURCE, namespace })) as {
+                items: unknown[];
+              }
+            ).items.length === 0,
+          { timeoutMs: 10_000 },
+        );
+        await c.core.deleteNamespace({ name: namespace });
+        // The next install starts from an empty namespace again.
+        await c.core.deleteNamespace({ name: NAMESPACE });
+        await waitUntil(
+          "namespaces deleted",
+          async () => {
+            const names = (await c.core.listNamespace()).items.map((n) => n.metadata?.name);
+            return !names.includes(NAMESPACE) && !names.includes(namespace);
+          },
+          { timeoutMs: 120_000 },
+        );
+      });
+    });
+  }
+});
