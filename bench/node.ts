@@ -6,7 +6,6 @@
  * Run: node bench/node.ts [--starts 2] [--samples 5]
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CoreV1Api, type V1Pod } from "@kubernetes/client-node";
@@ -14,21 +13,13 @@ import { startNodeCluster, type NodeCluster } from "../src/embedded/node-cluster
 import { cacheRoot, ensureToolchain } from "../src/embedded/toolchain.ts";
 import { waitUntil } from "../src/embedded/wait.ts";
 import { probeContainer, probeImage } from "../test/e2e/fixtures/probe-image.ts";
+import { rssMiB } from "./pod-memory.ts";
 
 const { values } = parseArgs({
   options: { starts: { type: "string", default: "2" }, samples: { type: "string", default: "5" } },
 });
 const tools = await ensureToolchain();
 const images = [probeImage()];
-
-function rssMiB(pid: number | undefined): number {
-  try {
-    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(pid)}/status`, "utf8"))?.[1];
-    return Math.round(Number(kb) / 1024);
-  } catch {
-    return 0;
-  }
-}
 
 function shimPids(): number[] {
   return execFileSync("pgrep", ["-f", "containerd-shim-runc-v2"], { encoding: "utf8" })

@@ -12,10 +12,7 @@ import { Watch, type KubeConfig, type V1PersistentVolume } from "@kubernetes/cli
 export const PROVISIONED_ROOT = "/tmp/hostpath_pv";
 const RETRY_MS = 1000;
 
-export function openUpProvisionedVolumes(
-  kubeConfig: KubeConfig,
-  log: (line: string) => void,
-): { stop: () => void } {
+export function openUpProvisionedVolumes(kubeConfig: KubeConfig): { stop: () => void } {
   let stopped = false;
   let request: { abort: () => void } | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -36,11 +33,8 @@ export function openUpProvisionedVolumes(
         (type, volume: V1PersistentVolume) => {
           if (type === "ADDED" || type === "MODIFIED") open(volume);
         },
-        (error: unknown) => {
-          if (error && !stopped)
-            log(`volume watch ended (${error instanceof Error ? error.message : "?"}); restarting`);
-          restart();
-        },
+        // client-node ends a quiet watch after 30 s; a new one lists the volumes again.
+        restart,
       )
       .then((handle) => {
         request = handle;

@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
   AdmissionregistrationV1Api,
   AppsV1Api,
+  AuthorizationV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -30,6 +30,14 @@ import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { readSecretData } from "../../src/kube/read-secret.ts";
 import { presentedCertificate } from "../../src/nats/server-reload.ts";
+import {
+  CHART,
+  NAMESPACE,
+  NATS_VERSION,
+  RELEASE,
+  chartImageValues as imageValues,
+  installArgs,
+} from "./fixtures/chart.ts";
 import { useHelm, type Helm } from "./fixtures/helm.ts";
 import { systemUserCreds } from "./fixtures/system-user.ts";
 import { natsAppContainer, natsAppImage } from "./fixtures/nats-app-image.ts";
@@ -37,32 +45,6 @@ import { ask, describeNamespace, podLogs, podsOf } from "./fixtures/pods.ts";
 import { chartSkipReason, useNodeCluster } from "./harness.ts";
 
 const { helms } = await ensureToolchain();
-export const CHART = join(import.meta.dirname, "../../deploy/helm/nats-tenancy");
-const RELEASE = "nats-tenancy";
-const NAMESPACE = "nats-tenancy-system";
-const NATS_VERSION = "v2.15.3";
-
-function imageValues(operator: BuiltImage, natsImage: string): string[] {
-  const split = (name: string): [string, string] => {
-    const at = name.lastIndexOf(":");
-    return [name.slice(0, at), name.slice(at + 1)];
-  };
-  const [repository, tag] = split(operator.name);
-  const [natsRepository, natsTag] = split(natsImage);
-  return [
-    `image.repository=${repository}`,
-    `image.tag=${tag}`,
-    "image.pullPolicy=Never",
-    `nats.image.repository=${natsRepository}`,
-    `nats.image.tag=${natsTag}`,
-    "nats.image.pullPolicy=Never",
-    "nats.resolver.size=64Mi",
-    // Renewals happen during the suite: 120 s certificates, renewed at 80 s, looked at every 10 s.
-    "operator.certificateLifetimeSeconds=120",
-    "operator.resyncSeconds=10",
-  ].flatMap((value) => ["--set", value]);
-}
-
 interface Clients {
   kc: KubeConfig;
   core: CoreV1Api;
@@ -218,8 +200,14 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
   for (const helm of helms) {
     describe(`with ${helm.label}`, () => {
       let h: Helm;
-      const values = (): string[] =>
-        imageValues(operatorImage, cluster().images.natsServers[NATS_VERSION] ?? "");
+      const values = (): string[] => [
+        ...imageValues(operatorImage, cluster().images.natsServers[NATS_VERSION] ?? ""),
+        // Renewals happen during the suite: 120 s certificates, renewed at 80 s, looked at
+        // every 10 s.
+        ...["operator.certificateLifetimeSeconds=120", "operator.resyncSeconds=10"].flatMap(
+          (value) => ["--set", value],
+        ),
+      ];
       const shop = `shop-${helm.label.replaceAll(".", "-")}`;
       let prod: V1Pod;
 
@@ -227,18 +215,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
         h = useHelm(helm.path, cluster().kubeconfigPath);
         const c = clients();
         const started = Date.now();
-        await h.run([
-          "install",
-          RELEASE,
-          CHART,
-          "-n",
-          NAMESPACE,
-          "--create-namespace",
-          ...values(),
-          "--wait",
-          "--timeout",
-          "5m",
-        ]);
+        await h.run(installArgs(values()));
         const installMs = Date.now() - started;
         process.stderr.write(`${helm.label}: install to Ready ${installMs} ms\n`);
 
@@ -292,6 +269,39 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
 
         const tested = await h.run(["test", RELEASE, "-n", NAMESPACE, "--timeout", "3m"]);
         assert.match(tested.stdout, /Phase:\s+Succeeded/);
+
+        // Least privilege: a webhook replica cannot read the keys or the CA; the controller can.
+        const authorization = c.kc.makeApiClient(AuthorizationV1Api);
+        const mayGet = async (account: string, secret: string): Promise<boolean> =>
+          (
+            await authorization.createSubjectAccessReview({
+              body: {
+                spec: {
+                  user: `system:serviceaccount:${NAMESPACE}:${RELEASE}-${account}`,
+                  resourceAttributes: {
+                    namespace: NAMESPACE,
+                    verb: "get",
+                    resource: "secrets",
+                    name: secret,
+                  },
+                },
+              },
+            })
+          ).status?.allowed ?? false;
+        const keys = await c.core.listNamespacedSecret({
+          namespace: NAMESPACE,
+          labelSelector: "nats-tenancy.io/keys",
+        });
+        const guarded = [...keys.items.map((x) => x.metadata?.name ?? ""), "nats-tenancy-ca"];
+        for (const secret of guarded) {
+          assert.equal(
+            await mayGet("webhook", secret),
+            false,
+            `the webhook may not read ${secret}`,
+          );
+          assert.equal(await mayGet("controller", secret), true, `the controller reads ${secret}`);
+        }
+        assert.equal(await mayGet("webhook", `${RELEASE}-webhook-tls`), true);
       });
 
       test("an App with prod and test: the prod pod does request-reply over its injected credentials; the test pod and another App's pod see nothing of prod", async () => {
@@ -333,6 +343,16 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
         for (const outsider of [testPod, other]) {
           assert.equal(await ask(outsider, "/received?subject=orders.>"), "[]");
         }
+        // The servers' monitoring port listens on loopback only: no tenant reaches it.
+        const [server] = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+        const monitor = await fetch(
+          `http://${prod.status?.podIP ?? ""}:8080/fetch?url=${encodeURIComponent(`http://${server?.status?.podIP ?? ""}:8222/varz`)}`,
+        );
+        assert.match(
+          await monitor.text(),
+          /ECONNREFUSED/,
+          "the monitoring port refuses a tenant's pod",
+        );
       });
 
       test("certificate renewal reaches every NATS server without a restart; the app keeps working and new pods connect", async () => {

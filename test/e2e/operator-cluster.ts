@@ -12,6 +12,9 @@ import {
 } from "../../src/accounts/identities.ts";
 import { DAY_MS, caBundle, stepCa, type CaPolicy, type CaState } from "../../src/ca/authority.ts";
 import { ensureLeaf, natsRouteLeaf, natsServerLeaf, type NatsNames } from "../../src/ca/leaves.ts";
+import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
+import type { AccountSpec } from "../../src/accounts/spec.ts";
+import { ResolverClient } from "../../src/accounts/resolver-client.ts";
 import { startTenancyNats, type TenancyNatsCluster } from "../../src/embedded/tenancy-nats.ts";
 import { renderNatsConfigFiles, type NatsConfigFiles } from "../../src/nats/server-config.ts";
 import type { KeyAndCertificate } from "../../src/pki/certificates.ts";
@@ -99,4 +102,24 @@ export async function startOperatorCluster(
     },
   };
   return result;
+}
+
+/** Mints an app account for the cluster's operator and pushes it to every server. */
+export async function pushTestAccount(
+  cluster: OperatorCluster,
+  spec: AccountSpec,
+): Promise<MintedAccount> {
+  const resolver = await ResolverClient.connect({
+    servers: cluster.urls,
+    creds: cluster.artifacts.systemUserCreds,
+    caFile: cluster.caFile,
+    expectedServers: 3,
+  });
+  try {
+    const account = mintAppAccount(spec, cluster.identity);
+    await resolver.push(account.stored.accountJwt, cluster.identity);
+    return account;
+  } finally {
+    await resolver.close();
+  }
 }

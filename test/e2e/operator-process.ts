@@ -8,20 +8,18 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import {
-  formatCreds,
   loadOperatorIdentity,
   type OperatorIdentity,
   type OperatorSeeds,
 } from "../../src/accounts/identities.ts";
 import { OPERATOR_ENTRY } from "../../src/accounts/key-store.ts";
-import { encodeJwt } from "../../src/accounts/jwt.ts";
-import { NKey } from "../../src/accounts/nkey.ts";
 import { CoreV1Api } from "@kubernetes/client-node";
 import type { LocalStack } from "../../src/embedded/local-stack.ts";
 import { readSecretData } from "../../src/kube/read-secret.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { ManagedProcess } from "../../src/embedded/process.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
+import { systemUserCreds } from "./fixtures/system-user.ts";
 
 export const OPERATOR_USER = "nats-tenancy-operator";
 const MAIN = join(import.meta.dirname, "../../src/cli/main.ts");
@@ -205,26 +203,10 @@ export async function countPushes(
   stack: LocalStack,
   identity: OperatorIdentity,
 ): Promise<{ updates: () => number; deletes: () => number; close: () => Promise<void> }> {
-  const user = NKey.generate("user");
-  const jwt = encodeJwt(
-    {
-      name: "push-counter",
-      sub: user.publicKey,
-      type: "user",
-      nats: {
-        pub: { allow: ["_INBOX.>"] },
-        sub: { allow: ["$SYS.REQ.CLAIMS.>"] },
-        subs: -1,
-        data: -1,
-        payload: -1,
-      },
-    },
-    identity.systemAccount,
-    Math.floor(Date.now() / 1000),
-  );
+  const creds = systemUserCreds(identity.systemAccount, ["_INBOX.>"], ["$SYS.REQ.CLAIMS.>"]);
   const nc: NatsConnection = await connect({
     servers: stack.nats.tlsUrls,
-    authenticator: credsAuthenticator(new TextEncoder().encode(formatCreds(jwt, user))),
+    authenticator: credsAuthenticator(new TextEncoder().encode(creds)),
     tls: { caFile: stack.nats.caFile },
     name: "push-counter",
   });

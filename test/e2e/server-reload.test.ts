@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
+import type { MintedAccount } from "../../src/accounts/app-account.ts";
 import { SYSTEM_USER_PUBLISH } from "../../src/accounts/identities.ts";
-import { ResolverClient } from "../../src/accounts/resolver-client.ts";
 import { caBundle } from "../../src/ca/authority.ts";
 import { ensureLeaf, natsServerLeaf } from "../../src/ca/leaves.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
@@ -21,6 +20,7 @@ import { systemUserCreds } from "./fixtures/system-user.ts";
 import { printLogsOnFailure } from "./harness.ts";
 import {
   LEAF_LIFETIME_MS,
+  pushTestAccount,
   TEST_NAMES,
   natsFiles,
   startOperatorCluster,
@@ -41,18 +41,11 @@ for (const server of natsServers) {
     before(async () => {
       cluster = await startOperatorCluster(server.path);
       system = await dial(cluster.artifacts.systemUserCreds);
-      const resolver = await ResolverClient.connect({
-        servers: cluster.urls,
-        creds: cluster.artifacts.systemUserCreds,
-        caFile: cluster.caFile,
-        expectedServers: 3,
+      account = await pushTestAccount(cluster, {
+        namespace: "reload",
+        app: "client",
+        environment: "prod",
       });
-      account = mintAppAccount(
-        { namespace: "reload", app: "client", environment: "prod" },
-        cluster.identity,
-      );
-      await resolver.push(account.stored.accountJwt, cluster.identity);
-      await resolver.close();
     });
     printLogsOnFailure("nats cluster", () => cluster);
     after(async () => {

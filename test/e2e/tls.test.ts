@@ -14,6 +14,7 @@ import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import {
   LEAF_LIFETIME_MS,
+  pushTestAccount,
   TEST_NAMES,
   startOperatorCluster,
   type OperatorCluster,
@@ -51,18 +52,11 @@ for (const server of natsServers) {
 
     before(async () => {
       cluster = await startOperatorCluster(server.path);
-      const resolver = await ResolverClient.connect({
-        servers: cluster.urls,
-        creds: cluster.artifacts.systemUserCreds,
-        caFile: cluster.caFile,
-        expectedServers: 3,
+      account = await pushTestAccount(cluster, {
+        namespace: "tls",
+        app: "client",
+        environment: "prod",
       });
-      account = mintAppAccount(
-        { namespace: "tls", app: "client", environment: "prod" },
-        cluster.identity,
-      );
-      await resolver.push(account.stored.accountJwt, cluster.identity);
-      await resolver.close();
     });
     printLogsOnFailure("nats cluster", () => cluster);
     after(async () => {
