@@ -105,8 +105,8 @@ const FLAGS = {
   "server-reload": {
     type: "string",
     env: "NATS_TENANCY_SERVER_RELOAD",
-    help: 'ask the NATS servers (pods of the StatefulSet) to reload renewed certificates: "on", or "off" where something else reloads them',
-    default: "on",
+    help: 'ask the NATS servers, pods of the chart\'s StatefulSet reached by their headless-Service names, to reload renewed certificates: "on" (the chart), or "off" where something else reloads them',
+    default: "off",
   },
   "resync-seconds": {
     type: "string",
@@ -265,7 +265,8 @@ export function parseOptions(
   }
   const get = (name: FlagName): string | undefined => {
     const flag = FLAGS[name];
-    const value = parsed[name] ?? (flag.env ? env[flag.env] : undefined);
+    // An empty variable (a chart value left blank) means unset, not an empty setting.
+    const value = parsed[name] ?? (flag.env ? env[flag.env] || undefined : undefined);
     if (value === undefined) return "default" in flag ? flag.default : undefined;
     return String(value);
   };

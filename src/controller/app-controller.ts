@@ -268,11 +268,7 @@ export class AppController {
   }
 
   private reloadServers(): void {
-    if (this.boot)
-      this.reloads?.request({
-        certificatePem: this.boot.natsServerCertificatePem,
-        caBundle: this.boot.caBundle,
-      });
+    if (this.boot) this.reloads?.request({ certificatePem: this.boot.natsServerCertificatePem });
   }
 
   private scheduleResync(store: KubernetesSecretStore): void {

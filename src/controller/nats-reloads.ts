@@ -2,8 +2,10 @@
  * Keeps every NATS server serving the certificate in the NATS config Secret: after each
  * bootstrap (a renewal or a CA step may have changed the Secret) and after each new connection,
  * the leader asks the servers that still present an older certificate to reload, until all
- * present the new one or the deadline passes (the next resync tries again). One run at a time;
- * a request during a run is taken up when it ends, with the latest certificate.
+ * present the new one or the deadline passes (the next resync tries again). One run at a time:
+ * a request for the same certificate during a run is taken up when it ends; one for another
+ * certificate (a renewal landed meanwhile) cuts the run short, since no server that picks up
+ * the newer files will ever present the older certificate.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
@@ -30,12 +32,13 @@ export interface NatsReloadsOptions {
 
 export interface ServingTarget {
   certificatePem: string;
-  caBundle: string;
 }
 
 export class NatsReloads {
   private readonly options: NatsReloadsOptions;
   private readonly abort = new AbortController();
+  /** Cut short by a request for another certificate. */
+  private current: { target: ServingTarget; abort: AbortController } | undefined;
   private target: ServingTarget | undefined;
   private running: Promise<void> | undefined;
   private again = false;
@@ -48,6 +51,8 @@ export class NatsReloads {
     this.target = target;
     if (this.running) {
       this.again = true;
+      if (this.current && this.current.target.certificatePem !== target.certificatePem)
+        this.current.abort.abort();
       return;
     }
     this.running = this.run().finally(() => {
@@ -72,21 +77,22 @@ export class NatsReloads {
       } catch {
         return; // not connected: the next connection asks again
       }
+      const run = { target, abort: new AbortController() };
+      this.current = run;
       try {
         const result = await reloadUntilServing({
           connection,
           expectedCertificatePem: target.certificatePem,
-          ca: target.caBundle,
           endpoint: settings.endpoint,
           expectedServers,
           deadlineMs: settings.deadlineMs,
-          signal: this.abort.signal,
+          signal: AbortSignal.any([this.abort.signal, run.abort.signal]),
           logger,
         });
         if (result.reloaded.length > 0)
           logger.info({ servers: result.reloaded }, "NATS servers reloaded their certificates");
       } catch (error) {
-        if (this.stopped()) return;
+        if (this.stopped() || run.abort.signal.aborted) continue;
         const message =
           error instanceof ServerReloadTimeoutError
             ? "some NATS servers still present an older certificate; the next resync asks again"

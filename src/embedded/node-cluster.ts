@@ -250,7 +250,7 @@ export async function startNodeCluster(options: NodeClusterOptions): Promise<Nod
     // Cluster DNS and storage are objects; their pods wait for the node.
     const kc = cp.kubeConfig();
     await applyObjects(kc, nodeAddons(network, images.coredns), "nats-tenancy-node");
-    volumes = openUpProvisionedVolumes(kc);
+    volumes = openUpProvisionedVolumes(kc, log);
 
     await imported;
     const kubelet = start("kubelet", tools.kubelet, [

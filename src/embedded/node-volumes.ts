@@ -4,7 +4,8 @@
  * with mode 0750, and hostPath volumes ignore a pod's fsGroup, so a pod running as non-root (the
  * chart's NATS servers) could not write its PersistentVolumeClaim. Real provisioners honour
  * fsGroup; here every provisioned directory is opened up (0777) as soon as its volume appears,
- * which is before the claim binds and the pod can start.
+ * which is normally before the claim binds and the pod starts (a pod that starts first fails to
+write and is restarted by the kubelet).
  */
 import { chmodSync, existsSync } from "node:fs";
 import { Watch, type KubeConfig, type V1PersistentVolume } from "@kubernetes/client-node";
@@ -12,14 +13,21 @@ import { Watch, type KubeConfig, type V1PersistentVolume } from "@kubernetes/cli
 export const PROVISIONED_ROOT = "/tmp/hostpath_pv";
 const RETRY_MS = 1000;
 
-export function openUpProvisionedVolumes(kubeConfig: KubeConfig): { stop: () => void } {
+export function openUpProvisionedVolumes(
+  kubeConfig: KubeConfig,
+  log: (line: string) => void,
+): { stop: () => void } {
   let stopped = false;
   let request: { abort: () => void } | undefined;
   let timer: NodeJS.Timeout | undefined;
   const open = (volume: V1PersistentVolume): void => {
     const path = volume.spec?.hostPath?.path;
     if (!path?.startsWith(`${PROVISIONED_ROOT}/`) || !existsSync(path)) return;
-    chmodSync(path, 0o777);
+    try {
+      chmodSync(path, 0o777);
+    } catch (error) {
+      log(`could not open up volume ${path}: ${String(error)}`);
+    }
   };
   const watch = (): void => {
     if (stopped) return;

@@ -15,6 +15,7 @@ import {
   readFileSync,
   realpathSync,
   renameSync,
+  rmSync,
   statSync,
 } from "node:fs";
 import { delimiter, dirname, join, relative } from "node:path";
@@ -184,8 +185,12 @@ export async function buildOperatorImage(options: OperatorImageOptions = {}): Pr
       );
       // Beside the cache entry, so the rename that publishes it is atomic.
       const written = `${archive}.${String(process.pid)}.tmp`;
-      await run(BUILDAH, [...storage, "push", name, `oci-archive:${written}:${name}`], env);
-      renameSync(written, archive);
+      try {
+        await run(BUILDAH, [...storage, "push", name, `oci-archive:${written}:${name}`], env);
+        renameSync(written, archive);
+      } finally {
+        rmSync(written, { force: true });
+      }
     } finally {
       work.release();
     }

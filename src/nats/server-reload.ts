@@ -32,10 +32,13 @@ export interface ServerEndpoint {
 export interface ReloadOptions {
   /** A connection as a user of the system account (the operator's). */
   connection: NatsConnection;
-  /** The server certificate now in the Secret (PEM; the leaf first if it is a chain). */
+  /**
+   * The server certificate now in the Secret (PEM; the leaf first if it is a chain). A server
+   * is current when it presents exactly this certificate: the handshake proves it holds the
+   * key, so no CA is needed (and a server whose certificate no longer verifies, expired or from
+   * a replaced CA, is still recognised as stale and asked to reload).
+   */
   expectedCertificatePem: string;
-  /** CA bundle (PEM) the presented certificate must verify against. */
-  ca: string;
   /** How to reach a server by its `server_name` (the chart: `<pod>.<headless service>.<ns>.svc`). */
   endpoint: (serverName: string) => ServerEndpoint;
   /** How many servers must answer and present the certificate. */
@@ -95,14 +98,23 @@ const STEP_MIN_MS = 200;
 const PING_MAX_MS = 2_000;
 /** A reload takes milliseconds; a reply that is late was lost with a dropped connection. */
 const RELOAD_REPLY_MS = 2_000;
+/**
+ * At most one reload per server this often. The kubelet refreshes the files a minute or more
+ * after the Secret changed (its sync period), and until then a reload achieves nothing but
+ * re-reading every account (and, on 2.12, dropping every client); the handshakes in between
+ * are cheap.
+ */
+const RELOAD_INTERVAL_MS = 15_000;
 
 /**
  * The leaf certificate a server presents on its client port now. nats-server first sends its
- * INFO line in plaintext and then expects the client to start TLS on the same socket.
+ * INFO line in plaintext and then expects the client to start TLS on the same socket. With a
+ * CA bundle the certificate must verify against it and name the endpoint; without one it is
+ * only read (the caller compares it with the one it expects).
  */
 export async function presentedCertificate(
   endpoint: ServerEndpoint,
-  ca: string,
+  ca: string | undefined,
   timeoutMs = STEP_MAX_MS,
 ): Promise<X509Certificate> {
   const where = `${endpoint.host}:${endpoint.port}`;
@@ -110,7 +122,11 @@ export async function presentedCertificate(
   const socket = netConnect(endpoint.port, endpoint.host);
   try {
     await readInfoLine(socket, signal);
-    const secure = tlsConnect({ socket, ca, servername: endpoint.servername ?? endpoint.host });
+    const secure = tlsConnect({
+      socket,
+      servername: endpoint.servername ?? endpoint.host,
+      ...(ca === undefined ? { rejectUnauthorized: false } : { ca }),
+    });
     try {
       await once(secure, "secureConnect", { signal });
       const certificate = secure.getPeerX509Certificate();
@@ -144,6 +160,8 @@ async function readInfoLine(socket: Socket, signal: AbortSignal): Promise<void> 
 interface ServerState {
   id: string;
   asked: boolean;
+  /** When it was last asked to reload (ms since epoch). */
+  askedAtMs?: number;
   /** Why it is not current yet: what it presents, or what failed. */
   reason: string;
 }
@@ -228,15 +246,20 @@ export async function reloadUntilServing(o: ReloadOptions): Promise<ReloadResult
   const result: ReloadResult = { reloaded: [], alreadyCurrent: [] };
   const settled = (): number => result.reloaded.length + result.alreadyCurrent.length;
 
-  /** Why the server does not present the expected certificate now; undefined when it does. */
-  const mismatch = async (name: string): Promise<string | undefined> => {
+  /**
+   * Why the server does not present the expected certificate now (undefined when it does), and
+   * whether a reload can change that: not when the server cannot be reached at all.
+   */
+  const mismatch = async (
+    name: string,
+  ): Promise<{ reason: string; reloadable: boolean } | undefined> => {
     try {
-      const presented = await presentedCertificate(o.endpoint(name), o.ca, stepMs());
+      const presented = await presentedCertificate(o.endpoint(name), undefined, stepMs());
       return presented.fingerprint256 === expected
         ? undefined
-        : `presents serial ${presented.serialNumber}`;
+        : { reason: `presents serial ${presented.serialNumber}`, reloadable: true };
     } catch (error) {
-      return `handshake failed: ${(error as Error).message}`;
+      return { reason: `unreachable: ${(error as Error).message}`, reloadable: false };
     }
   };
   const settle = (name: string, state: ServerState): void => {
@@ -257,16 +280,22 @@ export async function reloadUntilServing(o: ReloadOptions): Promise<ReloadResult
       if (Date.now() >= deadline) return;
       // Checked before asking: a restarted pod already serves the new files, and a reload
       // would only drop its clients for nothing.
-      if ((await mismatch(name)) === undefined) {
+      const before = await mismatch(name);
+      if (before === undefined) {
         settle(name, state);
         continue;
       }
+      state.reason = before.reason;
+      const recently =
+        state.askedAtMs !== undefined && Date.now() - state.askedAtMs < RELOAD_INTERVAL_MS;
+      if (!before.reloadable || recently) continue;
       const failed = await askReload(o.connection, state.id, stepMs(RELOAD_REPLY_MS));
       state.asked = true;
+      state.askedAtMs = Date.now();
       o.logger?.info({ server: name, failed }, "asked NATS server to reload its configuration");
-      const reason = await mismatch(name);
-      if (reason === undefined) settle(name, state);
-      else state.reason = failed ? `${failed}; ${reason}` : reason;
+      const after = await mismatch(name);
+      if (after === undefined) settle(name, state);
+      else state.reason = failed ? `${failed}; ${after.reason}` : after.reason;
     }
   };
 

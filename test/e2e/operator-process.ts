@@ -86,8 +86,6 @@ export async function launchOperator(
       `--app-nats-url=${stack.settings.appUrl}`,
       `--nats-replicas=${String(stack.settings.expectedServers)}`,
       "--loopback-names",
-      // The local stack reloads its servers itself when it copies the config Secret.
-      "--server-reload=off",
       `--health-address=127.0.0.1:${String(port)}`,
       `--resync-seconds=${String(flags.resyncSeconds ?? 300)}`,
       `--concurrency=${String(flags.concurrency ?? 8)}`,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import type { MintedAccount } from "../../src/accounts/app-account.ts";
 import { SYSTEM_USER_PUBLISH } from "../../src/accounts/identities.ts";
@@ -89,7 +90,6 @@ for (const server of natsServers) {
     ): ReloadOptions => ({
       connection,
       expectedCertificatePem,
-      ca: caBundle(cluster.tls.ca),
       endpoint,
       expectedServers: 3,
       deadlineMs,
@@ -182,6 +182,44 @@ for (const server of natsServers) {
       assert.ok(
         elapsed >= deadlineMs && elapsed < deadlineMs + 2000,
         `gave up after ${elapsed.toFixed(0)} ms`,
+      );
+    });
+
+    test("each server is asked at most once per interval, and one that cannot be reached is not asked", async () => {
+      const never = await ensureLeaf(
+        undefined,
+        natsServerLeaf(TEST_NAMES, LEAF_LIFETIME_MS),
+        cluster.tls.ca,
+        Date.now(),
+      );
+      const [unreachable] = names();
+      const asked: string[] = [];
+      const logger = pino(
+        { level: "info" },
+        {
+          write: (line: string) => {
+            const entry = JSON.parse(line) as { msg: string; server?: string };
+            if (entry.msg === "asked NATS server to reload its configuration" && entry.server)
+              asked.push(entry.server);
+          },
+        },
+      );
+      const error = await reloadUntilServing({
+        ...options(never.leaf.certificatePem, 4000),
+        // A closed port: as if the pod's name did not resolve.
+        endpoint: (name) =>
+          name === unreachable ? { host: "127.0.0.1", port: 1 } : endpoint(name),
+        logger,
+      }).catch((e: unknown) => e);
+      assert.ok(error instanceof ServerReloadTimeoutError, String(error));
+      assert.match(error.stale.get(unreachable ?? "") ?? "", /^unreachable: /);
+      // Several rounds ran within 4 s (backoff from 0.5 s), yet each reachable server was asked
+      // once: the next ask would be 15 s later.
+      assert.deepEqual(
+        asked.sort(),
+        names()
+          .filter((n) => n !== unreachable)
+          .sort(),
       );
     });
 

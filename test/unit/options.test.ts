@@ -66,14 +66,17 @@ describe("operator options", () => {
     assert.equal(parseOptions([], {}).settings.webhook?.registration, "operator");
   });
 
-  test("certificate lifetimes, and the servers reloaded at their pods' names unless turned off", () => {
-    const options = parseOptions(["--certificate-lifetime-seconds=120", "--namespace=ops"], {});
+  test("certificate lifetimes, and the servers reloaded at their pods' names when asked (the chart does)", () => {
+    const options = parseOptions(
+      ["--certificate-lifetime-seconds=120", "--namespace=ops", "--server-reload=on"],
+      {},
+    );
     assert.equal(options.settings.leafLifetimeMs, 120_000);
     assert.equal(options.settings.caPolicy.caLifetimeMs, 3 * 365 * 86_400_000);
     assert.deepEqual(options.settings.serverReload?.endpoint("nats-1"), {
       host: "nats-1.nats-headless.ops.svc.cluster.local",
       port: 4222,
     });
-    assert.equal(parseOptions(["--server-reload=off"], {}).settings.serverReload, undefined);
+    assert.equal(parseOptions([], {}).settings.serverReload, undefined);
   });
 });
