@@ -1,6 +1,33 @@
 // @ts-check
 import js from "@eslint/js";
+import { importX } from "eslint-plugin-import-x";
 import tseslint from "typescript-eslint";
+
+/**
+ * The layers of src/, lowest first: a folder may import its own layer and those below, never
+ * one above, and features never each other (README "Layout").
+ */
+const LAYERS = [
+  ["kube", "pki", "observability", "nats", "server"], // plumbing
+  ["accounts", "ca", "crds", "contract", "runtime"], // domain, and the controller runtime
+  ["controller", "webhook"], // features
+  ["embedded"], // the local environment built on them (npm start, tests)
+  ["cli"], // entry points
+];
+const FEATURES = ["controller", "webhook"];
+const folder = (name) => `./src/${name}`;
+const layerZones = LAYERS.flatMap((layer, index) =>
+  layer.map((name) => ({
+    target: folder(name),
+    from: [
+      ...LAYERS.slice(index + 1)
+        .flat()
+        .map(folder),
+      ...(FEATURES.includes(name) ? FEATURES.filter((f) => f !== name).map(folder) : []),
+    ],
+    message: `src/${name} sits below what it imports here (README "Layout")`,
+  })),
+).filter((zone) => zone.from.length > 0);
 
 export default tseslint.config(
   { ignores: ["node_modules/**", "toolchain/**", "deploy/**", ".cache/**"] },
@@ -27,6 +54,21 @@ export default tseslint.config(
         "error",
         { ignoreRestSiblings: true, argsIgnorePattern: "^_" },
       ],
+    },
+  },
+  {
+    files: ["src/**/*.ts"],
+    plugins: { "import-x": importX },
+    // Imports name their .ts files, which Node's resolution finds as they are; the parser
+    // lets the cycle check read the modules they lead to.
+    settings: {
+      "import-x/extensions": [".ts"],
+      "import-x/parsers": { "@typescript-eslint/parser": [".ts"] },
+      "import-x/resolver": { node: { extensions: [".ts"] } },
+    },
+    rules: {
+      "import-x/no-cycle": "error",
+      "import-x/no-restricted-paths": ["error", { zones: layerZones }],
     },
   },
   { files: ["eslint.config.js"], ...tseslint.configs.disableTypeChecked },

@@ -16,7 +16,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../src/crds/app.ts";
-import type { AppObject } from "../src/controller/app-object.ts";
+import type { AppObject } from "../src/contract/app-object.ts";
 import { startLocalStack } from "../src/embedded/local-stack.ts";
 import { ensureToolchain } from "../src/embedded/toolchain.ts";
 import { listCustomObjectsPage } from "../src/kube/custom-list.ts";

@@ -14,7 +14,8 @@ import pino from "pino";
 import { DAY_MS, DEFAULT_CA_POLICY, caBundle, stepCa } from "../src/ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../src/ca/leaves.ts";
 import { decide } from "../src/webhook/pod-injection.ts";
-import { MUTATE_PODS_PATH, startWebhookServer } from "../src/webhook/webhook-server.ts";
+import { MUTATE_PODS_PATH } from "../src/contract/webhook-registration.ts";
+import { startWebhookServer } from "../src/webhook/webhook-server.ts";
 
 const { values } = parseArgs({
   options: {

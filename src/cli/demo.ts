@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
-import { appSecretName } from "../controller/app-secret.ts";
+import { appSecretName } from "../contract/app-secret.ts";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../crds/app.ts";
 import { startLocalStack } from "../embedded/local-stack.ts";
 import { freePort } from "../embedded/ports.ts";

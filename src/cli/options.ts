@@ -10,7 +10,7 @@ import type { ControllerSettings } from "../controller/app-controller.ts";
 import {
   DEFAULT_EXCLUDED_NAMESPACES,
   type WebhookRegistration,
-} from "../webhook/webhook-config.ts";
+} from "../contract/webhook-registration.ts";
 
 /**
  * What a replica does. The chart runs "controller" (holds the keys, leads by Lease) and

@@ -7,7 +7,7 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { AppController, type ControllerSettings } from "../controller/app-controller.ts";
-import { LeaderElector } from "../controller/leader-election.ts";
+import { LeaderElector } from "../runtime/leader-election.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { startHealthServer } from "../server/health-server.ts";
 import { WebhookRuntime } from "../webhook/webhook-runtime.ts";

@@ -21,15 +21,20 @@ import { readSecret } from "../kube/read-secret.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { scrubSecrets } from "../observability/logger.ts";
 import { AccountIndex, appKey } from "./account-index.ts";
-import { asAppObject, type AppObject } from "./app-object.ts";
+import { asAppObject, type AppObject } from "../contract/app-object.ts";
 import { AppReconciler } from "./app-reconciler.ts";
-import { APP_LABEL } from "./app-secret.ts";
+import { APP_LABEL } from "../contract/app-secret.ts";
 import { kubernetesAppWrites } from "./app-writes.ts";
 import { bootstrap, type BootstrapSettings, type Bootstrapped } from "./bootstrap.ts";
-import { LIST_PAGE_SIZE, watchApps, watchResource, type WatchedResource } from "./informers.ts";
+import {
+  LIST_PAGE_SIZE,
+  watchApps,
+  watchResource,
+  type WatchedResource,
+} from "../runtime/informers.ts";
 import { NatsLink } from "./nats-link.ts";
 import { NatsReloads, type ServerReloadSettings } from "./nats-reloads.ts";
-import { WorkQueue } from "./work-queue.ts";
+import { WorkQueue } from "../runtime/work-queue.ts";
 
 export interface ControllerSettings extends BootstrapSettings {
   /** Where the operator itself connects (any server; system requests reach them all). */

@@ -34,10 +34,11 @@ import {
   type EnvironmentStatus,
 } from "../crds/app.ts";
 import type { AccountIndex } from "./account-index.ts";
-import type { AppObject } from "./app-object.ts";
-import { appSecret, appSecretCurrent, appSecretName, secretOwner } from "./app-secret.ts";
+import type { AppObject } from "../contract/app-object.ts";
+import { appSecret, appSecretCurrent, appSecretName, secretOwner } from "../contract/app-secret.ts";
 import { appStatus, degradedReason, sameStatus, type Outcome } from "./app-status.ts";
 import { FINALIZER, type AppWrites } from "./app-writes.ts";
+import { NatsUnavailableError } from "./nats-link.ts";
 
 /** A reason the App cannot be fully reconciled that its owner can act on. */
 export class AppProblem extends Error {
@@ -51,11 +52,6 @@ export class AppProblem extends Error {
     this.reason = reason;
     this.retry = retry;
   }
-}
-
-/** The NATS connection is not up yet (first start, or the servers are down). */
-export class NatsUnavailableError extends Error {
-  override name = "NatsUnavailableError";
 }
 
 export interface ReconcilerDeps {

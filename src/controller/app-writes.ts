@@ -13,7 +13,7 @@ import {
 } from "@kubernetes/client-node";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../crds/app.ts";
 import type { AppStatus } from "../crds/app.ts";
-import type { AppObject as App } from "./app-object.ts";
+import type { AppObject as App } from "../contract/app-object.ts";
 import { FIELD_MANAGER, applySecret, createSecret } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
 import { recordEvent, type EventInput } from "../kube/events.ts";

@@ -27,7 +27,11 @@ import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import { readSecretData, sameSecretData } from "../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../nats/server-config.ts";
 import { keyPairFrom } from "../ca/tls-secret.ts";
-import { readWebhookTls, ensureWebhook, type WebhookSettings } from "../webhook/webhook-config.ts";
+import {
+  readWebhookTls,
+  ensureWebhook,
+  type WebhookSettings,
+} from "../contract/webhook-registration.ts";
 
 export interface BootstrapSettings {
   /** The operator's namespace: key store, CA and NATS config Secret. */

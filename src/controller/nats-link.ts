@@ -6,7 +6,6 @@
  */
 import type { Logger } from "pino";
 import { ResolverClient } from "../accounts/resolver-client.ts";
-import { NatsUnavailableError } from "./app-reconciler.ts";
 
 export interface NatsLinkOptions {
   servers: string[];
@@ -17,6 +16,11 @@ export interface NatsLinkOptions {
   logger: Logger;
   /** After each new connection: work that waited for NATS can go on now rather than at its next retry. */
   onConnect?: () => void;
+}
+
+/** The NATS connection is not up yet (first start, or the servers are down). */
+export class NatsUnavailableError extends Error {
+  override name = "NatsUnavailableError";
 }
 
 const RETRY_MIN_MS = 500;

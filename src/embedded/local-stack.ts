@@ -9,7 +9,7 @@ import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
 import type { ControllerSettings } from "../controller/app-controller.ts";
 import { bootstrap } from "../controller/bootstrap.ts";
-import { installAppManifests } from "../kube/install-app-manifests.ts";
+import { installAppManifests } from "./install-app-manifests.ts";
 import { readSecretData } from "../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, type NatsConfigFiles } from "../nats/server-config.ts";
 import { startControlPlane, type ControlPlane } from "./control-plane.ts";

@@ -5,7 +5,7 @@
  * of the same Secret laid out as a servicebinding.io binding, so NATS_CREDENTIALS_FILE,
  * NATS_CA_FILE and service-binding libraries all read the same files.
  */
-import { APP_LABEL, CA_KEY, CREDS_KEY, ENVIRONMENT_LABEL } from "../controller/app-secret.ts";
+import { APP_LABEL, CA_KEY, CREDS_KEY, ENVIRONMENT_LABEL } from "../contract/app-secret.ts";
 
 export const INJECTED_ANNOTATION = "nats-tenancy.io/injected";
 export const VOLUME_NAME = "nats-tenancy-credentials";

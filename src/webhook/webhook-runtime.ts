@@ -6,14 +6,18 @@
  */
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { asAppObject, type AppObject } from "../controller/app-object.ts";
-import { appSecretName } from "../controller/app-secret.ts";
-import { watchApps, type WatchedResource } from "../controller/informers.ts";
+import { asAppObject, type AppObject } from "../contract/app-object.ts";
+import { appSecretName } from "../contract/app-secret.ts";
+import { watchApps, type WatchedResource } from "../runtime/informers.ts";
 import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { PodReview } from "./admission-review.ts";
 import { decide, type AppView, type Decision } from "./pod-injection.ts";
-import { excludedNamespaces, readWebhookTls, type WebhookSettings } from "./webhook-config.ts";
+import {
+  excludedNamespaces,
+  readWebhookTls,
+  type WebhookSettings,
+} from "../contract/webhook-registration.ts";
 import { startWebhookServer, type WebhookServer } from "./webhook-server.ts";
 
 export interface WebhookRuntimeOptions {

@@ -6,10 +6,10 @@
  */
 import Fastify, { LogController, type FastifyError } from "fastify";
 import type { Logger } from "pino";
+import { MUTATE_PODS_PATH } from "../contract/webhook-registration.ts";
 import { ReviewError, parsePodReview, reviewResponse, type PodReview } from "./admission-review.ts";
 import type { Decision } from "./pod-injection.ts";
 
-export const MUTATE_PODS_PATH = "/mutate-pods";
 /** The API server refuses objects over 3 MiB; a review holds one pod and some envelope. */
 export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
 

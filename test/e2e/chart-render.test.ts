@@ -14,7 +14,7 @@ import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import {
   DEFAULT_EXCLUDED_NAMESPACES,
   webhookConfiguration,
-} from "../../src/webhook/webhook-config.ts";
+} from "../../src/contract/webhook-registration.ts";
 import { useHelm } from "./fixtures/helm.ts";
 
 const { helms } = await ensureToolchain();

@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import { loadAccount, parseAccountEntryName } from "../../src/accounts/key-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
-import type { AppObject } from "../../src/controller/app-object.ts";
+import type { AppObject } from "../../src/contract/app-object.ts";
 import { FINALIZER } from "../../src/controller/app-writes.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { listCustomObjectsPage } from "../../src/kube/custom-list.ts";

@@ -10,7 +10,7 @@ import {
   V1MicroTime,
   type V1LeaseSpec,
 } from "@kubernetes/client-node";
-import { LeaderElector } from "../../src/controller/leader-election.ts";
+import { LeaderElector } from "../../src/runtime/leader-election.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { useControlPlane } from "./harness.ts";

@@ -15,7 +15,7 @@ import {
 import { formatCreds, type OperatorIdentity } from "../../src/accounts/identities.ts";
 import { ResolverClient } from "../../src/accounts/resolver-client.ts";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../../src/crds/app.ts";
-import type { AppObject } from "../../src/controller/app-object.ts";
+import type { AppObject } from "../../src/contract/app-object.ts";
 import { startLocalStack, type LocalStack } from "../../src/embedded/local-stack.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { unlessNotFound } from "../../src/kube/api-errors.ts";

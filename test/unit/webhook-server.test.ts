@@ -11,9 +11,9 @@ import {
   type CaState,
 } from "../../src/ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../../src/ca/leaves.ts";
+import { MUTATE_PODS_PATH } from "../../src/contract/webhook-registration.ts";
 import {
   MAX_REVIEW_BYTES,
-  MUTATE_PODS_PATH,
   startWebhookServer,
   type WebhookServer,
 } from "../../src/webhook/webhook-server.ts";

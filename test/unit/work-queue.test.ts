@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setImmediate as nextMacrotask } from "node:timers/promises";
-import { WorkQueue, backoffDelay, type WorkResult } from "../../src/controller/work-queue.ts";
+import { WorkQueue, backoffDelay, type WorkResult } from "../../src/runtime/work-queue.ts";
 
 /** Lets every pending microtask chain (runs finishing, the queue starting keys) play out. */
 async function flush(): Promise<void> {

@@ -12,9 +12,9 @@ import {
 } from "@kubernetes/client-node";
 import { APP_CRD_NAME, appManifestsYaml } from "../crds/crd.ts";
 import { APP_RESOURCE } from "../crds/app.ts";
-import { waitUntil } from "../embedded/wait.ts";
-import { applyObjects } from "./apply-objects.ts";
-import { FIELD_MANAGER } from "./apply-secret.ts";
+import { waitUntil } from "./wait.ts";
+import { applyObjects } from "../kube/apply-objects.ts";
+import { FIELD_MANAGER } from "../kube/apply-secret.ts";
 
 export async function installAppManifests(
   kubeConfig: KubeConfig,

@@ -18,12 +18,11 @@ import {
 import type { CaState } from "../ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../ca/leaves.ts";
 import { keyPairFrom, tlsSecret } from "../ca/tls-secret.ts";
-import { APP_LABEL } from "../controller/app-secret.ts";
+import { APP_LABEL } from "./app-secret.ts";
 import { FIELD_MANAGER, MANAGED_BY, applySecret } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
 import { readSecretData } from "../kube/read-secret.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
-import { MUTATE_PODS_PATH } from "./webhook-server.ts";
 
 export interface WebhookSettings {
   /** MutatingWebhookConfiguration name. */
@@ -44,6 +43,9 @@ export interface WebhookSettings {
   /** Namespaces never injected besides the operator's own. */
   excludedNamespaces: string[];
 }
+
+/** Where the webhook serves pod reviews, and where the registration sends them. */
+export const MUTATE_PODS_PATH = "/mutate-pods";
 
 export type WebhookRegistration = "operator" | "ca-bundle";
 

@@ -12,7 +12,7 @@ import {
 import type { Logger } from "pino";
 import { APP_GROUP, APP_PLURAL, APP_RESOURCE, APP_VERSION } from "../crds/app.ts";
 import { listCustomObjectsPage } from "../kube/custom-list.ts";
-import { asAppObject, type AppObject } from "./app-object.ts";
+import { asAppObject, type AppObject } from "../contract/app-object.ts";
 
 /** Objects per list request while an informer starts: bounded memory per response. */
 export const LIST_PAGE_SIZE = 500;
