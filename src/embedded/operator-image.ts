@@ -17,6 +17,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  utimesSync,
 } from "node:fs";
 import { delimiter, dirname, join, relative } from "node:path";
 import { nodeBinary, nodeImage } from "./node-images.ts";
@@ -151,7 +152,11 @@ export async function buildOperatorImage(options: OperatorImageOptions = {}): Pr
   const tag = key.digest("hex").slice(0, 16);
   const name = `${OPERATOR_IMAGE_REPOSITORY}:${tag}`;
   const archive = join(imagesDir, `operator-${tag}.tar`);
-  if (!existsSync(archive)) {
+  if (existsSync(archive)) {
+    // The image cache sweeps archives no run has touched for two days.
+    const now = new Date();
+    utimesSync(archive, now, now);
+  } else {
     const started = Date.now();
     options.log?.(`building ${name} from the Dockerfile with buildah`);
     const work = ownedTempDir("buildah");
