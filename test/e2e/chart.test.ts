@@ -434,9 +434,23 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           gracePeriodSeconds: 0,
         });
         await createApp(c, shop, "late", ["prod"]);
+        // The dying leader releases the Lease on SIGTERM; the other replica takes it next.
+        let next: string | undefined;
+        await waitUntil(
+          `the Lease held by another controller than ${leader}`,
+          async () => {
+            next = await holder();
+            return next !== undefined && next !== "" && next !== leader;
+          },
+          { timeoutMs: 60_000 },
+        );
+        assert.ok(
+          (await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=controller")).some(
+            (pod) => pod.metadata?.name === next,
+          ),
+          `the new holder ${String(next)} is a controller pod`,
+        );
         await appReady(c, shop, "late");
-        const next = await holder();
-        assert.ok(next && next !== leader, `the Lease moved from ${leader} (now ${String(next)})`);
         const late = await deployApp(c, shop, "late", "prod");
         assert.equal(
           await ask(late, "/request?subject=echo.late&data=z"),
