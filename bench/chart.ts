@@ -19,6 +19,7 @@ import {
   installArgs,
 } from "../test/e2e/fixtures/chart.ts";
 import { useHelm } from "../test/e2e/fixtures/helm.ts";
+import { isReady } from "../test/e2e/fixtures/pods.ts";
 import { podRssMiB } from "./pod-memory.ts";
 
 const { values } = parseArgs({ options: { apps: { type: "string", default: "20" } } });
@@ -69,10 +70,8 @@ try {
       const list = (await custom.listNamespacedCustomObject({
         ...APP_RESOURCE,
         namespace: "bench",
-      })) as { items: { status?: { conditions?: { type: string; status: string }[] } }[] };
-      return list.items.every((a) =>
-        a.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
-      );
+      })) as { items: Parameters<typeof isReady>[0][] };
+      return list.items.every(isReady);
     },
     { timeoutMs: 300_000 },
   );

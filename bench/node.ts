@@ -12,6 +12,7 @@ import { CoreV1Api, type V1Pod } from "@kubernetes/client-node";
 import { startNodeCluster, type NodeCluster } from "../src/embedded/node-cluster.ts";
 import { cacheRoot, ensureToolchain } from "../src/embedded/toolchain.ts";
 import { waitUntil } from "../src/embedded/wait.ts";
+import { isReady } from "../test/e2e/fixtures/pods.ts";
 import { probeContainer, probeImage } from "../test/e2e/fixtures/probe-image.ts";
 import { rssMiB } from "./pod-memory.ts";
 
@@ -50,9 +51,7 @@ async function readyPod(core: CoreV1Api, name: string): Promise<{ pod: V1Pod; ru
     async () => {
       pod = await core.readNamespacedPod({ name, namespace: "default" });
       if (!runningMs && pod.status?.phase === "Running") runningMs = Date.now() - started;
-      return (
-        pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false
-      );
+      return isReady(pod);
     },
     { timeoutMs: 60_000, intervalMs: 25 },
   );

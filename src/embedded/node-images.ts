@@ -3,9 +3,9 @@
  * containerd. Names live only here: a pod, the containerd sandbox setting and a chart's values
  * must all say exactly the name an imported archive carries, or containerd tries to pull it.
  */
-import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { runCommand } from "./process.ts";
 import { writeImageArchive, type ImageArchive, type ImageSpec } from "./oci-image.ts";
 import { cacheRoot, type Toolchain } from "./toolchain.ts";
 
@@ -79,17 +79,6 @@ export async function importImages(
   archives: Pick<ImageArchive, "name" | "archive">[],
 ): Promise<void> {
   for (const image of archives) {
-    await new Promise<void>((resolve, reject) => {
-      let stderr = "";
-      const child = spawn(ctr, ["-a", socket, "-n", "k8s.io", "images", "import", image.archive], {
-        stdio: ["ignore", "ignore", "pipe"],
-      });
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on("error", reject);
-      child.on("exit", (code) => {
-        if (code === 0) resolve();
-        else reject(new Error(`ctr images import ${image.name} failed: ${stderr.trim()}`));
-      });
-    });
+    await runCommand(ctr, ["-a", socket, "-n", "k8s.io", "images", "import", image.archive]);
   }
 }

@@ -6,7 +6,6 @@
  * storage, chroot isolation: no daemon, nothing mounted on the host); the result is an OCI
  * archive cached by the content of everything the build reads.
  */
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   existsSync,
@@ -22,6 +21,7 @@ import {
 import { delimiter, dirname, join, relative } from "node:path";
 import { nodeBinary, nodeImage } from "./node-images.ts";
 import { writeImageArchive } from "./oci-image.ts";
+import { runCommand } from "./process.ts";
 import { ownedTempDir } from "./tempdir.ts";
 import { cacheRoot } from "./toolchain.ts";
 
@@ -77,29 +77,6 @@ function contextFiles(): string[] {
     "package-lock.json",
     ...filesUnder(join(REPOSITORY_ROOT, "src")).map((file) => relative(REPOSITORY_ROOT, file)),
   ];
-}
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let output = "";
-    const child = spawn(command, args, {
-      cwd: REPOSITORY_ROOT,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      if (code === 0) resolve(output);
-      else
-        reject(
-          new OperatorImageError(
-            `${command} ${args.slice(0, 6).join(" ")} failed (${String(code)}):\n${output.slice(-4000)}`,
-          ),
-        );
-    });
-  });
 }
 
 /** Why the image cannot be built here, if it cannot. */
@@ -170,7 +147,7 @@ export async function buildOperatorImage(options: OperatorImageOptions = {}): Pr
         "vfs",
       ];
       const env = { ...process.env, BUILDAH_ISOLATION: "chroot" };
-      await run(
+      await runCommand(
         BUILDAH,
         [
           ...storage,
@@ -186,12 +163,14 @@ export async function buildOperatorImage(options: OperatorImageOptions = {}): Pr
           name,
           ".",
         ],
-        env,
+        { cwd: REPOSITORY_ROOT, env },
       );
       // Beside the cache entry, so the rename that publishes it is atomic.
       const written = `${archive}.${String(process.pid)}.tmp`;
       try {
-        await run(BUILDAH, [...storage, "push", name, `oci-archive:${written}:${name}`], env);
+        await runCommand(BUILDAH, [...storage, "push", name, `oci-archive:${written}:${name}`], {
+          env,
+        });
         renameSync(written, archive);
       } finally {
         rmSync(written, { force: true });

@@ -118,6 +118,33 @@ export class ManagedProcess {
  * Whether `pid` is a running process. A zombie is not: it has exited and only waits for its
  * parent (or init, slow to reap on some machines) to collect it.
  */
+/**
+ * Runs a short command to completion; resolves to its output (stdout and stderr together),
+ * rejects with the end of it when the command fails.
+ */
+export function runCommand(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let output = "";
+    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      if (code === 0) resolve(output);
+      else
+        reject(
+          new Error(
+            `${command} ${args.slice(0, 6).join(" ")} failed (${signal ?? `exit ${String(code)}`}):\n${output.slice(-4000)}`,
+          ),
+        );
+    });
+  });
+}
+
 export function isRunning(pid: number): boolean {
   try {
     return !/^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));

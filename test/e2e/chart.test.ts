@@ -41,7 +41,7 @@ import {
 import { useHelm, type Helm } from "./fixtures/helm.ts";
 import { systemUserCreds } from "./fixtures/system-user.ts";
 import { natsAppContainer, natsAppImage } from "./fixtures/nats-app-image.ts";
-import { ask, describeNamespace, podLogs, podsOf } from "./fixtures/pods.ts";
+import { ask, describeNamespace, isReady, podLogs, podsOf } from "./fixtures/pods.ts";
 import { chartSkipReason, useNodeCluster } from "./harness.ts";
 
 const { helms } = await ensureToolchain();
@@ -50,10 +50,6 @@ interface Clients {
   core: CoreV1Api;
   apps: AppsV1Api;
   custom: CustomObjectsApi;
-}
-
-function isReady(pod: V1Pod): boolean {
-  return pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
 /**
@@ -84,12 +80,20 @@ async function appReady(c: Clients, namespace: string, name: string): Promise<vo
         ...APP_RESOURCE,
         namespace,
         name,
-      })) as { status?: { conditions?: { type: string; status: string }[] } };
-      return (
-        app.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") ?? false
-      );
+      })) as Parameters<typeof isReady>[0];
+      return isReady(app);
     },
     { timeoutMs: 60_000 },
+  );
+}
+
+/** Waits until the app's request-reply works (again, after its connection was disturbed). */
+async function answersWithin(pod: V1Pod, subject: string, timeoutMs: number): Promise<void> {
+  await waitUntil(
+    `${pod.metadata?.name ?? "app"}'s request-reply on echo.${subject} works`,
+    async () =>
+      (await ask(pod, `/request?subject=echo.${subject}&data=x`).catch(() => "")).endsWith(": x"),
+    { timeoutMs, intervalMs: 500 },
   );
 }
 
@@ -407,14 +411,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           nats.map((p) => [p.metadata?.uid, p.status?.containerStatuses?.[0]?.restartCount]),
           "no NATS pod was restarted or replaced",
         );
-        await waitUntil(
-          "the app's request-reply works",
-          async () =>
-            (await ask(prod, "/request?subject=echo.renewed&data=x").catch(() => "")).endsWith(
-              ": x",
-            ),
-          { timeoutMs: 15_000, intervalMs: 500 },
-        );
+        await answersWithin(prod, "renewed", 15_000);
         // Both prod pods answer echo requests; either answer proves the new pod connected.
         const fresh = await deployApp(c, shop, "orders", "prod", "-after-renewal");
         assert.match(await ask(fresh, "/request?subject=echo.fresh&data=y"), /^orders-prod-.*: y$/);
@@ -504,14 +501,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           0,
           "every server replaced",
         );
-        await waitUntil(
-          "the prod app's request-reply works again",
-          async () =>
-            (await ask(prod, "/request?subject=echo.rolled&data=r").catch(() => "")).endsWith(
-              ": r",
-            ),
-          { timeoutMs: 30_000, intervalMs: 500 },
-        );
+        await answersWithin(prod, "rolled", 30_000);
         assert.equal(await environments(), statusBefore, "every App's accounts as they were");
         assert.equal(await secrets(), secretsBefore, "no app Secret rewritten");
       });

@@ -16,7 +16,7 @@ import { waitUntil } from "../../src/embedded/wait.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { PROBE_IMAGE, probeContainer, probeImage } from "./fixtures/probe-image.ts";
 import { useHelm } from "./fixtures/helm.ts";
-import { ask, podsOf, readyPod } from "./fixtures/pods.ts";
+import { ask, isReady, podsOf, readyPod } from "./fixtures/pods.ts";
 import { nodeSkipReason, useNodeCluster } from "./harness.ts";
 
 const { natsServers, helms, kubectl, versions } = await ensureToolchain();
@@ -38,7 +38,7 @@ describe("a real node", { skip: nodeSkipReason() }, () => {
   test("the node is Ready and runs a Deployment of a Node.js image built here; its log is read through the API", async () => {
     const { core, apps, kc } = clients();
     const node = await core.readNode({ name: cluster().nodeName });
-    assert.ok(node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+    assert.ok(isReady(node));
     assert.equal(node.status?.nodeInfo?.kubeletVersion, versions.kubernetes);
     assert.equal(
       node.status.nodeInfo.containerRuntimeVersion,

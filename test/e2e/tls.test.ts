@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { once } from "node:events";
 import { readFileSync } from "node:fs";
-import { connect as netConnect } from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import { after, before, describe, test } from "node:test";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
@@ -20,26 +17,20 @@ import {
   type OperatorCluster,
   type TlsMaterial,
 } from "./operator-cluster.ts";
+import { presentedCertificate } from "../../src/nats/server-reload.ts";
 import { printLogsOnFailure } from "./harness.ts";
 
 const { natsServers } = await ensureToolchain();
 const encoder = new TextEncoder();
 
-/** The serial of the certificate a server presents now: read INFO, then do the TLS upgrade. */
+/** The serial of the certificate a server presents now (read INFO, then the TLS upgrade). */
 async function presentedSerial(
   port: number,
   ca: string,
   servername = "localhost",
 ): Promise<string> {
-  const socket = netConnect(port, "127.0.0.1");
-  await once(socket, "data");
-  const secure = tlsConnect({ socket, ca, servername });
-  try {
-    await once(secure, "secureConnect");
-    return secure.getPeerCertificate().serialNumber.toUpperCase();
-  } finally {
-    secure.destroy();
-  }
+  const certificate = await presentedCertificate({ host: "127.0.0.1", port, servername }, ca);
+  return certificate.serialNumber.toUpperCase();
 }
 
 const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber.toUpperCase();
