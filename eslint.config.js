@@ -29,6 +29,25 @@ const layerZones = LAYERS.flatMap((layer, index) =>
   })),
 ).filter((zone) => zone.from.length > 0);
 
+/**
+ * The controller's loops, each in a folder of its own: one never imports another, nor the
+ * composition root that wires them (leader-loops.ts); what they share sits beside it.
+ */
+const LOOPS = ["apps", "platform", "drift"];
+const loop = (name) => `./src/controller/${name}`;
+const loopZones = [
+  ...LOOPS.map((name) => ({
+    target: loop(name),
+    from: [...LOOPS.filter((other) => other !== name).map(loop), loop("leader-loops.ts")],
+    message: `src/controller/${name} is one loop; loops meet only in leader-loops.ts`,
+  })),
+  {
+    target: loop("nats-link.ts"),
+    from: [...LOOPS.map(loop), loop("leader-loops.ts")],
+    message: "the NATS link sits below the loops that use it",
+  },
+];
+
 export default tseslint.config(
   { ignores: ["node_modules/**", "toolchain/**", "deploy/**", ".cache/**"] },
   js.configs.recommended,
@@ -68,7 +87,7 @@ export default tseslint.config(
     },
     rules: {
       "import-x/no-cycle": "error",
-      "import-x/no-restricted-paths": ["error", { zones: layerZones }],
+      "import-x/no-restricted-paths": ["error", { zones: [...layerZones, ...loopZones] }],
     },
   },
   { files: ["eslint.config.js"], ...tseslint.configs.disableTypeChecked },

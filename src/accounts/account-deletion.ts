@@ -9,7 +9,7 @@ import { decodeJwt } from "./jwt.ts";
 import type { ResolverClient } from "./resolver-client.ts";
 
 export async function deleteAppAccount(
-  client: ResolverClient,
+  client: Pick<ResolverClient, "push" | "delete" | "purgeJetStream">,
   stored: StoredAccount,
   operator: Pick<OperatorIdentity, "operator" | "signing">,
 ): Promise<void> {

@@ -6,7 +6,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { DEFAULT_CA_POLICY } from "../ca/authority.ts";
-import type { ControllerSettings } from "../controller/app-controller.ts";
+import type { ControllerSettings } from "../controller/leader-loops.ts";
 import {
   DEFAULT_EXCLUDED_NAMESPACES,
   type WebhookRegistration,

@@ -6,11 +6,12 @@
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { AppController, type ControllerSettings } from "../controller/app-controller.ts";
-import { LeaderElector } from "../runtime/leader-election.ts";
+import type { AppLoop } from "../controller/apps/app-loop.ts";
+import { buildLeaderLoops, type ControllerSettings } from "../controller/leader-loops.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import { LeaderGated } from "../runtime/leader-gated.ts";
 import { startHealthServer } from "../server/health-server.ts";
-import { WebhookRuntime } from "../webhook/webhook-runtime.ts";
+import { WebhookLoop } from "../webhook/webhook-loop.ts";
 
 export interface OperatorProcessOptions {
   kubeConfig: KubeConfig;
@@ -33,91 +34,82 @@ export interface OperatorProcess {
   /** The webhook's own URL once it serves. */
   webhookUrl: () => string | undefined;
   isLeader: () => boolean;
-  /** The controller while this replica leads. */
-  controller: () => AppController | undefined;
+  /** The App loop while this replica leads. */
+  controller: () => AppLoop | undefined;
   stop: () => Promise<void>;
 }
 
 export async function startOperatorProcess(
   options: OperatorProcessOptions,
 ): Promise<OperatorProcess> {
-  const { logger } = options;
-  let controller: AppController | undefined;
-  let starting: Promise<void> | undefined;
-
-  const lead = (): void => {
-    options.metrics.leader.set(1);
-    const next = new AppController(options.kubeConfig, options.settings, logger, options.metrics);
-    controller = next;
-    logger.info({ identity: options.identity }, "leading: starting the App controller");
-    starting = next.start().catch((error: unknown) => {
-      // Without its bootstrap the controller cannot work; exiting lets Kubernetes restart it
-      // (with backoff) and another replica lead meanwhile.
-      logger.fatal({ err: error }, "the App controller failed to start");
-      process.exitCode = 1;
-      void stop();
-    });
-  };
-  const follow = (): void => {
-    options.metrics.leader.set(0);
-    const current = controller;
-    controller = undefined;
-    if (current) {
-      logger.warn("lost the Lease: stopping the App controller");
-      void current.stop();
-    }
-  };
-
-  const webhookSettings = options.settings.webhook;
+  const { logger, metrics, settings } = options;
+  // The webhook serves on every replica, leader or not: the Service sends reviews to any.
+  const webhookSettings = settings.webhook;
   const webhook =
     options.webhook && webhookSettings
-      ? new WebhookRuntime({
+      ? new WebhookLoop({
           kubeConfig: options.kubeConfig,
-          namespace: options.settings.namespace,
+          namespace: settings.namespace,
           settings: webhookSettings,
           host: options.webhook.host,
           port: options.webhook.port,
           logger,
+          metrics,
         })
       : undefined;
+
+  let apps: AppLoop | undefined;
+  const leader =
+    options.controller === false
+      ? undefined
+      : new LeaderGated({
+          election: {
+            kubeConfig: options.kubeConfig,
+            namespace: settings.namespace,
+            name: options.leaseName,
+            identity: options.identity,
+            leaseDurationMs: options.leaseDurationMs,
+            renewIntervalMs: Math.max(500, Math.floor(options.leaseDurationMs / 3)),
+            retryIntervalMs: Math.max(300, Math.floor(options.leaseDurationMs / 5)),
+          },
+          build: async (signal) => {
+            const built = await buildLeaderLoops(options, signal);
+            apps = built.apps;
+            return built.loops;
+          },
+          logger,
+          onLeadership: (leading) => {
+            metrics.leader.set(leading ? 1 : 0);
+            if (!leading) apps = undefined;
+          },
+          onFailure: (error) => {
+            // Without its bootstrap the controller cannot work; exiting lets Kubernetes restart
+            // it (with backoff) and another replica lead meanwhile.
+            logger.fatal({ err: error }, "the leader's loops failed to start");
+            process.exitCode = 1;
+            void stop();
+          },
+        });
 
   const health = await startHealthServer({
     host: options.healthHost,
     port: options.healthPort,
-    metrics: options.metrics,
+    metrics,
     logger,
     // A standby is ready when its webhook serves: it waits for the Lease.
     ready: () => {
-      if (webhook && !webhook.ready()) return { ready: false, reason: "webhook not serving yet" };
-      return controller ? controller.ready() : { ready: true };
+      const serving = webhook?.ready();
+      if (serving && !serving.ready) return serving;
+      return leader ? leader.ready() : { ready: true };
     },
   });
-
-  const elector =
-    options.controller === false
-      ? undefined
-      : new LeaderElector({
-          kubeConfig: options.kubeConfig,
-          namespace: options.settings.namespace,
-          name: options.leaseName,
-          identity: options.identity,
-          leaseDurationMs: options.leaseDurationMs,
-          renewIntervalMs: Math.max(500, Math.floor(options.leaseDurationMs / 3)),
-          retryIntervalMs: Math.max(300, Math.floor(options.leaseDurationMs / 5)),
-          logger,
-          onStartedLeading: lead,
-          onStoppedLeading: follow,
-        });
-  elector?.start();
+  leader?.start();
   await webhook?.start();
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
-      await starting;
-      await controller?.stop();
-      controller = undefined;
-      await elector?.stop();
+      await leader?.stop();
       await webhook?.stop();
       await health.close();
     })();
@@ -126,8 +118,8 @@ export async function startOperatorProcess(
   return {
     healthUrl: health.url,
     webhookUrl: () => webhook?.url(),
-    isLeader: () => elector?.isLeader() ?? false,
-    controller: () => controller,
+    isLeader: () => leader?.isLeader() ?? false,
+    controller: () => apps,
     stop,
   };
 }

@@ -2,10 +2,13 @@
  * The operator's own connection to the NATS servers, as the system user. The servers cannot
  * start before the operator has written their config Secret, so the operator starts without
  * one and keeps trying; reconciles that need NATS meanwhile fail with NatsUnavailableError and
- * are retried. A new CA bundle (rotation) gets a new connection that trusts it.
+ * are retried. A new CA bundle (rotation) gets a new connection that trusts it. When the term's
+ * signal fires the connection closes at once: requests in flight fail rather than land late.
  */
 import type { Logger } from "pino";
 import { ResolverClient } from "../accounts/resolver-client.ts";
+import type { Loop } from "../runtime/loop.ts";
+import { Trigger } from "../runtime/triggers.ts";
 
 export interface NatsLinkOptions {
   servers: string[];
@@ -14,8 +17,6 @@ export interface NatsLinkOptions {
   ca: string;
   timeoutMs?: number;
   logger: Logger;
-  /** After each new connection: work that waited for NATS can go on now rather than at its next retry. */
-  onConnect?: () => void;
 }
 
 /** The NATS connection is not up yet (first start, or the servers are down). */
@@ -26,7 +27,10 @@ export class NatsUnavailableError extends Error {
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 15_000;
 
-export class NatsLink {
+export class NatsLink implements Loop {
+  readonly name = "nats link";
+  /** Fires after each new connection: work that waited for NATS can go on now. */
+  readonly connected = new Trigger();
   private client: ResolverClient | undefined;
   private options: NatsLinkOptions;
   private stopped = false;
@@ -38,8 +42,15 @@ export class NatsLink {
     this.options = options;
   }
 
-  /** Connects in the background until it succeeds. */
-  start(): void {
+  /** Connects in the background until it succeeds; closes when `signal` fires. */
+  start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => void this.stop(), { once: true });
+    this.connect();
+    return Promise.resolve();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
     this.connecting ??= this.connectLoop().finally(() => {
       this.connecting = undefined;
     });
@@ -54,7 +65,7 @@ export class NatsLink {
     return this.client;
   }
 
-  connected(): boolean {
+  isConnected(): boolean {
     return this.client !== undefined && !this.client.connection.isClosed();
   }
 
@@ -65,7 +76,7 @@ export class NatsLink {
     const old = this.client;
     this.client = undefined;
     void old?.close().catch(() => undefined);
-    this.start();
+    this.connect();
   }
 
   async stop(): Promise<void> {
@@ -90,7 +101,7 @@ export class NatsLink {
           ...(timeoutMs ? { timeoutMs } : {}),
         });
         logger.info({ servers }, "connected to NATS");
-        this.options.onConnect?.();
+        this.connected.fire();
       } catch (error) {
         logger.warn({ servers, err: error, retryInMs: delay }, "NATS not reachable yet");
         await new Promise<void>((resolve) => {

@@ -7,8 +7,8 @@
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
-import type { ControllerSettings } from "../controller/app-controller.ts";
-import { bootstrap } from "../controller/bootstrap.ts";
+import type { ControllerSettings } from "../controller/leader-loops.ts";
+import { bootstrap } from "../controller/platform/bootstrap.ts";
 import { installAppManifests } from "./install-app-manifests.ts";
 import { readSecretData } from "../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, type NatsConfigFiles } from "../nats/server-config.ts";

@@ -1,5 +1,11 @@
 /** core/v1 Events: what the operator tells users where `kubectl describe` shows it. */
-import type { CoreV1Api } from "@kubernetes/client-node";
+import {
+  PatchStrategy,
+  setHeaderOptions,
+  type CoreV1Api,
+  type CoreV1Event,
+} from "@kubernetes/client-node";
+import { statusOf } from "./api-errors.ts";
 
 export interface EventInput {
   type: "Normal" | "Warning";
@@ -16,6 +22,23 @@ export interface EventSubject {
   uid: string;
 }
 
+function eventBody(
+  component: string,
+  subject: EventSubject,
+  event: EventInput,
+  occurrences: { count: number; firstTimestamp: Date; lastTimestamp: Date },
+): CoreV1Event {
+  return {
+    metadata: { generateName: `${subject.name}.`, namespace: subject.namespace },
+    involvedObject: subject,
+    ...event,
+    source: { component },
+    reportingComponent: component,
+    reportingInstance: component,
+    ...occurrences,
+  };
+}
+
 export async function recordEvent(
   api: CoreV1Api,
   component: string,
@@ -25,16 +48,116 @@ export async function recordEvent(
   const now = new Date();
   await api.createNamespacedEvent({
     namespace: subject.namespace,
-    body: {
-      metadata: { generateName: `${subject.name}.`, namespace: subject.namespace },
-      involvedObject: subject,
-      ...event,
-      source: { component },
-      reportingComponent: component,
-      reportingInstance: component,
+    body: eventBody(component, subject, event, {
+      count: 1,
       firstTimestamp: now,
       lastTimestamp: now,
-      count: 1,
-    },
+    }),
   });
+}
+
+export interface EventSeriesOptions {
+  /** A repeat later than this after the last one starts a new Event. 10 minutes. */
+  windowMs?: number;
+  /** Series remembered at most (the oldest are forgotten). 1000. */
+  maxSeries?: number;
+  now?: () => number;
+}
+
+interface Series {
+  subject: EventSubject;
+  event: EventInput;
+  /** The Event written for the series, once created. */
+  name?: string;
+  count: number;
+  written: number;
+  firstTimestamp: Date;
+  lastMs: number;
+  writing: Promise<void>;
+}
+
+const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+/**
+ * Events that repeat (the same reason and message about the same object) as one Event whose
+ * count and lastTimestamp grow, the way the kubelet's recorder aggregates: a Deployment whose
+ * pods are refused retries every few seconds and would otherwise bury its other events. The
+ * series live in this process, so each replica keeps its own.
+ */
+export class EventSeries {
+  private readonly api: CoreV1Api;
+  private readonly component: string;
+  private readonly windowMs: number;
+  private readonly maxSeries: number;
+  private readonly now: () => number;
+  private readonly series = new Map<string, Series>();
+
+  constructor(api: CoreV1Api, component: string, options: EventSeriesOptions = {}) {
+    this.api = api;
+    this.component = component;
+    this.windowMs = options.windowMs ?? 600_000;
+    this.maxSeries = options.maxSeries ?? 1000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Resolves once the Event holds this occurrence (or a later one of the same series). */
+  record(subject: EventSubject, event: EventInput): Promise<void> {
+    const key = [subject.uid, event.type, event.reason, event.message].join("\0");
+    const nowMs = this.now();
+    let series = this.series.get(key);
+    if (!series || nowMs - series.lastMs > this.windowMs) {
+      series = {
+        subject,
+        event,
+        count: 0,
+        written: 0,
+        firstTimestamp: new Date(nowMs),
+        lastMs: nowMs,
+        writing: Promise.resolve(),
+      };
+    }
+    // Most recently used last, so the first key is the one to forget.
+    this.series.delete(key);
+    this.series.set(key, series);
+    for (const oldest of this.series.keys()) {
+      if (this.series.size <= this.maxSeries) break;
+      this.series.delete(oldest);
+    }
+    series.count += 1;
+    series.lastMs = nowMs;
+    const current = series;
+    // One write at a time per series; a write finds the count all occurrences so far made.
+    series.writing = series.writing.catch(() => undefined).then(() => this.write(current));
+    return series.writing;
+  }
+
+  private async write(series: Series): Promise<void> {
+    if (series.written === series.count) return;
+    const count = series.count;
+    const lastTimestamp = new Date(series.lastMs);
+    const { namespace } = series.subject;
+    if (series.name) {
+      try {
+        await this.api.patchNamespacedEvent(
+          { name: series.name, namespace, body: { count, lastTimestamp } },
+          mergePatch,
+        );
+        series.written = count;
+        return;
+      } catch (error) {
+        // Events expire (an hour by default): the series goes on in a new one.
+        if (statusOf(error) !== 404) throw error;
+      }
+    }
+    const created = await this.api.createNamespacedEvent({
+      namespace,
+      body: eventBody(this.component, series.subject, series.event, {
+        count,
+        firstTimestamp: series.firstTimestamp,
+        lastTimestamp,
+      }),
+    });
+    series.name = created.metadata.name;
+    series.written = count;
+  }
 }

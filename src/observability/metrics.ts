@@ -17,6 +17,9 @@ export interface Metrics {
   apiWrites: Counter<"resource">;
   /** 1 while this replica holds the leader Lease. */
   leader: Gauge;
+  watchRestarts: Counter<"resource">;
+  webhookReviews: Counter<"outcome" | "reason">;
+  webhookReviewDuration: Histogram;
 }
 
 export function createMetrics(): Metrics {
@@ -68,6 +71,24 @@ export function createMetrics(): Metrics {
     leader: new Gauge({
       name: `${PREFIX}leader`,
       help: "1 while this replica holds the leader Lease, else 0.",
+      registers,
+    }),
+    watchRestarts: new Counter({
+      name: `${PREFIX}watch_restarts_total`,
+      help: "Lists or watches restarted after failing, by resource.",
+      labelNames: ["resource"],
+      registers,
+    }),
+    webhookReviews: new Counter({
+      name: `${PREFIX}webhook_reviews_total`,
+      help: "Pod admission reviews answered, by outcome (inject, skip, reject, invalid) and reason code.",
+      labelNames: ["outcome", "reason"],
+      registers,
+    }),
+    webhookReviewDuration: new Histogram({
+      name: `${PREFIX}webhook_review_duration_seconds`,
+      help: "Time to answer one admission review, from its body parsed to its answer ready.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     }),
   };

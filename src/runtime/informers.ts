@@ -4,8 +4,10 @@
  * lists without paging or the label selector it watches with, so the list is ours.
  */
 import {
+  CoreV1Api,
   CustomObjectsApi,
   makeInformer,
+  type V1Secret,
   type KubeConfig,
   type KubernetesObject,
 } from "@kubernetes/client-node";
@@ -13,23 +15,27 @@ import type { Logger } from "pino";
 import { APP_GROUP, APP_PLURAL, APP_RESOURCE, APP_VERSION } from "../crds/app.ts";
 import { listCustomObjectsPage } from "../kube/custom-list.ts";
 import { asAppObject, type AppObject } from "../contract/app-object.ts";
+import { APP_LABEL } from "../contract/app-secret.ts";
+import { MANAGED_BY } from "../kube/apply-secret.ts";
 
 /** Objects per list request while an informer starts: bounded memory per response. */
 export const LIST_PAGE_SIZE = 500;
 
 export interface WatchedResource<T extends KubernetesObject> {
+  /** Lists, then watches; resolves after the first attempt, which may fail and be retried. */
+  start(): Promise<void>;
   get(namespace: string, name: string): T | undefined;
   list(): readonly T[];
-  /** True once the first list has been loaded and the watch is open. */
+  /** True while the cache holds a complete list and its watch is open (false while restarting). */
   synced(): boolean;
-  /** Resolves once synced (the first list can fail and be retried). */
+  /** Resolves once first synced. */
   waitSynced(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export interface WatchOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
-  /** What it is, for logs. */
+  /** What it is, for logs and the restart metric. */
   label: string;
   /** API path of the collection, e.g. /api/v1/secrets. */
   path: string;
@@ -40,16 +46,22 @@ export interface WatchOptions<T extends KubernetesObject> {
     continueToken: string | undefined,
   ) => Promise<{ items: T[]; metadata?: { resourceVersion?: string; _continue?: string } }>;
   onChange: (object: T) => void;
+  /** Each restart after a failed list or watch. */
+  onRestart?: () => void;
   logger: Logger;
 }
 
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
 
-export async function watchResource<T extends KubernetesObject>(
+/** A cache of one collection, not started: start() lists and opens the watch. */
+export function watchResource<T extends KubernetesObject>(
   options: WatchOptions<T>,
-): Promise<WatchedResource<T>> {
+): WatchedResource<T> {
   let listed = false;
+  let open = false;
+  /** Failures so far: an attempt during which it grew did not open the watch. */
+  let failures = 0;
   let markSynced: () => void = () => undefined;
   const syncedOnce = new Promise<void>((resolve) => {
     markSynced = resolve;
@@ -65,38 +77,47 @@ export async function watchResource<T extends KubernetesObject>(
       token = page.metadata?._continue || undefined;
     } while (token);
     listed = true;
-    markSynced();
     return { items, metadata: resourceVersion ? { resourceVersion } : {} };
   };
   const informer = makeInformer<T>(options.kubeConfig, options.path, list, options.labelSelector);
   let stopped = false;
   let delay = RESTART_MIN_MS;
   let timer: NodeJS.Timeout | undefined;
-  for (const verb of ["add", "update", "delete"] as const) informer.on(verb, options.onChange);
-  informer.on("connect", () => {
+  // client-node's start() resolves once the list ran and the watch request is open, or after a
+  // failure has gone to the error handler (its "connect" comes before the list, so it proves
+  // nothing).
+  const attempt = async (): Promise<void> => {
+    const failuresBefore = failures;
+    await informer.start();
+    if (failures !== failuresBefore || stopped) return;
+    open = true;
     delay = RESTART_MIN_MS;
-  });
+    if (listed) markSynced();
+  };
+  for (const verb of ["add", "update", "delete"] as const) informer.on(verb, options.onChange);
   informer.on("error", (error: unknown) => {
+    failures += 1;
+    open = false;
     if (stopped) return;
+    options.onRestart?.();
     options.logger.warn(
       { resource: options.label, err: error, retryInMs: delay },
       "watch failed; restarting",
     );
     timer = setTimeout(() => {
-      informer.start().catch(() => undefined);
+      attempt().catch(() => undefined);
     }, delay);
     delay = Math.min(delay * 2, RESTART_MAX_MS);
   });
-  // start() resolves once the list ran, whether it succeeded or not (a failure goes through
-  // the error handler and its restart).
-  await informer.start();
   return {
+    start: attempt,
     get: (namespace, name) => informer.get(name, namespace),
     list: () => informer.list(),
-    synced: () => listed,
+    synced: () => listed && open,
     waitSynced: () => syncedOnce,
     stop: async () => {
       stopped = true;
+      open = false;
       clearTimeout(timer);
       await informer.stop();
     },
@@ -104,16 +125,12 @@ export async function watchResource<T extends KubernetesObject>(
 }
 
 /** Every App in the cluster; `onChange` sees only objects shaped like an App. */
-export function watchApps(options: {
-  kubeConfig: KubeConfig;
-  label: string;
-  onChange: (app: AppObject) => void;
-  logger: Logger;
-}): Promise<WatchedResource<AppObject>> {
+export function watchApps(
+  options: Omit<WatchOptions<AppObject>, "path" | "listPage" | "labelSelector">,
+): WatchedResource<AppObject> {
   const custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
   return watchResource<AppObject>({
-    kubeConfig: options.kubeConfig,
-    label: options.label,
+    ...options,
     path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
     listPage: (_selector, token) =>
       listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, LIST_PAGE_SIZE, token),
@@ -121,6 +138,23 @@ export function watchApps(options: {
       const app = asAppObject(object);
       if (app) options.onChange(app);
     },
-    logger: options.logger,
+  });
+}
+
+/** The operator's app Secrets in every namespace (labelled by app); no other Secret is cached. */
+export function watchAppSecrets(
+  options: Omit<WatchOptions<V1Secret>, "path" | "listPage" | "labelSelector">,
+): WatchedResource<V1Secret> {
+  const core = options.kubeConfig.makeApiClient(CoreV1Api);
+  return watchResource<V1Secret>({
+    ...options,
+    path: "/api/v1/secrets",
+    labelSelector: `app.kubernetes.io/managed-by=${MANAGED_BY["app.kubernetes.io/managed-by"]},${APP_LABEL}`,
+    listPage: (labelSelector, token) =>
+      core.listSecretForAllNamespaces({
+        limit: LIST_PAGE_SIZE,
+        ...(labelSelector ? { labelSelector } : {}),
+        ...(token ? { _continue: token } : {}),
+      }),
   });
 }

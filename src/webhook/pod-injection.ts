@@ -63,11 +63,25 @@ export interface InjectionTarget {
   secretName: string;
 }
 
+/**
+ * Why a pod is left alone or refused: a code for metrics and Event reasons, beside the sentence
+ * a person reads.
+ */
+export const SKIP_CODES = ["NotOptedIn", "NamespaceExcluded"] as const;
+export const REFUSAL_CODES = [
+  "NoEnvironmentLabel",
+  "AppNotFound",
+  "NatsOff",
+  "EnvironmentNotFound",
+] as const;
+export type SkipCode = (typeof SKIP_CODES)[number];
+export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
 /** What the webhook does with a pod: inject, leave it alone (why), or refuse it (why). */
 export type Decision =
   | { action: "inject"; target: InjectionTarget }
-  | { action: "skip"; reason: string }
-  | { action: "reject"; reason: string };
+  | { action: "skip"; code: SkipCode; reason: string }
+  | { action: "reject"; code: RefusalCode; reason: string };
 
 export interface AppView {
   /** Environments that have NATS accounts: empty when NATS is off for the App. */
@@ -83,24 +97,40 @@ export function decide(
 ): Decision {
   const labels = pod.metadata?.labels ?? {};
   const app = labels[APP_LABEL];
-  if (!app) return { action: "skip", reason: `no ${APP_LABEL} label: the pod did not opt in` };
+  if (!app)
+    return {
+      action: "skip",
+      code: "NotOptedIn",
+      reason: `no ${APP_LABEL} label: the pod did not opt in`,
+    };
   if (excludedNamespaces.has(namespace))
-    return { action: "skip", reason: `namespace ${namespace} is excluded from injection` };
+    return {
+      action: "skip",
+      code: "NamespaceExcluded",
+      reason: `namespace ${namespace} is excluded from injection`,
+    };
   const environment = labels[ENVIRONMENT_LABEL];
   // A pod that asked for NATS and would start without it fails later, far from the cause:
   // refusing it names the cause where the user looks (the create's error, the ReplicaSet's events).
   if (!environment)
     return {
       action: "reject",
+      code: "NoEnvironmentLabel",
       reason: `the pod names NATS app ${app} but has no ${ENVIRONMENT_LABEL} label`,
     };
   const view = lookup(namespace, app);
   if (!view)
-    return { action: "reject", reason: `there is no App ${app} in namespace ${namespace}` };
-  if (!view.environments.includes(environment)) {
-    const known = view.environments.length > 0 ? view.environments.join(", ") : "none: NATS is off";
     return {
       action: "reject",
+      code: "AppNotFound",
+      reason: `there is no App ${app} in namespace ${namespace}`,
+    };
+  if (!view.environments.includes(environment)) {
+    const off = view.environments.length === 0;
+    const known = off ? "none: NATS is off" : view.environments.join(", ");
+    return {
+      action: "reject",
+      code: off ? "NatsOff" : "EnvironmentNotFound",
       reason: `App ${namespace}/${app} has no NATS environment ${environment} (it has ${known})`,
     };
   }

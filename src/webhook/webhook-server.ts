@@ -24,8 +24,10 @@ export interface WebhookServerOptions {
   port: number;
   certificate: ServingCertificate;
   decide: (review: PodReview) => Decision;
-  /** After each decision, for logs, events and metrics. */
-  onDecision?: (review: PodReview, decision: Decision) => void;
+  /** After each decision, for logs, events and metrics; `seconds` it took to answer. */
+  onDecision?: (review: PodReview, decision: Decision, seconds: number) => void;
+  /** A request that is not a pod review (answered 400). */
+  onInvalid?: (error: ReviewError) => void;
   logger: Logger;
 }
 
@@ -65,16 +67,19 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
   });
 
   app.post(MUTATE_PODS_PATH, async (request, reply) => {
+    const started = performance.now();
     let review: PodReview;
     try {
       review = parsePodReview(request.body);
     } catch (error) {
-      if (error instanceof ReviewError) return reply.code(400).send({ error: error.message });
-      throw error;
+      if (!(error instanceof ReviewError)) throw error;
+      options.onInvalid?.(error);
+      return reply.code(400).send({ error: error.message });
     }
     const decision = options.decide(review);
-    options.onDecision?.(review, decision);
-    return reply.send(reviewResponse(review, decision));
+    const response = reviewResponse(review, decision);
+    options.onDecision?.(review, decision, (performance.now() - started) / 1000);
+    return reply.send(response);
   });
 
   const url = await app.listen({ host: options.host, port: options.port });

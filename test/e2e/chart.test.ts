@@ -23,7 +23,7 @@ import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/trans
 import { loadOperatorIdentity } from "../../src/accounts/identities.ts";
 import { ensureOperatorSeeds } from "../../src/accounts/key-store.ts";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
-import { FINALIZER } from "../../src/controller/app-writes.ts";
+import { FINALIZER } from "../../src/controller/apps/app-writes.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator-image.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
@@ -276,22 +276,22 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
 
         // Least privilege: a webhook replica cannot read the keys or the CA; the controller can.
         const authorization = c.kc.makeApiClient(AuthorizationV1Api);
-        const mayGet = async (account: string, secret: string): Promise<boolean> =>
+        const may = async (
+          account: string,
+          resourceAttributes: { namespace: string; verb: string; resource: string; name?: string },
+        ): Promise<boolean> =>
           (
             await authorization.createSubjectAccessReview({
               body: {
                 spec: {
                   user: `system:serviceaccount:${NAMESPACE}:${RELEASE}-${account}`,
-                  resourceAttributes: {
-                    namespace: NAMESPACE,
-                    verb: "get",
-                    resource: "secrets",
-                    name: secret,
-                  },
+                  resourceAttributes,
                 },
               },
             })
           ).status?.allowed ?? false;
+        const mayGet = (account: string, secret: string): Promise<boolean> =>
+          may(account, { namespace: NAMESPACE, verb: "get", resource: "secrets", name: secret });
         const keys = await c.core.listNamespacedSecret({
           namespace: NAMESPACE,
           labelSelector: "nats-tenancy.io/keys",
@@ -306,6 +306,11 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           assert.equal(await mayGet("controller", secret), true, `the controller reads ${secret}`);
         }
         assert.equal(await mayGet("webhook", `${RELEASE}-webhook-tls`), true);
+        // Repeated refusals raise the count of one Event on the pod's owner, in any namespace.
+        assert.equal(
+          await may("webhook", { namespace: "default", verb: "patch", resource: "events" }),
+          true,
+        );
       });
 
       test("an App with prod and test: the prod pod does request-reply over its injected credentials; the test pod and another App's pod see nothing of prod", async () => {

@@ -6,7 +6,7 @@ import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-stor
 import { loadAccount, parseAccountEntryName } from "../../src/accounts/key-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
-import { FINALIZER } from "../../src/controller/app-writes.ts";
+import { FINALIZER } from "../../src/controller/apps/app-writes.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { listCustomObjectsPage } from "../../src/kube/custom-list.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";

@@ -10,7 +10,10 @@ import {
   V1MicroTime,
   type V1LeaseSpec,
 } from "@kubernetes/client-node";
+import { abortableKubeConfig } from "../../src/kube/abortable-config.ts";
 import { LeaderElector } from "../../src/runtime/leader-election.ts";
+import { LeaderGated } from "../../src/runtime/leader-gated.ts";
+import type { Loop } from "../../src/runtime/loop.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { useControlPlane } from "./harness.ts";
@@ -116,6 +119,37 @@ describe("leader election on a real API server", () => {
       intervalMs: 20,
     });
 
+  /** Another replica writes itself into the Lease, as if it had taken it over. */
+  const usurp = async (name: string): Promise<void> => {
+    const lease = await leases().readNamespacedLease({ name, namespace });
+    await leases().replaceNamespacedLease({
+      name,
+      namespace,
+      body: {
+        metadata: lease.metadata,
+        spec: {
+          holderIdentity: "usurper",
+          leaseDurationSeconds: 60,
+          acquireTime: new V1MicroTime(),
+          renewTime: new V1MicroTime(),
+        },
+      },
+    });
+  };
+
+  /** The control plane's KubeConfig, its server replaced by `server`. */
+  const through = (server: string): KubeConfig => {
+    const direct = controlPlane().kubeConfig();
+    const config = new KubeConfig();
+    config.loadFromOptions({
+      clusters: direct.clusters.map((cluster) => ({ ...cluster, server })),
+      users: direct.users,
+      contexts: direct.contexts,
+      currentContext: direct.currentContext,
+    });
+    return config;
+  };
+
   /** When `who` last started leading. */
   const startedAt = (who: Candidate): number =>
     who.events.findLast((e) => e.event === "started")?.atMs ?? Number.NaN;
@@ -207,20 +241,7 @@ describe("leader election on a real API server", () => {
   test("a leader steps down when another replica holds the Lease", async () => {
     const a = candidate("usurped", "a");
     await leading(a);
-    const lease = await leases().readNamespacedLease({ name: "usurped", namespace });
-    await leases().replaceNamespacedLease({
-      name: "usurped",
-      namespace,
-      body: {
-        metadata: lease.metadata,
-        spec: {
-          holderIdentity: "usurper",
-          leaseDurationSeconds: 60,
-          acquireTime: new V1MicroTime(),
-          renewTime: new V1MicroTime(),
-        },
-      },
-    });
+    await usurp("usurped");
     await waitUntil("a stepped down", () => Promise.resolve(!a.elector.isLeader()), {
       timeoutMs: 10_000,
       intervalMs: 20,
@@ -236,14 +257,7 @@ describe("leader election on a real API server", () => {
     const direct = controlPlane().kubeConfig();
     const proxy = await startProxy(new URL(direct.getCurrentCluster()?.server ?? ""));
     try {
-      const viaProxy = new KubeConfig();
-      viaProxy.loadFromOptions({
-        clusters: direct.clusters.map((cluster) => ({ ...cluster, server: proxy.server })),
-        users: direct.users,
-        contexts: direct.contexts,
-        currentContext: direct.currentContext,
-      });
-      const a = candidate("cut-off", "a", { kubeConfig: viaProxy });
+      const a = candidate("cut-off", "a", { kubeConfig: through(proxy.server) });
       await leading(a);
       const b = candidate("cut-off", "b");
       await sleep(2 * RENEW_MS);
@@ -264,6 +278,77 @@ describe("leader election on a real API server", () => {
       assert.equal(a.elector.isLeader(), false);
     } finally {
       await Promise.all(running.splice(0).map((elector) => elector.stop()));
+      await proxy.close();
+    }
+  });
+
+  test("losing the Lease aborts the leader's API requests in flight, then stops its loops", async () => {
+    const direct = controlPlane().kubeConfig();
+    const proxy = await startProxy(new URL(direct.getCurrentCluster()?.server ?? ""));
+    const viaProxy = through(proxy.server);
+    const seen: string[] = [];
+    let inFlight: Promise<unknown> | undefined;
+    let term: AbortSignal | undefined;
+    // The loop's requests go through a proxy that never answers, so one is in flight for good
+    // unless the term's signal ends it.
+    const hanging: Loop = {
+      name: "hanging",
+      start: (signal) => {
+        term = signal;
+        proxy.blackHole();
+        inFlight = abortableKubeConfig(viaProxy, signal).makeApiClient(CoreV1Api).listNamespace();
+        inFlight.catch(() => undefined);
+        seen.push("started");
+        return Promise.resolve();
+      },
+      stop: () => {
+        seen.push(`stopped, signal ${term?.aborted ? "aborted" : "live"}`);
+        return Promise.resolve();
+      },
+    };
+    const gated = new LeaderGated({
+      election: {
+        kubeConfig: direct,
+        namespace,
+        name: "gated",
+        identity: "a",
+        leaseDurationMs: LEASE_MS,
+        renewIntervalMs: RENEW_MS,
+        retryIntervalMs: RETRY_MS,
+      },
+      build: () => Promise.resolve([hanging]),
+      logger,
+      onFailure: (error) => {
+        seen.push(`failed: ${String(error)}`);
+      },
+    });
+    try {
+      gated.start();
+      await waitUntil("the loop started", () => Promise.resolve(seen.includes("started")), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      });
+      await usurp("gated");
+      await assert.rejects(
+        inFlight ?? Promise.resolve(),
+        (error: unknown) => (error as Error).name === "AbortError",
+      );
+      await waitUntil("the loop stopped", () => Promise.resolve(seen.length === 2), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      });
+      assert.deepEqual(seen, ["started", "stopped, signal aborted"]);
+      assert.equal(gated.isLeader(), false);
+      assert.deepEqual(gated.loops(), []);
+      // After the term, nothing more is sent.
+      await assert.rejects(
+        abortableKubeConfig(direct, term ?? AbortSignal.abort())
+          .makeApiClient(CoreV1Api)
+          .listNamespace(),
+        (error: unknown) => (error as Error).name === "AbortError",
+      );
+    } finally {
+      await gated.stop();
       await proxy.close();
     }
   });

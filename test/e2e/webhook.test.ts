@@ -209,11 +209,11 @@ describe("pod webhook on a real API server", () => {
       (error: unknown) => /no App orders in namespace intruder/.test(errorText(error)),
     );
     await waitUntil(
-      "a NatsInjectionRefused Event on the owner",
+      "an AppNotFound Event on the owner",
       async () =>
         (await s.core.listNamespacedEvent({ namespace: "intruder" })).items.some(
           (e) =>
-            e.reason === "NatsInjectionRefused" &&
+            e.reason === "AppNotFound" &&
             e.involvedObject.name === "owner" &&
             /no App orders in namespace intruder/.test(e.message ?? ""),
         ),
@@ -229,6 +229,54 @@ describe("pod webhook on a real API server", () => {
           errorText(error),
         ),
     );
+  });
+
+  test("refusals repeated for one owner are one Event with a count, and counted by reason", async () => {
+    const s = stack();
+    await s.core.createNamespace({ body: { metadata: { name: "retrying" } } });
+    const owner = await s.core.createNamespacedConfigMap({
+      namespace: "retrying",
+      body: { metadata: { name: "owner" } },
+    });
+    const refusedBefore = await operator.metric("nats_tenancy_webhook_reviews_total", {
+      outcome: "reject",
+      reason: "AppNotFound",
+    });
+    const attempts = 4;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      await assert.rejects(
+        s.core.createNamespacedPod({
+          namespace: "retrying",
+          body: podManifest(`try-${attempt}`, orders("prod"), {}, [
+            {
+              apiVersion: "v1",
+              kind: "ConfigMap",
+              name: "owner",
+              uid: owner.metadata?.uid ?? "",
+              controller: true,
+            },
+          ]),
+        }),
+      );
+    }
+    await waitUntil(
+      `one AppNotFound Event on the owner with count ${attempts}`,
+      async () => {
+        const events = (await s.core.listNamespacedEvent({ namespace: "retrying" })).items.filter(
+          (e) => e.reason === "AppNotFound" && e.involvedObject.name === "owner",
+        );
+        return events.length === 1 && events[0]?.count === attempts;
+      },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(
+      (await operator.metric("nats_tenancy_webhook_reviews_total", {
+        outcome: "reject",
+        reason: "AppNotFound",
+      })) - refusedBefore,
+      attempts,
+    );
+    assert.ok((await operator.metric("nats_tenancy_webhook_review_duration_seconds_count")) > 0);
   });
 
   test("a Pod that already carries the injection gets nothing twice", async () => {

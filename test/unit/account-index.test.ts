@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { AccountIndex } from "../../src/controller/account-index.ts";
+import { AccountIndex } from "../../src/controller/apps/account-index.ts";
 import type { SecretStore } from "../../src/accounts/key-store.ts";
 
 test("the index counts each stored account once, through adds, repeats and removals", async () => {

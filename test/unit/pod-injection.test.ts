@@ -168,16 +168,23 @@ describe("AdmissionReview", () => {
 
   test("a refusal is a 403 with the reason; a skip allows without a patch", () => {
     const parsed = parsePodReview(review(pod()));
-    const refused = reviewResponse(parsed, { action: "reject", reason: "no App x" });
+    const refused = reviewResponse(parsed, {
+      action: "reject",
+      code: "AppNotFound",
+      reason: "no App x",
+    });
     assert.deepEqual(refused.response, {
       uid: "u-1",
       allowed: false,
       status: { code: 403, message: "nats-tenancy: no App x" },
     });
-    assert.deepEqual(reviewResponse(parsed, { action: "skip", reason: "r" }).response, {
-      uid: "u-1",
-      allowed: true,
-    });
+    assert.deepEqual(
+      reviewResponse(parsed, { action: "skip", code: "NotOptedIn", reason: "r" }).response,
+      {
+        uid: "u-1",
+        allowed: true,
+      },
+    );
   });
 
   test("anything but a pod review is a ReviewError naming what is wrong", () => {

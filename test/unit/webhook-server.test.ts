@@ -89,7 +89,7 @@ describe("webhook server", () => {
       host: "127.0.0.1",
       port: 0,
       certificate: (await leaf(Date.now())).leaf,
-      decide: () => ({ action: "skip", reason: "test" }),
+      decide: () => ({ action: "skip", code: "NotOptedIn", reason: "test" }),
       logger: pino({ level: "silent" }),
     });
   });

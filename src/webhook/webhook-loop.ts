@@ -2,15 +2,17 @@
  * The webhook as every replica runs it, leader or not (the Service sends reviews to any of
  * them): a cache of Apps to answer from memory within the API server's timeout, the serving
  * certificate read from the Secret the leader keeps and swapped in place when it changes, and
- * an Event on the pod's owner for every pod refused or skipped.
+ * an Event on the pod's owner for pods refused or skipped, repeats counted in one Event.
  */
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { asAppObject, type AppObject } from "../contract/app-object.ts";
 import { appSecretName } from "../contract/app-secret.ts";
 import { watchApps, type WatchedResource } from "../runtime/informers.ts";
+import type { Loop, Readiness } from "../runtime/loop.ts";
 import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
-import { recordEvent } from "../kube/events.ts";
+import { EventSeries } from "../kube/events.ts";
+import type { Metrics } from "../observability/metrics.ts";
 import type { PodReview } from "./admission-review.ts";
 import { decide, type AppView, type Decision } from "./pod-injection.ts";
 import {
@@ -20,7 +22,7 @@ import {
 } from "../contract/webhook-registration.ts";
 import { startWebhookServer, type WebhookServer } from "./webhook-server.ts";
 
-export interface WebhookRuntimeOptions {
+export interface WebhookLoopOptions {
   kubeConfig: KubeConfig;
   /** The operator's namespace: where the TLS Secret is, and never injected. */
   namespace: string;
@@ -28,6 +30,7 @@ export interface WebhookRuntimeOptions {
   host: string;
   port: number;
   logger: Logger;
+  metrics: Metrics;
   /** How often the TLS Secret is re-read for a renewed certificate. */
   certificatePollMs?: number;
 }
@@ -44,25 +47,37 @@ export function appView(app: AppObject | undefined): AppView | undefined {
   };
 }
 
-export class WebhookRuntime {
-  private readonly options: WebhookRuntimeOptions;
-  private readonly core: CoreV1Api;
+export class WebhookLoop implements Loop {
+  readonly name = "webhook";
+  private readonly options: WebhookLoopOptions;
   private readonly excluded: ReadonlySet<string>;
-  private apps: WatchedResource<AppObject> | undefined;
+  private readonly apps: WatchedResource<AppObject>;
+  private readonly events: EventSeries;
   private server: WebhookServer | undefined;
   private certificate = "";
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(options: WebhookRuntimeOptions) {
+  constructor(options: WebhookLoopOptions) {
     this.options = options;
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
     this.excluded = new Set(excludedNamespaces(options.settings, options.namespace));
+    this.events = new EventSeries(options.kubeConfig.makeApiClient(CoreV1Api), COMPONENT);
+    this.apps = watchApps({
+      kubeConfig: options.kubeConfig,
+      label: "apps (webhook)",
+      onChange: () => undefined,
+      onRestart: () => {
+        options.metrics.watchRestarts.inc({ resource: "apps (webhook)" });
+      },
+      logger: options.logger,
+    });
   }
 
   /** Serving: the App cache is loaded and the certificate is in place. */
-  ready(): boolean {
-    return this.server !== undefined && this.apps?.synced() === true;
+  ready(): Readiness {
+    if (!this.server) return { ready: false, reason: "webhook not serving yet" };
+    if (!this.apps.synced()) return { ready: false, reason: "webhook's App cache not synced" };
+    return { ready: true };
   }
 
   url(): string | undefined {
@@ -71,13 +86,7 @@ export class WebhookRuntime {
 
   /** Starts the App cache, then serves as soon as the leader has written the certificate. */
   async start(): Promise<void> {
-    const { kubeConfig, logger } = this.options;
-    this.apps = await watchApps({
-      kubeConfig,
-      label: "apps (webhook)",
-      onChange: () => undefined,
-      logger,
-    });
+    await this.apps.start();
     await this.refreshCertificate();
   }
 
@@ -95,8 +104,11 @@ export class WebhookRuntime {
             port: this.options.port,
             certificate: leaf,
             decide: (review) => this.decide(review),
-            onDecision: (review, decision) => {
-              this.report(review, decision);
+            onDecision: (review, decision, seconds) => {
+              this.report(review, decision, seconds);
+            },
+            onInvalid: () => {
+              this.options.metrics.webhookReviews.inc({ outcome: "invalid", reason: "BadReview" });
             },
             logger,
           });
@@ -119,19 +131,24 @@ export class WebhookRuntime {
 
   private decide(review: PodReview): Decision {
     return decide(review.pod, review.namespace, this.excluded, (namespace, app) =>
-      appView(asAppObject(this.apps?.get(namespace, app))),
+      appView(asAppObject(this.apps.get(namespace, app))),
     );
   }
 
-  private report(review: PodReview, decision: Decision): void {
-    const { logger } = this.options;
+  private report(review: PodReview, decision: Decision, seconds: number): void {
+    const { logger, metrics } = this.options;
+    metrics.webhookReviewDuration.observe(seconds);
+    metrics.webhookReviews.inc({
+      outcome: decision.action,
+      reason: decision.action === "inject" ? "Injected" : decision.code,
+    });
     if (decision.action === "inject") {
       logger.debug({ pod: review.describe, secret: decision.target.secretName }, "pod injected");
       return;
     }
     const refused = decision.action === "reject";
     logger.info(
-      { pod: review.describe, reason: decision.reason },
+      { pod: review.describe, code: decision.code, reason: decision.reason },
       refused ? "pod refused" : "pod not injected",
     );
     const owner = review.pod.metadata?.ownerReferences as
@@ -141,30 +158,26 @@ export class WebhookRuntime {
     // Pods refused at creation leave no Pod to attach an Event to, and a skipped one has no
     // name yet; their owner is where the user looks (kubectl describe replicaset).
     if (!controller) return;
-    recordEvent(
-      this.core,
-      COMPONENT,
-      {
-        apiVersion: controller.apiVersion,
-        kind: controller.kind,
-        name: controller.name,
-        namespace: review.namespace,
-        uid: controller.uid,
-      },
-      {
-        type: refused ? "Warning" : "Normal",
-        reason: refused ? "NatsInjectionRefused" : "NatsInjectionSkipped",
-        message: decision.reason,
-      },
-    ).catch((error: unknown) => {
-      logger.warn({ err: error }, "could not record the webhook's decision as an Event");
-    });
+    this.events
+      .record(
+        {
+          apiVersion: controller.apiVersion,
+          kind: controller.kind,
+          name: controller.name,
+          namespace: review.namespace,
+          uid: controller.uid,
+        },
+        { type: refused ? "Warning" : "Normal", reason: decision.code, message: decision.reason },
+      )
+      .catch((error: unknown) => {
+        logger.warn({ err: error }, "could not record the webhook's decision as an Event");
+      });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.server?.close();
-    await this.apps?.stop();
+    await this.apps.stop();
   }
 }

@@ -6,10 +6,10 @@
  * half-done delete is retried, never forgotten), and the finalizer goes last.
  */
 import type { V1OwnerReference, V1Secret } from "@kubernetes/client-node";
-import { deleteAppAccount } from "../accounts/account-deletion.ts";
-import { mintAppAccount } from "../accounts/app-account.ts";
-import type { OperatorIdentity } from "../accounts/identities.ts";
-import { parseJwt } from "../accounts/jwt.ts";
+import { deleteAppAccount } from "../../accounts/account-deletion.ts";
+import { mintAppAccount } from "../../accounts/app-account.ts";
+import type { OperatorIdentity } from "../../accounts/identities.ts";
+import { parseJwt } from "../../accounts/jwt.ts";
 import {
   KeyStoreError,
   createAccount,
@@ -17,14 +17,14 @@ import {
   loadAccount,
   saveAccount,
   type SecretStore,
-} from "../accounts/key-store.ts";
-import type { ResolverClient } from "../accounts/resolver-client.ts";
+} from "../../accounts/key-store.ts";
+import type { ResolverClient } from "../../accounts/resolver-client.ts";
 import {
   ResolverRejectedError,
   ResolverTimeoutError,
   InvalidClaimsError,
-} from "../accounts/resolver-client.ts";
-import { AccountSpecError, validateAccountSpec, type AccountRequest } from "../accounts/spec.ts";
+} from "../../accounts/resolver-client.ts";
+import { AccountSpecError, validateAccountSpec, type AccountRequest } from "../../accounts/spec.ts";
 import {
   APP_API_VERSION,
   APP_KIND,
@@ -32,37 +32,55 @@ import {
   natsRequest,
   type AppSpec,
   type EnvironmentStatus,
-} from "../crds/app.ts";
+} from "../../crds/app.ts";
+import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
 import type { AccountIndex } from "./account-index.ts";
-import type { AppObject } from "../contract/app-object.ts";
-import { appSecret, appSecretCurrent, appSecretName, secretOwner } from "../contract/app-secret.ts";
-import { appStatus, degradedReason, sameStatus, type Outcome } from "./app-status.ts";
+import type { AppObject } from "../../contract/app-object.ts";
+import {
+  appSecret,
+  appSecretCurrent,
+  appSecretName,
+  secretOwner,
+} from "../../contract/app-secret.ts";
+import { appStatus, degradedReason, sameStatus, type StatusInput } from "./app-status.ts";
 import { FINALIZER, type AppWrites } from "./app-writes.ts";
-import { NatsUnavailableError } from "./nats-link.ts";
+import { NatsUnavailableError } from "../nats-link.ts";
+
+/**
+ * What the App's owner is told, and what happens next: `change` waits for the App to change
+ * (its events start the next reconcile), `recheck` looks again after a while (what is in the
+ * way is not watched), `retry` is a fault retried with backoff.
+ */
+export type Remedy = "change" | "recheck" | "retry";
 
 /** A reason the App cannot be fully reconciled that its owner can act on. */
 export class AppProblem extends Error {
   override name = "AppProblem";
   readonly reason: string;
-  /** False when retrying cannot help until the App (or its namespace) changes. */
-  readonly retry: boolean;
+  readonly remedy: Remedy;
 
-  constructor(reason: string, message: string, retry: boolean) {
-    super(message);
+  constructor(reason: string, message: string, remedy: Remedy, options?: ErrorOptions) {
+    super(message, options);
     this.reason = reason;
-    this.retry = retry;
+    this.remedy = remedy;
   }
 }
 
+/** How often an App blocked by someone else's Secret looks again: that Secret is not watched. */
+export const CONFLICT_RECHECK_MS = 30_000;
+
+/** What the reconciler asks of the NATS servers. */
+export type AccountServers = Pick<ResolverClient, "push" | "delete" | "purgeJetStream">;
+
 export interface ReconcilerDeps {
-  identity: OperatorIdentity;
+  identity: () => OperatorIdentity;
   caBundle: () => string;
   /** NATS_URL written into app Secrets. */
   appUrl: string;
   store: SecretStore;
   index: AccountIndex;
   /** Throws NatsUnavailableError while there is no connection. */
-  resolver: () => ResolverClient;
+  servers: () => AccountServers;
   getApp: (namespace: string, name: string) => AppObject | undefined;
   /** From the API server, for an App the cache lacks. */
   readApp: (namespace: string, name: string) => Promise<AppObject | undefined>;
@@ -77,11 +95,15 @@ export interface ReconcilerDeps {
   now: () => number;
 }
 
-export type ReconcileResult = undefined | { requeueAfterMs: number };
-
 interface AccountChange {
   environment: string;
   change: "created" | "updated" | "deleted";
+}
+
+/** One step's result: what it changed, and what stopped it, if anything did. */
+interface StepResult {
+  changes: AccountChange[];
+  problems: AppProblem[];
 }
 
 const EVENT_REASONS = {
@@ -93,13 +115,28 @@ const EVENT_REASONS = {
 function describe(error: unknown, scrub: (text: string) => string): AppProblem {
   if (error instanceof AppProblem) return error;
   const message = scrub(error instanceof Error ? error.message : String(error));
+  const problem = (reason: string, remedy: Remedy) =>
+    new AppProblem(reason, message, remedy, { cause: error });
   if (error instanceof NatsUnavailableError || error instanceof ResolverTimeoutError)
-    return new AppProblem("NatsUnavailable", message, true);
+    return problem("NatsUnavailable", "retry");
   if (error instanceof ResolverRejectedError || error instanceof InvalidClaimsError)
-    return new AppProblem("NatsRejected", message, true);
-  if (error instanceof AccountSpecError) return new AppProblem("InvalidSpec", message, false);
-  if (error instanceof KeyStoreError) return new AppProblem("KeyStoreError", message, true);
-  return new AppProblem("ReconcileError", message, true);
+    return problem("NatsRejected", "retry");
+  if (error instanceof AccountSpecError) return problem("InvalidSpec", "change");
+  if (error instanceof KeyStoreError) return problem("KeyStoreError", "retry");
+  return problem("ReconcileError", "retry");
+}
+
+/**
+ * Of several problems the one that decides what happens next: a fault is retried soonest, then
+ * a recheck; status reports the first problem met, whichever it is.
+ */
+function outcomeOf(problems: AppProblem[]): ReconcileOutcome {
+  const fault = problems.find((p) => p.remedy === "retry");
+  // The error as thrown, for the log and the errors metric; the problem is in the status.
+  if (fault) return retry(fault.cause ?? fault);
+  const blocked = problems.find((p) => p.remedy === "recheck");
+  if (blocked) return requeueAfter(CONFLICT_RECHECK_MS, `${blocked.reason}: ${blocked.message}`);
+  return done;
 }
 
 function owner(app: AppObject): V1OwnerReference {
@@ -112,6 +149,26 @@ function owner(app: AppObject): V1OwnerReference {
   };
 }
 
+type Validated =
+  | { valid: true; wanted: string[]; request: AccountRequest | undefined }
+  | { valid: false; message: string };
+
+/**
+ * The App as the reconcile acts on it. The API server validates with the CRD's schema, but an
+ * App stored before the schema tightened, or with a name NATS cannot carry, still arrives here.
+ */
+function validate(app: AppObject): Validated {
+  const { namespace, name } = app.metadata;
+  const issues = [
+    ...appSpecIssues(app.spec).map((i) => `spec${i.path ? `.${i.path}` : ""}: ${i.message}`),
+    ...nameIssues(namespace, name),
+  ];
+  if (issues.length > 0) return { valid: false, message: issues.join("; ") };
+  const spec = app.spec as AppSpec;
+  const request = natsRequest(spec);
+  return { valid: true, wanted: request ? [...spec.environments] : [], request };
+}
+
 export class AppReconciler {
   private readonly deps: ReconcilerDeps;
 
@@ -119,8 +176,8 @@ export class AppReconciler {
     this.deps = deps;
   }
 
-  /** Reconciles `namespace/name`; throws to be retried with backoff. */
-  async reconcile(key: string): Promise<ReconcileResult> {
+  /** Reconciles `namespace/name`. Throws only what it did not expect (a retry too). */
+  async reconcile(key: string): Promise<ReconcileOutcome> {
     const [namespace = "", name = ""] = key.split("/");
     const stored = this.deps.index.environments(namespace, name);
     // Deleting accounts on the word of a cache would be unforgivable if the cache were wrong:
@@ -131,20 +188,23 @@ export class AppReconciler {
     if (!app) {
       // Gone without our finalizer (it never had one, or it was removed by hand): whatever
       // keys remain are orphans.
-      await this.removeEnvironments(namespace, name, stored);
-      return undefined;
+      const removed = await this.removeEnvironments(namespace, name, stored);
+      return outcomeOf(removed.problems);
     }
     if (app.metadata.deletionTimestamp) return this.finalize(app);
     return this.converge(app);
   }
 
-  private async finalize(app: AppObject): Promise<ReconcileResult> {
-    if (!(app.metadata.finalizers ?? []).includes(FINALIZER)) return undefined;
+  private async finalize(app: AppObject): Promise<ReconcileOutcome> {
+    if (!(app.metadata.finalizers ?? []).includes(FINALIZER)) return done;
     const { namespace, name } = app.metadata;
-    try {
-      await this.removeEnvironments(namespace, name, this.deps.index.environments(namespace, name));
-    } catch (error) {
-      const problem = describe(error, this.deps.scrub);
+    const removed = await this.removeEnvironments(
+      namespace,
+      name,
+      this.deps.index.environments(namespace, name),
+    );
+    const [problem] = removed.problems;
+    if (problem) {
       await this.record(app, {
         generation: app.metadata.generation ?? 0,
         environments: app.status?.environments ?? [],
@@ -153,69 +213,90 @@ export class AppReconciler {
           message: `accounts cannot be deleted yet, so the App stays until they are: ${problem.message}`,
         },
       });
-      throw error;
+      // Blocked by a fault (NATS away): the App is not for its owner to fix.
+      return retry(problem.cause ?? problem);
     }
     await this.deps.writes.setFinalizer(app, false);
-    return undefined;
+    return done;
   }
 
-  private async converge(app: AppObject): Promise<ReconcileResult> {
-    const { namespace, name } = app.metadata;
+  /** validate -> ensure finalizer -> ensure environments -> remove dropped -> announce -> record */
+  private async converge(app: AppObject): Promise<ReconcileOutcome> {
     const generation = app.metadata.generation ?? 0;
-    const issues = [
-      ...appSpecIssues(app.spec).map((i) => `spec${i.path ? `.${i.path}` : ""}: ${i.message}`),
-      ...nameIssues(namespace, name),
-    ];
-    if (issues.length > 0) {
+    const checked = validate(app);
+    if (!checked.valid) {
       // Nothing that already works is touched: the previous environments keep their accounts.
       await this.record(app, {
         generation,
         environments: app.status?.environments ?? [],
-        problem: { reason: "InvalidSpec", message: issues.join("; ") },
+        problem: { reason: "InvalidSpec", message: checked.message },
       });
-      return undefined;
+      return done;
     }
-    const spec = app.spec as AppSpec;
-    const request = natsRequest(spec);
-    const wanted = request ? [...spec.environments] : [];
-    const stored = this.deps.index.environments(namespace, name);
-    const hasFinalizer = (app.metadata.finalizers ?? []).includes(FINALIZER);
-    if (wanted.length > 0 && !hasFinalizer) await this.deps.writes.setFinalizer(app, true);
+    const { wanted, request } = checked;
+    await this.ensureFinalizer(app, wanted);
+    const ensured = await this.ensureEnvironments(app, wanted, request);
+    const removed = await this.removeDropped(app, wanted);
+    await this.announce(app, [...ensured.changes, ...removed.changes]);
+    const problems = [...ensured.problems, ...removed.problems];
+    const [problem] = problems;
+    await this.record(app, {
+      generation,
+      environments: ensured.environments,
+      ...(problem ? { problem: { reason: problem.reason, message: problem.message } } : {}),
+      ...(request ? {} : { disabled: true }),
+    });
+    return outcomeOf(problems);
+  }
 
-    const environments: EnvironmentStatus[] = [];
-    const changes: AccountChange[] = [];
-    let failure: unknown;
+  /** Held while the App has accounts, so deleting the App waits for them to be deleted. */
+  private async ensureFinalizer(app: AppObject, wanted: string[]): Promise<void> {
+    if (wanted.length > 0 && !(app.metadata.finalizers ?? []).includes(FINALIZER))
+      await this.deps.writes.setFinalizer(app, true);
+  }
+
+  /** Each environment on its own: one that fails does not hold the others hostage. */
+  private async ensureEnvironments(
+    app: AppObject,
+    wanted: string[],
+    request: AccountRequest | undefined,
+  ): Promise<StepResult & { environments: EnvironmentStatus[] }> {
+    const result: StepResult & { environments: EnvironmentStatus[] } = {
+      environments: [],
+      changes: [],
+      problems: [],
+    };
     for (const environment of wanted) {
       try {
-        environments.push(await this.ensureEnvironment(app, environment, request, changes));
+        result.environments.push(
+          await this.ensureEnvironment(app, environment, request, result.changes),
+        );
       } catch (error) {
-        failure ??= error;
+        result.problems.push(describe(error, this.deps.scrub));
         const before = app.status?.environments?.find((e) => e.name === environment);
-        environments.push({
-          ...(before ?? { name: environment, secret: appSecretName(name, environment) }),
+        result.environments.push({
+          ...(before ?? {
+            name: environment,
+            secret: appSecretName(app.metadata.name, environment),
+          }),
           ready: false,
         });
       }
     }
-    const dropped = stored.filter((e) => !wanted.includes(e));
-    try {
-      await this.removeEnvironments(namespace, name, dropped, changes);
-    } catch (error) {
-      failure ??= error;
-    }
-    await this.announce(app, changes);
-    if (!failure && wanted.length === 0 && hasFinalizer)
-      await this.deps.writes.setFinalizer(app, false);
+    return result;
+  }
 
-    const problem = failure === undefined ? undefined : describe(failure, this.deps.scrub);
-    await this.record(app, {
-      generation,
-      environments,
-      ...(problem ? { problem: { reason: problem.reason, message: problem.message } } : {}),
-      ...(request ? {} : { disabled: true }),
-    });
-    if (problem?.retry) throw failure;
-    return undefined;
+  /** Environments the App no longer lists (all of them with NATS off); then the finalizer goes. */
+  private async removeDropped(app: AppObject, wanted: string[]): Promise<StepResult> {
+    const { namespace, name } = app.metadata;
+    const dropped = this.deps.index
+      .environments(namespace, name)
+      .filter((e) => !wanted.includes(e));
+    const removed = await this.removeEnvironments(namespace, name, dropped);
+    const holds = (app.metadata.finalizers ?? []).includes(FINALIZER);
+    if (removed.problems.length === 0 && wanted.length === 0 && holds)
+      await this.deps.writes.setFinalizer(app, false);
+    return removed;
   }
 
   private async ensureEnvironment(
@@ -226,6 +307,7 @@ export class AppReconciler {
   ): Promise<EnvironmentStatus> {
     const { namespace, name } = app.metadata;
     const { deps } = this;
+    const identity = deps.identity();
     const secretName = appSecretName(name, environment);
     const conflict = (secret: V1Secret): AppProblem | undefined => {
       const claimedBy = secretOwner(secret);
@@ -235,8 +317,7 @@ export class AppReconciler {
         `Secret ${namespace}/${secretName} already exists and is not this App's ${environment} Secret` +
           (claimedBy ? ` (it belongs to ${claimedBy.app}/${claimedBy.environment})` : "") +
           "; rename the App or the environment, or delete that Secret",
-        // Retried with backoff: the Secret in the way is not watched, so its removal sends no event.
-        true,
+        "recheck",
       );
     };
     const existingSecret = deps.getSecret(namespace, secretName);
@@ -253,7 +334,7 @@ export class AppReconciler {
     const previous = deps.index.environments(namespace, name).includes(environment)
       ? await loadAccount(deps.store, accountSpec)
       : undefined;
-    const minted = mintAppAccount(accountSpec, deps.identity, previous, deps.now());
+    const minted = mintAppAccount(accountSpec, identity, previous, deps.now());
     if (minted.changed) {
       if (previous) await saveAccount(deps.store, accountSpec, minted.stored);
       else if (!(await createAccount(deps.store, accountSpec, minted.stored))) {
@@ -263,7 +344,7 @@ export class AppReconciler {
         throw new AppProblem(
           "KeyStoreConflict",
           `${environment}: account keys appeared while new ones were being made; retrying with them`,
-          true,
+          "retry",
         );
       }
       deps.index.add(namespace, name, environment);
@@ -272,7 +353,7 @@ export class AppReconciler {
     const before = app.status?.environments?.find((e) => e.name === environment);
     // The status records what every server acknowledged; a restart with it current pushes nothing.
     if (minted.changed || before?.revision !== revision || before.account !== minted.publicKey) {
-      await deps.resolver().push(minted.stored.accountJwt, deps.identity);
+      await deps.servers().push(minted.stored.accountJwt, identity);
       deps.onPush("update");
       if (minted.changed) changes.push({ environment, change: previous ? "updated" : "created" });
     }
@@ -309,30 +390,48 @@ export class AppReconciler {
     };
   }
 
-  /** Deletes accounts from every server, then their Secrets, then their keys. */
+  /**
+   * Deletes accounts from every server, then their Secrets, then their keys: a failure leaves
+   * the keys, so the next run tries again rather than forgetting an account still served.
+   */
   private async removeEnvironments(
     namespace: string,
     name: string,
     environments: string[],
-    changes?: AccountChange[],
-  ): Promise<void> {
-    const { deps } = this;
+  ): Promise<StepResult> {
+    const result: StepResult = { changes: [], problems: [] };
     for (const environment of environments) {
-      const spec = { namespace, app: name, environment };
-      const stored = await loadAccount(deps.store, spec);
-      if (stored) {
-        await deleteAppAccount(deps.resolver(), stored, deps.identity);
-        deps.onPush("delete");
+      try {
+        if (await this.removeEnvironment(namespace, name, environment))
+          result.changes.push({ environment, change: "deleted" });
+      } catch (error) {
+        result.problems.push(describe(error, this.deps.scrub));
       }
-      const secretName = appSecretName(name, environment);
-      const secret = deps.getSecret(namespace, secretName);
-      const claimedBy = secretOwner(secret);
-      if (secret && claimedBy?.app === name && claimedBy.environment === environment)
-        await deps.writes.deleteSecret(namespace, secretName);
-      await forgetAccount(deps.store, spec);
-      deps.index.remove(namespace, name, environment);
-      if (stored) changes?.push({ environment, change: "deleted" });
     }
+    return result;
+  }
+
+  /** True when it had an account to delete. */
+  private async removeEnvironment(
+    namespace: string,
+    name: string,
+    environment: string,
+  ): Promise<boolean> {
+    const { deps } = this;
+    const spec = { namespace, app: name, environment };
+    const stored = await loadAccount(deps.store, spec);
+    if (stored) {
+      await deleteAppAccount(deps.servers(), stored, deps.identity());
+      deps.onPush("delete");
+    }
+    const secretName = appSecretName(name, environment);
+    const secret = deps.getSecret(namespace, secretName);
+    const claimedBy = secretOwner(secret);
+    if (secret && claimedBy?.app === name && claimedBy.environment === environment)
+      await deps.writes.deleteSecret(namespace, secretName);
+    await forgetAccount(deps.store, spec);
+    deps.index.remove(namespace, name, environment);
+    return stored !== undefined;
   }
 
   /**
@@ -356,7 +455,7 @@ export class AppReconciler {
     }
   }
 
-  private async record(app: AppObject, outcome: Outcome): Promise<void> {
+  private async record(app: AppObject, outcome: StatusInput): Promise<void> {
     const status = appStatus(app.status, outcome, this.deps.now());
     if (sameStatus(app.status, status)) return;
     await this.deps.writes.applyStatus(app, status);

@@ -5,9 +5,9 @@
  * identical status and nothing is written.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { AppStatus, Condition, EnvironmentStatus } from "../crds/app.ts";
+import type { AppStatus, Condition, EnvironmentStatus } from "../../crds/app.ts";
 
-export interface Outcome {
+export interface StatusInput {
   generation: number;
   environments: EnvironmentStatus[];
   /** Set when something stopped the App from being fully reconciled. */
@@ -38,7 +38,7 @@ function condition(
 
 export function appStatus(
   previous: AppStatus | undefined,
-  outcome: Outcome,
+  outcome: StatusInput,
   nowMs: number,
 ): AppStatus {
   const now = new Date(nowMs).toISOString().replace(/\.\d+Z$/, "Z");

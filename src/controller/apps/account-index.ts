@@ -3,7 +3,7 @@
  * replica starts leading, then kept current by the reconciler, the only writer. Saves listing
  * every account Secret on every reconcile.
  */
-import { parseAccountEntryName, type SecretStore } from "../accounts/key-store.ts";
+import { parseAccountEntryName, type SecretStore } from "../../accounts/key-store.ts";
 
 export function appKey(namespace: string, app: string): string {
   return `${namespace}/${app}`;

@@ -12,26 +12,26 @@ import {
   loadOperatorIdentity,
   type OperatorArtifacts,
   type OperatorIdentity,
-} from "../accounts/identities.ts";
-import { ensureOperatorSeeds, type SecretStore } from "../accounts/key-store.ts";
-import { caBundle, type CaPolicy, type CaState } from "../ca/authority.ts";
-import { ensureCa } from "../ca/ca-store.ts";
+} from "../../accounts/identities.ts";
+import { ensureOperatorSeeds, type SecretStore } from "../../accounts/key-store.ts";
+import { caBundle, type CaPolicy, type CaState } from "../../ca/authority.ts";
+import { ensureCa } from "../../ca/ca-store.ts";
 import {
   ensureLeaf,
   issuedByActive,
   natsRouteLeaf,
   natsServerLeaf,
   type NatsNames,
-} from "../ca/leaves.ts";
-import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
-import { readSecretData, sameSecretData } from "../kube/read-secret.ts";
-import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../nats/server-config.ts";
-import { keyPairFrom } from "../ca/tls-secret.ts";
+} from "../../ca/leaves.ts";
+import { MANAGED_BY, applySecret, secretData } from "../../kube/apply-secret.ts";
+import { readSecretData, sameSecretData } from "../../kube/read-secret.ts";
+import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../../nats/server-config.ts";
+import { keyPairFrom } from "../../ca/tls-secret.ts";
 import {
   readWebhookTls,
   ensureWebhook,
   type WebhookSettings,
-} from "../contract/webhook-registration.ts";
+} from "../../contract/webhook-registration.ts";
 
 export interface BootstrapSettings {
   /** The operator's namespace: key store, CA and NATS config Secret. */

@@ -13,7 +13,7 @@ import {
   reloadUntilServing,
   ServerReloadTimeoutError,
   type ServerEndpoint,
-} from "../nats/server-reload.ts";
+} from "../../nats/server-reload.ts";
 
 export interface ServerReloadSettings {
   /** How the operator reaches a server by its name (the chart: the pod's headless DNS name). */

@@ -11,12 +11,12 @@ import {
   type KubeConfig,
   type V1Secret,
 } from "@kubernetes/client-node";
-import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../crds/app.ts";
-import type { AppStatus } from "../crds/app.ts";
-import type { AppObject as App } from "../contract/app-object.ts";
-import { FIELD_MANAGER, applySecret, createSecret } from "../kube/apply-secret.ts";
-import { unlessNotFound } from "../kube/api-errors.ts";
-import { recordEvent, type EventInput } from "../kube/events.ts";
+import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../../crds/app.ts";
+import type { AppStatus } from "../../crds/app.ts";
+import type { AppObject as App } from "../../contract/app-object.ts";
+import { FIELD_MANAGER, applySecret, createSecret } from "../../kube/apply-secret.ts";
+import { unlessNotFound } from "../../kube/api-errors.ts";
+import { recordEvent, type EventInput } from "../../kube/events.ts";
 
 export const FINALIZER = "nats-tenancy.io/accounts";
 

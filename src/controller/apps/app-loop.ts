@@ -1,0 +1,220 @@
+/**
+ * The App reconcile loop: a work queue of App keys, fed by the sources declared in start(),
+ * each key run through the AppReconciler and its outcome counted and logged.
+ */
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import type { OperatorIdentity } from "../../accounts/identities.ts";
+import type { SecretStore } from "../../accounts/key-store.ts";
+import { asAppObject, type AppObject } from "../../contract/app-object.ts";
+import { APP_LABEL } from "../../contract/app-secret.ts";
+import { APP_RESOURCE } from "../../crds/app.ts";
+import { unlessNotFound } from "../../kube/api-errors.ts";
+import { readSecret } from "../../kube/read-secret.ts";
+import { scrubSecrets } from "../../observability/logger.ts";
+import type { Metrics } from "../../observability/metrics.ts";
+import { watchApps, watchAppSecrets, type WatchedResource } from "../../runtime/informers.ts";
+import { unlessAborted, type Loop, type Readiness } from "../../runtime/loop.ts";
+import { workResult, type ReconcileOutcome } from "../../runtime/outcome.ts";
+import { subscribe, type Source, type Subscription, type Trigger } from "../../runtime/triggers.ts";
+import { WorkQueue } from "../../runtime/work-queue.ts";
+import { appKey, type AccountIndex } from "./account-index.ts";
+import { AppReconciler, type AccountServers } from "./app-reconciler.ts";
+import { kubernetesAppWrites } from "./app-writes.ts";
+
+export interface AppLoopOptions {
+  /** Built for the leader's term: its requests abort when the term ends. */
+  kubeConfig: KubeConfig;
+  store: SecretStore;
+  index: AccountIndex;
+  /** The operator identity and CA bundle as last bootstrapped. */
+  identity: () => OperatorIdentity;
+  caBundle: () => string;
+  /** Fired when the CA bundle apps trust changed: every App Secret carries it. */
+  caBundleChanged: Trigger;
+  servers: () => AccountServers;
+  /** Fired on every new NATS connection. */
+  natsConnected: Trigger;
+  /** NATS_URL given to apps. */
+  appUrl: string;
+  resyncMs: number;
+  concurrency: number;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export class AppLoop implements Loop {
+  readonly name = "apps";
+  private readonly options: AppLoopOptions;
+  private readonly queue: WorkQueue;
+  private readonly reconciler: AppReconciler;
+  private readonly apps: WatchedResource<AppObject>;
+  private readonly secrets: WatchedResource<V1Secret>;
+  private readonly triggers: Source[];
+  private subscriptions: Subscription[] = [];
+
+  constructor(options: AppLoopOptions) {
+    this.options = options;
+    const { kubeConfig, index, logger, metrics } = options;
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    const add = (namespace: string, name: string): void => {
+      this.queue.add(appKey(namespace, name));
+    };
+    const restarts = (resource: string) => () => {
+      metrics.watchRestarts.inc({ resource });
+    };
+
+    // What starts a reconcile. The two caches also serve the reconciler's reads.
+    this.apps = watchApps({
+      kubeConfig,
+      label: "apps",
+      onChange: (app) => {
+        add(app.metadata.namespace, app.metadata.name);
+      },
+      onRestart: restarts("apps"),
+      logger,
+    });
+    this.secrets = watchAppSecrets({
+      kubeConfig,
+      label: "app secrets",
+      // A Secret deleted or edited by hand is put back by its App's reconcile.
+      onChange: (secret) => {
+        const app = secret.metadata?.labels?.[APP_LABEL];
+        const namespace = secret.metadata?.namespace;
+        if (app && namespace) add(namespace, app);
+      },
+      onRestart: restarts("app secrets"),
+      logger,
+    });
+    this.triggers = [
+      // What failed for want of NATS goes again now, not at its next backoff.
+      {
+        trigger: options.natsConnected,
+        run: () => {
+          this.queue.retryFailedNow();
+        },
+      },
+      // Every App Secret carries the CA bundle.
+      { trigger: options.caBundleChanged, run: this.enqueueAll },
+      { everyMs: options.resyncMs, run: this.enqueueAll },
+    ];
+
+    this.reconciler = new AppReconciler({
+      identity: options.identity,
+      caBundle: options.caBundle,
+      appUrl: options.appUrl,
+      store: options.store,
+      index,
+      servers: options.servers,
+      getApp: (namespace, name) => this.apps.get(namespace, name),
+      readApp: (namespace, name) => readApp(custom, namespace, name),
+      getSecret: (namespace, name) => this.secrets.get(namespace, name),
+      readSecret: (namespace, name) => readSecret(core, namespace, name),
+      writes: kubernetesAppWrites(kubeConfig, "nats-tenancy", (resource) => {
+        metrics.apiWrites.inc({ resource });
+      }),
+      scrub: scrubSecrets,
+      onPush: (operation) => {
+        metrics.natsPushes.inc({ operation });
+      },
+      now: () => Date.now(),
+    });
+    this.queue = new WorkQueue({
+      concurrency: options.concurrency,
+      process: async (key) => workResult(await this.run(key)),
+      onError: (key, error, attempt) => {
+        const reason = error instanceof Error ? error.name : "Error";
+        metrics.reconcileErrors.inc({ reason });
+        logger.warn({ app: key, attempt, err: error }, "reconcile failed; retrying with backoff");
+      },
+      onDepthChange: (depth) => {
+        metrics.queueDepth.set(depth);
+      },
+    });
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const { queue } = this;
+    // No reconcile may run on half a picture: one that found an App's Secret missing from a cache
+    // still loading would write it again, one that found the App missing would call its
+    // accounts orphans. Keys the informers add meanwhile wait in the queue.
+    await queue.exclusive(async () => {
+      await Promise.all([this.apps.start(), this.secrets.start()]);
+      await unlessAborted(Promise.all([this.apps.waitSynced(), this.secrets.waitSynced()]), signal);
+    });
+    this.subscriptions = this.triggers.map(subscribe);
+    this.enqueueAll();
+  }
+
+  /** Informers synced: the caches the reconciles read are complete. */
+  ready(): Readiness {
+    if (!this.apps.synced() || !this.secrets.synced())
+      return { ready: false, reason: "informers not synced" };
+    return { ready: true };
+  }
+
+  /** Resolves when nothing is queued or running (tests, benchmarks). */
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  /** Runs `section` with no reconcile in flight (see WorkQueue.exclusive). */
+  exclusive<T>(section: () => Promise<T>): Promise<T> {
+    return this.queue.exclusive(section);
+  }
+
+  /** Stops taking work, lets running reconciles finish, closes the watches. */
+  async stop(): Promise<void> {
+    for (const subscription of this.subscriptions) subscription.cancel();
+    await this.queue.drain();
+    await Promise.all([this.apps.stop(), this.secrets.stop()]);
+  }
+
+  /** Every App, and every app that still has keys but no App (an orphan to clean up). */
+  private readonly enqueueAll = (): void => {
+    const keys = new Set<string>();
+    for (const object of this.apps.list()) {
+      const app = asAppObject(object);
+      if (app) keys.add(appKey(app.metadata.namespace, app.metadata.name));
+    }
+    for (const key of this.options.index.apps()) keys.add(key);
+    for (const key of keys) this.queue.add(key);
+  };
+
+  private async run(key: string): Promise<ReconcileOutcome> {
+    const { metrics, logger, index } = this.options;
+    const end = metrics.reconcileDuration.startTimer();
+    let outcome: ReconcileOutcome;
+    try {
+      outcome = await this.reconciler.reconcile(key);
+    } catch (error) {
+      outcome = { kind: "retry", error };
+    } finally {
+      end();
+      metrics.accounts.set(index.size);
+    }
+    metrics.reconcileTotal.inc({ result: RESULT_LABELS[outcome.kind] });
+    // A wait on the App's owner is no fault: it is in the status and an Event, not a warning.
+    if (outcome.kind === "requeueAfter")
+      logger.debug({ app: key, why: outcome.why, inMs: outcome.ms }, "reconcile waits");
+    return outcome;
+  }
+}
+
+const RESULT_LABELS = { done: "success", requeueAfter: "requeue", retry: "error" } as const;
+
+async function readApp(
+  custom: CustomObjectsApi,
+  namespace: string,
+  name: string,
+): Promise<AppObject | undefined> {
+  return asAppObject(
+    await unlessNotFound(custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name })),
+  );
+}

@@ -1,0 +1,114 @@
+/**
+ * The leader's loops for one term, built in the order they need each other and wired here,
+ * in one place: the platform bootstraps first (everything else needs its identity and CA),
+ * the NATS link connects with its credentials, the App loop reconciles, the drift loop repairs
+ * the servers between reconciles. Every API client is made from the term's signal.
+ */
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
+import { abortableKubeConfig } from "../kube/abortable-config.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import type { Loop } from "../runtime/loop.ts";
+import { AccountIndex } from "./apps/account-index.ts";
+import { AppLoop } from "./apps/app-loop.ts";
+import { DriftLoop } from "./drift/drift-loop.ts";
+import { NatsLink } from "./nats-link.ts";
+import { bootstrap } from "./platform/bootstrap.ts";
+import type { BootstrapSettings } from "./platform/bootstrap.ts";
+import type { ServerReloadSettings } from "./platform/nats-reloads.ts";
+import { PlatformLoop } from "./platform/platform-loop.ts";
+
+export interface ControllerSettings extends BootstrapSettings {
+  /** Where the operator itself connects (any server; system requests reach them all). */
+  natsUrls: string[];
+  /** NATS_URL given to apps. */
+  appUrl: string;
+  /** Servers running a full resolver: a push counts only when all of them acknowledged. */
+  expectedServers: number;
+  resyncMs: number;
+  concurrency: number;
+  /** Ask the servers to reload renewed certificates (the chart); absent: something else does. */
+  serverReload?: ServerReloadSettings;
+}
+
+export interface LeaderLoopsOptions {
+  kubeConfig: KubeConfig;
+  settings: ControllerSettings;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export interface LeaderLoops {
+  /** In start order. */
+  loops: Loop[];
+  apps: AppLoop;
+}
+
+export async function buildLeaderLoops(
+  options: LeaderLoopsOptions,
+  signal: AbortSignal,
+): Promise<LeaderLoops> {
+  const { settings, logger, metrics } = options;
+  const kubeConfig = abortableKubeConfig(options.kubeConfig, signal);
+  const store = new KubernetesSecretStore(kubeConfig, settings.namespace);
+  const boot = await bootstrap(kubeConfig, store, settings);
+  for (const change of boot.changes) logger.info({ change }, "bootstrap");
+  const index = await AccountIndex.load(store);
+  metrics.accounts.set(index.size);
+
+  const nats = new NatsLink({
+    servers: settings.natsUrls,
+    expectedServers: settings.expectedServers,
+    creds: boot.artifacts.systemUserCreds,
+    ca: boot.caBundle,
+    logger,
+  });
+  const platform = new PlatformLoop(
+    {
+      kubeConfig,
+      store,
+      settings,
+      resyncMs: settings.resyncMs,
+      ...(settings.serverReload ? { serverReload: settings.serverReload } : {}),
+      expectedServers: settings.expectedServers,
+      connection: () => nats.resolver().connection,
+      natsConnected: nats.connected,
+      logger,
+    },
+    boot,
+  );
+  // Renewed system-user credentials or CA: the link reconnects with them.
+  platform.renewed.on(() => {
+    const { artifacts, caBundle } = platform.current();
+    nats.update(artifacts.systemUserCreds, caBundle);
+  });
+  const apps = new AppLoop({
+    kubeConfig,
+    store,
+    index,
+    identity: () => platform.current().identity,
+    caBundle: () => platform.current().caBundle,
+    caBundleChanged: platform.caBundleChanged,
+    servers: () => nats.resolver(),
+    natsConnected: nats.connected,
+    appUrl: settings.appUrl,
+    resyncMs: settings.resyncMs,
+    concurrency: settings.concurrency,
+    logger,
+    metrics,
+  });
+  const drift = new DriftLoop({
+    store,
+    accounts: index,
+    identity: () => platform.current().identity,
+    nats,
+    natsConnected: nats.connected,
+    exclusive: (section) => apps.exclusive(section),
+    resyncMs: settings.resyncMs,
+    logger,
+    metrics,
+  });
+  // The link starts first and stops last: reconciles draining at the end still push.
+  return { loops: [nats, platform, apps, drift], apps };
+}

@@ -1,0 +1,109 @@
+/**
+ * Runs the leader-only loops while this replica holds the Lease. Winning it builds them (their
+ * factory may read and write, so it runs only then) and starts them; losing it aborts their
+ * signal at once, so writes in flight stop, then stops them. A new term waits until the last
+ * one's loops have stopped: one replica never runs two sets.
+ */
+import type { Logger } from "pino";
+import { LeaderElector, type LeaderElectorOptions } from "./leader-election.ts";
+import { readiness, startLoops, stopLoops, type Loop, type Readiness } from "./loop.ts";
+
+export interface LeaderGatedOptions {
+  election: Omit<LeaderElectorOptions, "onStartedLeading" | "onStoppedLeading" | "logger">;
+  /** Builds the loops of one term; `signal` fires when the term ends. */
+  build: (signal: AbortSignal) => Promise<Loop[]>;
+  logger: Logger;
+  onLeadership?: (leading: boolean) => void;
+  /** A term's loops could not be built or started (not merely cut short by losing the Lease). */
+  onFailure: (error: unknown) => void;
+}
+
+interface Term {
+  abort: AbortController;
+  loops: Loop[];
+  running: boolean;
+  /** Built and started (or failed). */
+  started: Promise<void>;
+}
+
+export class LeaderGated {
+  private readonly options: LeaderGatedOptions;
+  private readonly elector: LeaderElector;
+  private term: Term | undefined;
+  /** The previous term's stop, which the next term waits for. */
+  private ending: Promise<void> = Promise.resolve();
+
+  constructor(options: LeaderGatedOptions) {
+    this.options = options;
+    this.elector = new LeaderElector({
+      ...options.election,
+      logger: options.logger,
+      onStartedLeading: () => {
+        this.begin();
+      },
+      onStoppedLeading: () => {
+        this.ending = this.end(true);
+      },
+    });
+  }
+
+  start(): void {
+    this.elector.start();
+  }
+
+  isLeader(): boolean {
+    return this.elector.isLeader();
+  }
+
+  /** The running term's loops (empty while following or still building). */
+  loops(): readonly Loop[] {
+    return this.term?.loops ?? [];
+  }
+
+  /** A follower is ready; a leader once its loops have started and are ready. */
+  ready(): Readiness {
+    if (!this.term) return { ready: true };
+    if (!this.term.running) return { ready: false, reason: "the leader's loops are starting" };
+    return readiness(this.term.loops);
+  }
+
+  /** Ends the term gracefully (work in flight finishes), then releases the Lease. */
+  async stop(): Promise<void> {
+    await this.end(false);
+    await this.elector.stop();
+    await this.ending;
+  }
+
+  private begin(): void {
+    const { logger } = this.options;
+    const abort = new AbortController();
+    const term: Term = { abort, loops: [], running: false, started: Promise.resolve() };
+    this.term = term;
+    this.options.onLeadership?.(true);
+    term.started = this.ending
+      .then(async () => {
+        logger.info("leading: starting the leader's loops");
+        term.loops = await this.options.build(abort.signal);
+        await startLoops(term.loops, abort.signal);
+        term.running = true;
+      })
+      .catch((error: unknown) => {
+        if (!abort.signal.aborted) this.options.onFailure(error);
+      });
+  }
+
+  /** `lost`: abort first, so nothing more is written; otherwise let work in flight finish. */
+  private async end(lost: boolean): Promise<void> {
+    const term = this.term;
+    if (!term) return;
+    this.term = undefined;
+    this.options.onLeadership?.(false);
+    if (lost) {
+      this.options.logger.warn("lost the Lease: stopping the leader's loops");
+      term.abort.abort();
+    }
+    await term.started;
+    await stopLoops(term.loops);
+    term.abort.abort();
+  }
+}

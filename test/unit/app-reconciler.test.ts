@@ -1,0 +1,294 @@
+/**
+ * The App reconciler's branches that the e2e tests reach only slowly or not at all, driven
+ * through in-memory fakes of its dependencies: the key store, the NATS servers, the API writes.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { V1Secret } from "@kubernetes/client-node";
+import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/identities.ts";
+import type { SecretStore } from "../../src/accounts/key-store.ts";
+import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
+import type { AppObject } from "../../src/contract/app-object.ts";
+import { AccountIndex } from "../../src/controller/apps/account-index.ts";
+import {
+  AppReconciler,
+  CONFLICT_RECHECK_MS,
+  type AccountServers,
+} from "../../src/controller/apps/app-reconciler.ts";
+import { FINALIZER, type AppWrites } from "../../src/controller/apps/app-writes.ts";
+import type { AppStatus } from "../../src/crds/app.ts";
+import type { EventInput } from "../../src/kube/events.ts";
+
+const identity = loadOperatorIdentity("test", generateOperatorSeeds());
+
+class MemoryStore implements SecretStore {
+  readonly entries = new Map<string, Record<string, string>>();
+  get(name: string) {
+    return Promise.resolve(this.entries.get(name));
+  }
+  create(name: string, data: Record<string, string>) {
+    if (this.entries.has(name)) return Promise.resolve(false);
+    this.entries.set(name, data);
+    return Promise.resolve(true);
+  }
+  put(name: string, data: Record<string, string>) {
+    this.entries.set(name, data);
+    return Promise.resolve();
+  }
+  delete(name: string) {
+    this.entries.delete(name);
+    return Promise.resolve();
+  }
+  list() {
+    return Promise.resolve([...this.entries.keys()]);
+  }
+}
+
+/** Servers that acknowledge everything while up, and time out while down. */
+class FakeServers implements AccountServers {
+  readonly accounts = new Map<string, string>();
+  down = false;
+  pushes = 0;
+  push: AccountServers["push"] = (jwt) => {
+    if (this.down) return Promise.reject(new ResolverTimeoutError("push", 3, []));
+    this.pushes += 1;
+    const sub = (
+      JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString()) as {
+        sub: string;
+      }
+    ).sub;
+    this.accounts.set(sub, jwt);
+    return Promise.resolve([]);
+  };
+  delete: AccountServers["delete"] = (accounts) => {
+    if (this.down) return Promise.reject(new ResolverTimeoutError("delete", 3, []));
+    for (const account of accounts) this.accounts.delete(account);
+    return Promise.resolve([]);
+  };
+  purgeJetStream: AccountServers["purgeJetStream"] = () => Promise.resolve();
+}
+
+/** The API server as the reconciler sees it: Apps, Secrets (the operator's cached), Events. */
+class FakeCluster implements AppWrites {
+  readonly apps = new Map<string, AppObject>();
+  readonly secrets = new Map<string, V1Secret>();
+  readonly events: EventInput[] = [];
+  writes = 0;
+
+  app(namespace: string, name: string): AppObject {
+    const app = this.apps.get(`${namespace}/${name}`);
+    assert.ok(app, `no App ${namespace}/${name}`);
+    return app;
+  }
+  private key(namespace: string | undefined, name: string | undefined): string {
+    return `${namespace ?? ""}/${name ?? ""}`;
+  }
+  createSecret(secret: V1Secret) {
+    this.writes += 1;
+    const key = this.key(secret.metadata?.namespace, secret.metadata?.name);
+    if (this.secrets.has(key)) return Promise.resolve(false);
+    this.secrets.set(key, secret);
+    return Promise.resolve(true);
+  }
+  applySecret(secret: V1Secret) {
+    this.writes += 1;
+    this.secrets.set(this.key(secret.metadata?.namespace, secret.metadata?.name), secret);
+    return Promise.resolve();
+  }
+  deleteSecret(namespace: string, name: string) {
+    this.writes += 1;
+    this.secrets.delete(this.key(namespace, name));
+    return Promise.resolve();
+  }
+  setFinalizer(app: AppObject, present: boolean) {
+    this.writes += 1;
+    const stored = this.app(app.metadata.namespace, app.metadata.name);
+    const others = (stored.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+    stored.metadata.finalizers = present ? [...others, FINALIZER] : others;
+    return Promise.resolve();
+  }
+  applyStatus(app: AppObject, status: AppStatus) {
+    this.writes += 1;
+    this.app(app.metadata.namespace, app.metadata.name).status = structuredClone(status);
+    return Promise.resolve();
+  }
+  event(_app: AppObject, event: EventInput) {
+    this.writes += 1;
+    this.events.push(event);
+    return Promise.resolve();
+  }
+}
+
+function setup() {
+  const store = new MemoryStore();
+  const servers = new FakeServers();
+  const cluster = new FakeCluster();
+  const index = new AccountIndex();
+  // The informer's cache holds only the operator's labelled Secrets.
+  const ours = (secret: V1Secret | undefined) =>
+    secret?.metadata?.labels?.["nats-tenancy.io/app"] ? secret : undefined;
+  const reconciler = new AppReconciler({
+    identity: () => identity,
+    caBundle: () => "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n",
+    appUrl: "tls://nats:4222",
+    store,
+    index,
+    servers: () => servers,
+    getApp: (namespace, name) => structuredClone(cluster.apps.get(`${namespace}/${name}`)),
+    readApp: (namespace, name) =>
+      Promise.resolve(structuredClone(cluster.apps.get(`${namespace}/${name}`))),
+    getSecret: (namespace, name) => ours(cluster.secrets.get(`${namespace}/${name}`)),
+    readSecret: (namespace, name) => Promise.resolve(cluster.secrets.get(`${namespace}/${name}`)),
+    writes: cluster,
+    scrub: (text) => text,
+    onPush: () => undefined,
+    now: () => Date.now(),
+  });
+  const addApp = (name: string, spec: unknown, namespace = "shop"): void => {
+    cluster.apps.set(`${namespace}/${name}`, {
+      apiVersion: "nats-tenancy.io/v1alpha1",
+      kind: "App",
+      metadata: { name, namespace, uid: `uid-${name}`, generation: 1 },
+      spec,
+    });
+  };
+  const condition = (name: string, type: string) =>
+    cluster.app("shop", name).status?.conditions?.find((c) => c.type === type);
+  return { store, servers, cluster, index, reconciler, addApp, condition };
+}
+
+describe("the App reconciler", () => {
+  test("a new App gets an account and a Secret per environment; a second run writes nothing", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod", "test"] });
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(s.servers.accounts.size, 2);
+    assert.ok(s.cluster.secrets.has("shop/orders-prod-nats"));
+    assert.ok(s.cluster.secrets.has("shop/orders-test-nats"));
+    assert.deepEqual(s.cluster.app("shop", "orders").metadata.finalizers, [FINALIZER]);
+    assert.equal(s.condition("orders", "Ready")?.status, "True");
+    assert.deepEqual(
+      s.cluster.events.map((e) => `${e.reason}: ${e.message}`),
+      ["AccountCreated: NATS accounts of prod, test created on every server"],
+    );
+
+    const writes = s.cluster.writes;
+    const pushes = s.servers.pushes;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(s.cluster.writes, writes, "an unchanged App was written again");
+    assert.equal(s.servers.pushes, pushes, "an unchanged account was pushed again");
+  });
+
+  test("someone else's Secret in the way: the other environment proceeds, the App looks again later, one Event", async () => {
+    const s = setup();
+    s.cluster.secrets.set("shop/web-prod-nats", {
+      metadata: { name: "web-prod-nats", namespace: "shop" },
+      data: { mine: "eWVz" },
+    });
+    s.addApp("web", { nats: true, environments: ["prod", "test"] });
+    const outcome = await s.reconciler.reconcile("shop/web");
+    assert.equal(outcome.kind, "requeueAfter");
+    assert.equal(outcome.ms, CONFLICT_RECHECK_MS);
+    assert.match(outcome.why, /^SecretConflict: Secret shop\/web-prod-nats already exists/);
+    assert.deepEqual(s.cluster.secrets.get("shop/web-prod-nats")?.data, { mine: "eWVz" });
+    assert.ok(s.cluster.secrets.has("shop/web-test-nats"));
+    assert.equal(s.condition("web", "Degraded")?.reason, "SecretConflict");
+    const environments = s.cluster.app("shop", "web").status?.environments ?? [];
+    assert.deepEqual(
+      environments.map((e) => [e.name, e.ready]),
+      [
+        ["prod", false],
+        ["test", true],
+      ],
+    );
+    const warnings = () => s.cluster.events.filter((e) => e.type === "Warning").length;
+    assert.equal(warnings(), 1);
+    assert.equal((await s.reconciler.reconcile("shop/web")).kind, "requeueAfter");
+    assert.equal(warnings(), 1, "the same conflict was announced twice");
+
+    s.cluster.secrets.delete("shop/web-prod-nats");
+    assert.deepEqual(await s.reconciler.reconcile("shop/web"), { kind: "done" });
+    assert.equal(s.condition("web", "Ready")?.status, "True");
+  });
+
+  test("a spec stored before the schema tightened is reported, and working environments keep their accounts", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    await s.reconciler.reconcile("shop/orders");
+    const app = s.cluster.app("shop", "orders");
+    app.spec = { nats: "yes", environments: ["prod", "Not A Label"] };
+    app.metadata.generation = 2;
+    const accounts = s.store.entries.size;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    const degraded = s.condition("orders", "Degraded");
+    assert.ok(degraded);
+    assert.equal(degraded.reason, "InvalidSpec");
+    assert.match(degraded.message, /spec\.nats: must be true, false, or an object/);
+    assert.match(degraded.message, /spec\.environments\[1\]: must be a DNS label/);
+    assert.equal(degraded.observedGeneration, 2);
+    assert.deepEqual(
+      s.cluster.app("shop", "orders").status?.environments?.map((e) => e.name),
+      ["prod"],
+    );
+    assert.equal(s.store.entries.size, accounts, "keys were removed");
+    assert.equal(s.servers.accounts.size, 1, "the account left the servers");
+    assert.ok(s.cluster.secrets.has("shop/orders-prod-nats"));
+  });
+
+  test("NATS away for one environment: the other is ready, the App is retried, the status says why", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    await s.reconciler.reconcile("shop/orders");
+    s.cluster.app("shop", "orders").spec = { nats: true, environments: ["prod", "test"] };
+    s.servers.down = true;
+    const outcome = await s.reconciler.reconcile("shop/orders");
+    assert.equal(outcome.kind, "retry");
+    assert.ok(outcome.error instanceof ResolverTimeoutError);
+    assert.equal(s.condition("orders", "Degraded")?.reason, "NatsUnavailable");
+    assert.deepEqual(
+      s.cluster.app("shop", "orders").status?.environments?.map((e) => [e.name, e.ready]),
+      [
+        ["prod", true],
+        ["test", false],
+      ],
+    );
+    s.servers.down = false;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.ok(s.cluster.secrets.has("shop/orders-test-nats"));
+  });
+
+  test("deleting an App waits for its accounts to leave the servers; then keys, Secrets and the finalizer go", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod", "test"] });
+    await s.reconciler.reconcile("shop/orders");
+    s.cluster.app("shop", "orders").metadata.deletionTimestamp = new Date();
+    s.servers.down = true;
+    const blocked = await s.reconciler.reconcile("shop/orders");
+    assert.equal(blocked.kind, "retry");
+    assert.equal(s.condition("orders", "Degraded")?.reason, "DeletionBlocked");
+    assert.deepEqual(s.cluster.app("shop", "orders").metadata.finalizers, [FINALIZER]);
+    assert.deepEqual(s.index.environments("shop", "orders"), ["prod", "test"]);
+    assert.equal(s.servers.accounts.size, 2);
+
+    s.servers.down = false;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.deepEqual(s.cluster.app("shop", "orders").metadata.finalizers, []);
+    assert.equal(s.servers.accounts.size, 0);
+    assert.equal(s.cluster.secrets.size, 0);
+    assert.deepEqual(s.index.environments("shop", "orders"), []);
+    assert.deepEqual(
+      [...s.store.entries.keys()].filter((k) => k.startsWith("nats-account.")),
+      [],
+    );
+  });
+
+  test("keys of an App that is gone are orphans, removed from the servers and the store", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    await s.reconciler.reconcile("shop/orders");
+    s.cluster.apps.delete("shop/orders");
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(s.servers.accounts.size, 0);
+    assert.deepEqual(s.index.apps(), []);
+  });
+});
