@@ -59,6 +59,7 @@ export async function startOperatorProcess(
       : undefined;
 
   let apps: AppLoop | undefined;
+  let stopped: Promise<void> | undefined;
   const leader =
     options.controller === false
       ? undefined
@@ -106,15 +107,15 @@ export async function startOperatorProcess(
   leader?.start();
   await webhook?.start();
 
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
+  // Hoisted: a leader's loops can fail, and call it, while the webhook is still starting.
+  function stop(): Promise<void> {
     stopped ??= (async () => {
       await leader?.stop();
       await webhook?.stop();
       await health.close();
     })();
     return stopped;
-  };
+  }
   return {
     healthUrl: health.url,
     webhookUrl: () => webhook?.url(),

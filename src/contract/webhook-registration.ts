@@ -68,7 +68,8 @@ export function webhookConfiguration(
       {
         name: "pods.nats-tenancy.io",
         admissionReviewVersions: ["v1"],
-        sideEffects: "None",
+        // Its Events are side effects, written only for reviews that are not dry runs.
+        sideEffects: "NoneOnDryRun",
         failurePolicy: "Fail",
         timeoutSeconds: 5,
         // The variables and volume may be needed by containers another webhook adds.

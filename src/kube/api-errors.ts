@@ -14,3 +14,22 @@ export async function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined
     throw error;
   }
 }
+
+/**
+ * A sentence for status conditions and Events: client-node's message carries the whole
+ * response body and headers, which no user should have to read.
+ */
+export function apiErrorSentence(error: ApiException<unknown>): string {
+  let body: unknown = error.body;
+  if (typeof body === "string") {
+    try {
+      body = JSON.parse(body) as unknown;
+    } catch {
+      // Not JSON: a proxy's page, say; its text says nothing a user can act on.
+    }
+  }
+  const status = body as { message?: unknown; reason?: unknown } | undefined;
+  const said = typeof status?.message === "string" ? status.message : undefined;
+  const reason = typeof status?.reason === "string" ? ` ${status.reason}` : "";
+  return `the Kubernetes API answered ${String(error.code)}${reason}${said ? `: ${said}` : ""}`;
+}

@@ -25,8 +25,13 @@ export interface WatchedResource<T extends KubernetesObject> {
   /** Lists, then watches; resolves after the first attempt, which may fail and be retried. */
   start(): Promise<void>;
   get(namespace: string, name: string): T | undefined;
-  list(): readonly T[];
-  /** True while the cache holds a complete list and its watch is open (false while restarting). */
+  /** Every cached object, or those of one namespace. */
+  list(namespace?: string): readonly T[];
+  /**
+   * True once the first list has been loaded and its watch has opened. It stays true while a
+   * failed watch restarts: the cache is still the best answer there is, and every replica
+   * turning unready at once on an API server hiccup would take the webhook down with it.
+   */
   synced(): boolean;
   /** Resolves once first synced. */
   waitSynced(): Promise<void>;
@@ -59,7 +64,9 @@ export function watchResource<T extends KubernetesObject>(
   options: WatchOptions<T>,
 ): WatchedResource<T> {
   let listed = false;
-  let open = false;
+  let synced = false;
+  /** When the watch last opened; undefined while it is not open. */
+  let openedAt: number | undefined;
   /** Failures so far: an attempt during which it grew did not open the watch. */
   let failures = 0;
   let markSynced: () => void = () => undefined;
@@ -90,14 +97,19 @@ export function watchResource<T extends KubernetesObject>(
     const failuresBefore = failures;
     await informer.start();
     if (failures !== failuresBefore || stopped) return;
-    open = true;
-    delay = RESTART_MIN_MS;
-    if (listed) markSynced();
+    openedAt = Date.now();
+    if (listed && !synced) {
+      synced = true;
+      markSynced();
+    }
   };
   for (const verb of ["add", "update", "delete"] as const) informer.on(verb, options.onChange);
   informer.on("error", (error: unknown) => {
     failures += 1;
-    open = false;
+    // Only a watch that stayed up a while starts the backoff over: one that opens and fails at
+    // once keeps backing off.
+    if (openedAt !== undefined && Date.now() - openedAt >= RESTART_MAX_MS) delay = RESTART_MIN_MS;
+    openedAt = undefined;
     if (stopped) return;
     options.onRestart?.();
     options.logger.warn(
@@ -112,12 +124,11 @@ export function watchResource<T extends KubernetesObject>(
   return {
     start: attempt,
     get: (namespace, name) => informer.get(name, namespace),
-    list: () => informer.list(),
-    synced: () => listed && open,
+    list: (namespace) => informer.list(namespace),
+    synced: () => synced,
     waitSynced: () => syncedOnce,
     stop: async () => {
       stopped = true;
-      open = false;
       clearTimeout(timer);
       await informer.stop();
     },

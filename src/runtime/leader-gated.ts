@@ -30,7 +30,9 @@ export class LeaderGated {
   private readonly options: LeaderGatedOptions;
   private readonly elector: LeaderElector;
   private term: Term | undefined;
-  /** The previous term's stop, which the next term waits for. */
+  /** The last term to end, while its loops stop. */
+  private ended: Term | undefined;
+  /** That term's stop, which the next term waits for. */
   private ending: Promise<void> = Promise.resolve();
 
   constructor(options: LeaderGatedOptions) {
@@ -42,7 +44,7 @@ export class LeaderGated {
         this.begin();
       },
       onStoppedLeading: () => {
-        this.ending = this.end(true);
+        void this.end(true);
       },
     });
   }
@@ -67,11 +69,13 @@ export class LeaderGated {
     return readiness(this.term.loops);
   }
 
-  /** Ends the term gracefully (work in flight finishes), then releases the Lease. */
+  /**
+   * Ends the term gracefully (work in flight finishes, the Lease still held), then releases the
+   * Lease. Losing it meanwhile aborts what is left at once.
+   */
   async stop(): Promise<void> {
     await this.end(false);
     await this.elector.stop();
-    await this.ending;
   }
 
   private begin(): void {
@@ -92,18 +96,27 @@ export class LeaderGated {
       });
   }
 
-  /** `lost`: abort first, so nothing more is written; otherwise let work in flight finish. */
-  private async end(lost: boolean): Promise<void> {
+  /**
+   * `lost`: abort first, so nothing more is written; otherwise work in flight finishes. A term
+   * still starting is cut short either way: its start may wait on a cache that never fills.
+   */
+  private end(lost: boolean): Promise<void> {
     const term = this.term;
-    if (!term) return;
-    this.term = undefined;
-    this.options.onLeadership?.(false);
-    if (lost) {
-      this.options.logger.warn("lost the Lease: stopping the leader's loops");
-      term.abort.abort();
+    if (!term) {
+      // Lost while a graceful stop drains: what is left may not write any more.
+      if (lost) this.ended?.abort.abort();
+      return this.ending;
     }
-    await term.started;
-    await stopLoops(term.loops);
-    term.abort.abort();
+    this.term = undefined;
+    this.ended = term;
+    this.options.onLeadership?.(false);
+    if (lost) this.options.logger.warn("lost the Lease: stopping the leader's loops");
+    if (lost || !term.running) term.abort.abort();
+    this.ending = (async () => {
+      await term.started;
+      await stopLoops(term.loops);
+      term.abort.abort();
+    })();
+    return this.ending;
   }
 }

@@ -15,6 +15,8 @@ export interface PodReview {
   pod: Pod;
   /** The pod's name for logs; generated names are not known yet at admission. */
   describe: string;
+  /** Nothing will be stored: the review must have no side effect (no Event). */
+  dryRun: boolean;
 }
 
 export interface ReviewResponse {
@@ -57,7 +59,13 @@ export function parsePodReview(body: unknown): PodReview {
     typeof metadata.name === "string"
       ? metadata.name
       : `${typeof metadata.generateName === "string" ? metadata.generateName : ""}<generated>`;
-  return { uid: request.uid, namespace, pod: pod as Pod, describe: `${namespace}/${name}` };
+  return {
+    uid: request.uid,
+    namespace,
+    pod: pod as Pod,
+    describe: `${namespace}/${name}`,
+    dryRun: request.dryRun === true,
+  };
 }
 
 export function reviewResponse(review: PodReview, decision: Decision): ReviewResponse {

@@ -71,8 +71,10 @@ export const SKIP_CODES = ["NotOptedIn", "NamespaceExcluded"] as const;
 export const REFUSAL_CODES = [
   "NoEnvironmentLabel",
   "AppNotFound",
+  "AppTerminating",
   "NatsOff",
   "EnvironmentNotFound",
+  "SecretContested",
 ] as const;
 export type SkipCode = (typeof SKIP_CODES)[number];
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
@@ -87,6 +89,13 @@ export interface AppView {
   /** Environments that have NATS accounts: empty when NATS is off for the App. */
   environments: string[];
   secretName: (environment: string) => string;
+  /** Being deleted: its accounts and Secrets are about to go. */
+  terminating?: boolean;
+  /**
+   * Another App's environment whose Secret has the same name, when this App has not been seen to
+   * hold that Secret: injecting it could hand the pod the other App's account.
+   */
+  contestedBy?: (environment: string) => { app: string; environment: string } | undefined;
 }
 
 export function decide(
@@ -125,6 +134,12 @@ export function decide(
       code: "AppNotFound",
       reason: `there is no App ${app} in namespace ${namespace}`,
     };
+  if (view.terminating)
+    return {
+      action: "reject",
+      code: "AppTerminating",
+      reason: `App ${namespace}/${app} is being deleted: its NATS credentials are about to stop working`,
+    };
   if (!view.environments.includes(environment)) {
     const off = view.environments.length === 0;
     const known = off ? "none: NATS is off" : view.environments.join(", ");
@@ -134,10 +149,18 @@ export function decide(
       reason: `App ${namespace}/${app} has no NATS environment ${environment} (it has ${known})`,
     };
   }
-  return {
-    action: "inject",
-    target: { app, environment, secretName: view.secretName(environment) },
-  };
+  const secretName = view.secretName(environment);
+  const rival = view.contestedBy?.(environment);
+  if (rival)
+    return {
+      action: "reject",
+      code: "SecretContested",
+      reason:
+        `Secret ${namespace}/${secretName} is also the Secret of App ${namespace}/${rival.app} ` +
+        `environment ${rival.environment}, and App ${namespace}/${app} does not hold it ` +
+        `(its status does not show ${environment} ready): rename the App or the environment`,
+    };
+  return { action: "inject", target: { app, environment, secretName } };
 }
 
 function literalEnv(container: Container, name: string): string | undefined {

@@ -37,13 +37,45 @@ export interface WebhookLoopOptions {
 
 const COMPONENT = "nats-tenancy-webhook";
 
-export function appView(app: AppObject | undefined): AppView | undefined {
-  if (!app) return undefined;
-  const valid = appSpecIssues(app.spec).length === 0;
+/** The environments a valid App with NATS on has accounts for; none otherwise. */
+function natsEnvironments(app: AppObject): string[] {
+  if (appSpecIssues(app.spec).length > 0) return [];
   const spec = app.spec as AppSpec;
+  return natsRequest(spec) ? [...spec.environments] : [];
+}
+
+/**
+ * What the webhook knows of an App, from the cache of every App: `neighbours` are the other
+ * Apps of its namespace, whose Secret names may collide with its own (App `a-b` environment `c`
+ * and App `a` environment `b-c` both name `a-b-c-nats`).
+ */
+export function appView(
+  app: AppObject | undefined,
+  neighbours: () => readonly AppObject[],
+): AppView | undefined {
+  if (!app) return undefined;
+  const name = app.metadata.name;
+  // The controller marks an environment ready only once the Secret of that name is this App's.
+  const holds = (environment: string, secret: string): boolean =>
+    app.status?.environments?.some(
+      (e) => e.name === environment && e.secret === secret && e.ready,
+    ) === true;
   return {
-    environments: valid && natsRequest(spec) ? [...spec.environments] : [],
-    secretName: (environment) => appSecretName(app.metadata.name, environment),
+    environments: natsEnvironments(app),
+    secretName: (environment) => appSecretName(name, environment),
+    terminating: app.metadata.deletionTimestamp !== undefined,
+    contestedBy: (environment) => {
+      const secret = appSecretName(name, environment);
+      if (holds(environment, secret)) return undefined;
+      for (const other of neighbours()) {
+        if (other.metadata.uid === app.metadata.uid) continue;
+        const rival = natsEnvironments(other).find(
+          (e) => appSecretName(other.metadata.name, e) === secret,
+        );
+        if (rival !== undefined) return { app: other.metadata.name, environment: rival };
+      }
+      return undefined;
+    },
   };
 }
 
@@ -131,7 +163,9 @@ export class WebhookLoop implements Loop {
 
   private decide(review: PodReview): Decision {
     return decide(review.pod, review.namespace, this.excluded, (namespace, app) =>
-      appView(asAppObject(this.apps.get(namespace, app))),
+      appView(asAppObject(this.apps.get(namespace, app)), () =>
+        this.apps.list(namespace).flatMap((o) => asAppObject(o) ?? []),
+      ),
     );
   }
 
@@ -157,7 +191,7 @@ export class WebhookLoop implements Loop {
     const controller = owner?.find((o) => o.controller) ?? owner?.[0];
     // Pods refused at creation leave no Pod to attach an Event to, and a skipped one has no
     // name yet; their owner is where the user looks (kubectl describe replicaset).
-    if (!controller) return;
+    if (!controller || review.dryRun) return;
     this.events
       .record(
         {

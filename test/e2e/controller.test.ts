@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { AdmissionregistrationV1Api } from "@kubernetes/client-node";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { accountEntryName } from "../../src/accounts/key-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
@@ -292,6 +293,79 @@ describe("App controller on a real API server and NATS cluster", () => {
     assert.ok(
       events.items.some((e) => e.reason === "SecretConflict" && e.involvedObject.name === "web"),
     );
+  });
+
+  test("an API refusal reaches the status as a sentence, not a response body", async () => {
+    const s = stack();
+    const admission = s.kc.makeApiClient(AdmissionregistrationV1Api);
+    const name = "no-secrets-in-sealed";
+    await admission.createValidatingAdmissionPolicy({
+      body: {
+        metadata: { name },
+        spec: {
+          failurePolicy: "Fail",
+          matchConstraints: {
+            resourceRules: [
+              {
+                apiGroups: [""],
+                apiVersions: ["v1"],
+                operations: ["CREATE", "UPDATE"],
+                resources: ["secrets"],
+              },
+            ],
+          },
+          validations: [{ expression: "false", message: "sealed namespaces take no Secrets" }],
+        },
+      },
+    });
+    await admission.createValidatingAdmissionPolicyBinding({
+      body: {
+        metadata: { name },
+        spec: {
+          policyName: name,
+          validationActions: ["Deny"],
+          matchResources: {
+            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "sealed" } },
+          },
+        },
+      },
+    });
+    try {
+      await createNamespace(s, "sealed");
+      // Policies take effect a moment after they are written.
+      await waitUntil(
+        "the policy refuses Secrets in sealed",
+        async () => {
+          try {
+            await s.core.createNamespacedSecret({
+              namespace: "sealed",
+              body: { metadata: { generateName: "probe-" } },
+              dryRun: "All",
+            });
+            return false;
+          } catch {
+            return true;
+          }
+        },
+        { timeoutMs: 10_000 },
+      );
+      await appsApi(s.custom).create(
+        "sealed",
+        appManifest("sealed", "web", { nats: true, environments: ["prod"] }),
+      );
+      let message = "";
+      await waitApp(s, "sealed", "web", "Degraded by the refused Secret", (app) => {
+        const degraded = app.status?.conditions?.find((c) => c.type === "Degraded");
+        message = degraded?.message ?? "";
+        return degraded?.status === "True" && /sealed namespaces take no Secrets/.test(message);
+      });
+      assert.match(message, /^the Kubernetes API answered 4\d\d \w+: /);
+      assert.doesNotMatch(message, /HTTP-Code|Body:|Headers:|\{/);
+    } finally {
+      await appsApi(s.custom).delete("sealed", "web");
+      await admission.deleteValidatingAdmissionPolicyBinding({ name });
+      await admission.deleteValidatingAdmissionPolicy({ name });
+    }
   });
 
   test("nats: false deletes the App's accounts and Secrets and drops the finalizer; true brings new ones", async () => {

@@ -9,11 +9,14 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import {
   AdmissionregistrationV1Api,
+  PatchStrategy,
+  setHeaderOptions,
   type V1OwnerReference,
   type V1Pod,
 } from "@kubernetes/client-node";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { parseJwt } from "../../src/accounts/jwt.ts";
+import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { decodeSecretData } from "../../src/kube/read-secret.ts";
 import { INJECTED_ANNOTATION, VOLUME_NAME } from "../../src/webhook/pod-injection.ts";
@@ -277,6 +280,140 @@ describe("pod webhook on a real API server", () => {
       attempts,
     );
     assert.ok((await operator.metric("nats_tenancy_webhook_review_duration_seconds_count")) > 0);
+  });
+
+  test("a Secret name two Apps share is injected only into pods of the App that holds it", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    await s.core.createNamespace({ body: { metadata: { name: "collide" } } });
+    // App a-b environment c and App a environment b-c both name their Secret a-b-c-nats.
+    await apps.create(
+      "collide",
+      appManifest("collide", "a-b", { nats: true, environments: ["c"] }),
+    );
+    await waitUntil(
+      "App a-b holds a-b-c-nats",
+      async () =>
+        (await apps.get("collide", "a-b"))?.status?.environments?.some(
+          (e) => e.name === "c" && e.ready,
+        ) === true,
+      { timeoutMs: 30_000 },
+    );
+    await apps.create(
+      "collide",
+      appManifest("collide", "a", { nats: true, environments: ["b-c"] }),
+    );
+    await assert.rejects(
+      s.core.createNamespacedPod({
+        namespace: "collide",
+        body: podManifest("intruder", {
+          "nats-tenancy.io/app": "a",
+          "nats-tenancy.io/environment": "b-c",
+        }),
+      }),
+      (error: unknown) =>
+        /Secret collide\/a-b-c-nats is also the Secret of App collide\/a-b environment c/.test(
+          errorText(error),
+        ),
+    );
+    const holder = await s.core.createNamespacedPod({
+      namespace: "collide",
+      body: podManifest("holder", {
+        "nats-tenancy.io/app": "a-b",
+        "nats-tenancy.io/environment": "c",
+      }),
+    });
+    assert.equal(holder.metadata?.annotations?.[INJECTED_ANNOTATION], "a-b-c-nats");
+  });
+
+  test("pods of an App being deleted are refused", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    await s.core.createNamespace({ body: { metadata: { name: "leaving" } } });
+    // A finalizer of someone else's keeps the App terminating after the operator let go.
+    await apps.create("leaving", {
+      ...appManifest("leaving", "old", { nats: true, environments: ["prod"] }),
+      metadata: { name: "old", namespace: "leaving", finalizers: ["test.example/hold"] },
+    });
+    await apps.delete("leaving", "old");
+    const labels = { "nats-tenancy.io/app": "old", "nats-tenancy.io/environment": "prod" };
+    try {
+      await waitUntil(
+        "a pod of the terminating App refused as such",
+        async () => {
+          try {
+            await s.core.createNamespacedPod({
+              namespace: "leaving",
+              body: podManifest("late", labels),
+            });
+            await s.core.deleteNamespacedPod({ namespace: "leaving", name: "late" });
+            return false;
+          } catch (error) {
+            return /App leaving\/old is being deleted/.test(errorText(error));
+          }
+        },
+        { timeoutMs: 10_000 },
+      );
+    } finally {
+      await s.custom.patchNamespacedCustomObject(
+        {
+          ...APP_RESOURCE,
+          namespace: "leaving",
+          name: "old",
+          body: { metadata: { finalizers: null } },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    }
+  });
+
+  test("a dry run is refused like a real create but leaves no Event", async () => {
+    const s = stack();
+    const admission = s.kc.makeApiClient(AdmissionregistrationV1Api);
+    const registered = await admission.readMutatingWebhookConfiguration({ name: "nats-tenancy" });
+    assert.equal(registered.webhooks?.[0]?.sideEffects, "NoneOnDryRun");
+    await s.core.createNamespace({ body: { metadata: { name: "dry" } } });
+    const owner = await s.core.createNamespacedConfigMap({
+      namespace: "dry",
+      body: { metadata: { name: "owner" } },
+    });
+    const ownedBy = [
+      {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        name: "owner",
+        uid: owner.metadata?.uid ?? "",
+        controller: true,
+      },
+    ];
+    await assert.rejects(
+      s.core.createNamespacedPod({
+        namespace: "dry",
+        body: podManifest("dry-run", orders("prod"), {}, ownedBy),
+        dryRun: "All",
+      }),
+      (error: unknown) => /no App orders in namespace dry/.test(errorText(error)),
+    );
+    // A real refusal afterwards: once its Event is there, a dry run's would have been too.
+    await assert.rejects(
+      s.core.createNamespacedPod({
+        namespace: "dry",
+        body: podManifest("real", orders("prod"), {}, ownedBy),
+      }),
+    );
+    await waitUntil(
+      "the real refusal's Event",
+      async () =>
+        (await s.core.listNamespacedEvent({ namespace: "dry" })).items.some(
+          (e) => e.reason === "AppNotFound",
+        ),
+      { timeoutMs: 10_000 },
+    );
+    const events = (await s.core.listNamespacedEvent({ namespace: "dry" })).items.filter(
+      (e) => e.reason === "AppNotFound",
+    );
+    assert.equal(events.length, 1);
+    assert.equal(events[0]?.count, 1, "the dry run was counted");
   });
 
   test("a Pod that already carries the injection gets nothing twice", async () => {

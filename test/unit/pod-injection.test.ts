@@ -72,6 +72,34 @@ describe("which pods are injected", () => {
   });
 });
 
+describe("which Secret a pod may get", () => {
+  const view = (overrides: Partial<AppView>): ((namespace: string, app: string) => AppView) => {
+    return () => ({ environments: ["prod"], secretName: (env) => `a-${env}-nats`, ...overrides });
+  };
+  const pod = labelled;
+
+  test("an App being deleted gets no new pods", () => {
+    const decision = decide(pod(), "shop", excluded, view({ terminating: true }));
+    assert.equal(decision.action, "reject");
+    assert.equal("code" in decision ? decision.code : "", "AppTerminating");
+  });
+
+  test("a Secret another App's environment also names is refused unless this App holds it", () => {
+    const contested = view({ contestedBy: () => ({ app: "a-b", environment: "c" }) });
+    const decision = decide(pod(), "shop", excluded, contested);
+    assert.equal(decision.action, "reject");
+    assert.equal("code" in decision ? decision.code : "", "SecretContested");
+    assert.match(
+      "reason" in decision ? decision.reason : "",
+      /Secret shop\/a-prod-nats is also the Secret of App shop\/a-b environment c/,
+    );
+    assert.equal(
+      decide(pod(), "shop", excluded, view({ contestedBy: () => undefined })).action,
+      "inject",
+    );
+  });
+});
+
 describe("what a pod gets", () => {
   const target = { app: "orders", environment: "prod", secretName: "orders-prod-nats" };
 

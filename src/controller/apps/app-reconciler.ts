@@ -5,7 +5,7 @@
  * without its keys), an account is deleted from the servers before its Secret and keys (a
  * half-done delete is retried, never forgotten), and the finalizer goes last.
  */
-import type { V1OwnerReference, V1Secret } from "@kubernetes/client-node";
+import { ApiException, type V1OwnerReference, type V1Secret } from "@kubernetes/client-node";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
 import { mintAppAccount } from "../../accounts/app-account.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
@@ -33,6 +33,7 @@ import {
   type AppSpec,
   type EnvironmentStatus,
 } from "../../crds/app.ts";
+import { apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
 import type { AccountIndex } from "./account-index.ts";
 import type { AppObject } from "../../contract/app-object.ts";
@@ -114,7 +115,13 @@ const EVENT_REASONS = {
 
 function describe(error: unknown, scrub: (text: string) => string): AppProblem {
   if (error instanceof AppProblem) return error;
-  const message = scrub(error instanceof Error ? error.message : String(error));
+  const text =
+    error instanceof ApiException
+      ? apiErrorSentence(error)
+      : error instanceof Error
+        ? error.message
+        : String(error);
+  const message = scrub(text);
   const problem = (reason: string, remedy: Remedy) =>
     new AppProblem(reason, message, remedy, { cause: error });
   if (error instanceof NatsUnavailableError || error instanceof ResolverTimeoutError)

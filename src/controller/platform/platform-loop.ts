@@ -37,6 +37,8 @@ export class PlatformLoop implements Loop {
   private readonly reloads: NatsReloads | undefined;
   private boot: Bootstrapped;
   private sources: Subscription[] = [];
+  private renewing: Promise<void> | undefined;
+  private stopped = false;
 
   /** `boot`: the term's first bootstrap, which the other loops were built from. */
   constructor(options: PlatformLoopOptions, boot: Bootstrapped) {
@@ -64,7 +66,10 @@ export class PlatformLoop implements Loop {
       this.options.natsConnected.on(() => {
         this.reloadServers();
       }),
-      every(this.options.resyncMs, () => this.renew()),
+      every(this.options.resyncMs, () => {
+        this.renewing = this.renew();
+        return this.renewing;
+      }),
     ];
     // Connected before this loop listened: the servers may still serve an older certificate.
     this.reloadServers();
@@ -72,7 +77,9 @@ export class PlatformLoop implements Loop {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const source of this.sources) source.cancel();
+    await this.renewing;
     await this.reloads?.stop();
   }
 
@@ -81,6 +88,7 @@ export class PlatformLoop implements Loop {
     try {
       const boot = await bootstrap(kubeConfig, store, settings);
       for (const change of boot.changes) logger.info({ change }, "bootstrap");
+      if (this.stopped) return;
       const bundleChanged = boot.caBundle !== this.boot.caBundle;
       this.boot = boot;
       this.renewed.fire();
