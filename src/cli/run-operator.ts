@@ -73,8 +73,8 @@ export async function startOperatorProcess(
             renewIntervalMs: Math.max(500, Math.floor(options.leaseDurationMs / 3)),
             retryIntervalMs: Math.max(300, Math.floor(options.leaseDurationMs / 5)),
           },
-          build: async (signal) => {
-            const built = await buildLeaderLoops(options, signal);
+          build: async (term) => {
+            const built = await buildLeaderLoops(options, term);
             apps = built.apps;
             return built.loops;
           },

@@ -9,6 +9,8 @@ import type { Logger } from "pino";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { abortableKubeConfig } from "../kube/abortable-config.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import type { ResolverClient } from "../accounts/resolver-client.ts";
+import type { LeaderTerm } from "../runtime/leader-gated.ts";
 import type { Loop } from "../runtime/loop.ts";
 import { AccountIndex } from "./apps/account-index.ts";
 import { AppLoop } from "./apps/app-loop.ts";
@@ -47,10 +49,16 @@ export interface LeaderLoops {
 
 export async function buildLeaderLoops(
   options: LeaderLoopsOptions,
-  signal: AbortSignal,
+  term: LeaderTerm,
 ): Promise<LeaderLoops> {
   const { settings, logger, metrics } = options;
-  const kubeConfig = abortableKubeConfig(options.kubeConfig, signal);
+  // Every API request and every account push or delete first checks the Lease is still held.
+  const kubeConfig = abortableKubeConfig(options.kubeConfig, term.signal, term.fence);
+  const fenced = (): ResolverClient => {
+    term.fence();
+    term.signal.throwIfAborted();
+    return nats.resolver();
+  };
   const store = new KubernetesSecretStore(kubeConfig, settings.namespace);
   const boot = await bootstrap(kubeConfig, store, settings);
   for (const change of boot.changes) logger.info({ change }, "bootstrap");
@@ -90,7 +98,7 @@ export async function buildLeaderLoops(
     identity: () => platform.current().identity,
     caBundle: () => platform.current().caBundle,
     caBundleChanged: platform.caBundleChanged,
-    servers: () => nats.resolver(),
+    servers: fenced,
     natsConnected: nats.connected,
     appUrl: settings.appUrl,
     resyncMs: settings.resyncMs,
@@ -102,7 +110,7 @@ export async function buildLeaderLoops(
     store,
     accounts: index,
     identity: () => platform.current().identity,
-    nats,
+    nats: { isConnected: () => nats.isConnected(), resolver: fenced },
     natsConnected: nats.connected,
     exclusive: (section) => apps.exclusive(section),
     resyncMs: settings.resyncMs,

@@ -6,7 +6,12 @@
  */
 import type { KubeConfig, RequestContext } from "@kubernetes/client-node";
 
-export function abortableKubeConfig(kubeConfig: KubeConfig, signal: AbortSignal): KubeConfig {
+/** `beforeEach` runs before every request, and may fire `signal` to stop it. */
+export function abortableKubeConfig(
+  kubeConfig: KubeConfig,
+  signal: AbortSignal,
+  beforeEach?: () => void,
+): KubeConfig {
   // makeApiClient hands `this` to each client as its authentication, which every request goes
   // through: overriding that one method on a view of the config reaches every client made from
   // it. Watches take their own signal and ignore this one; they end when their informer stops.
@@ -14,6 +19,7 @@ export function abortableKubeConfig(kubeConfig: KubeConfig, signal: AbortSignal)
   const view = Object.create(kubeConfig) as KubeConfig;
   view.applySecurityAuthentication = async (context: RequestContext) => {
     await kubeConfig.applySecurityAuthentication(context);
+    beforeEach?.();
     context.setSignal(signal);
   };
   return view;

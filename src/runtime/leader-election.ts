@@ -4,6 +4,11 @@
  * not renewed within its leaseDurationSeconds; every write carries the resourceVersion it read,
  * so of two replicas racing for it, one gets a 409 and stays a follower.
  *
+ * Whether another holder's Lease has expired is judged as client-go does, by this replica's own
+ * monotonic clock: the record must not have changed for leaseDurationSeconds since this replica
+ * first saw it as it is. Comparing the holder's renewTime with the local wall clock would let a
+ * standby whose clock runs ahead take a Lease its holder is still renewing.
+ *
  * Times in a Lease are MicroTime, which the API server only accepts with exactly six fractional
  * digits: a plain Date is sent with three and refused (400), hence V1MicroTime. Leases read
  * back hold those times as strings, whatever the model's type says.
@@ -33,15 +38,21 @@ export interface LeaderElectorOptions {
   renewIntervalMs?: number;
   /** How often a follower tries to acquire, and a leader retries a failed renewal; 2 s. */
   retryIntervalMs?: number;
+  /** The wall clock written into the Lease (tests skew it); Date.now when omitted. */
+  clock?: () => number;
   logger: Logger;
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
 }
 
-/** True if the Lease's holder has not renewed it within its duration. */
-function expired(spec: V1LeaseSpec, nowMs: number): boolean {
-  const renewedMs = spec.renewTime === undefined ? 0 : new Date(spec.renewTime).getTime();
-  return !(nowMs < renewedMs + (spec.leaseDurationSeconds ?? 0) * 1000);
+/** What changes on every renewal: an unchanged record means its holder has not renewed. */
+function recordOf(spec: V1LeaseSpec): string {
+  return JSON.stringify([
+    spec.holderIdentity,
+    spec.renewTime === undefined ? undefined : String(spec.renewTime),
+    spec.leaseDurationSeconds,
+    spec.leaseTransitions,
+  ]);
 }
 
 /** Request options that abort the request when `signal` fires (client-node sets no timeout). */
@@ -62,12 +73,15 @@ function abortOn(signal: AbortSignal): ConfigurationOptions {
 
 export class LeaderElector {
   private readonly api: CoordinationV1Api;
-  private readonly options: Required<LeaderElectorOptions>;
+  private readonly options: Required<Omit<LeaderElectorOptions, "clock">>;
+  private readonly clock: () => number;
   private readonly logger: Logger;
   private running = false;
   private leading = false;
-  /** When the last successful renewal was sent (by the local clock). */
-  private renewedAtMs = 0;
+  /** When the last successful renewal was sent, by the monotonic clock. */
+  private renewedAt = 0;
+  /** The other holder's record as last read, and when this replica first saw it so. */
+  private observed: { record: string; at: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private attempt: Promise<void> | undefined;
 
@@ -78,6 +92,7 @@ export class LeaderElector {
       renewIntervalMs: options.renewIntervalMs ?? 5_000,
       retryIntervalMs: options.retryIntervalMs ?? 2_000,
     };
+    this.clock = options.clock ?? Date.now;
     const { leaseDurationMs, renewIntervalMs, retryIntervalMs } = this.options;
     if (renewIntervalMs + retryIntervalMs >= leaseDurationMs) {
       // The Lease would expire between two renewals, and a standby take it from a live leader.
@@ -102,6 +117,17 @@ export class LeaderElector {
     return this.leading;
   }
 
+  /**
+   * Leading, and renewed recently enough that no other replica can have taken the Lease yet,
+   * by this process's monotonic clock, which keeps counting while the process is paused
+   * (SIGSTOP, a long GC, a frozen VM). A write is safe only while this holds; the renewal that
+   * would notice the loss may not have run yet.
+   */
+  holdsLease(): boolean {
+    const { leaseDurationMs, retryIntervalMs } = this.options;
+    return this.leading && performance.now() < this.renewedAt + leaseDurationMs - retryIntervalMs;
+  }
+
   /** Stops competing and, if this replica holds the Lease, releases it for a standby. */
   async stop(): Promise<void> {
     this.running = false;
@@ -113,11 +139,11 @@ export class LeaderElector {
 
   private async tick(): Promise<void> {
     const { leaseDurationMs, renewIntervalMs, retryIntervalMs } = this.options;
-    const startedMs = Date.now();
+    const started = performance.now();
     let holds: boolean | undefined;
     try {
       // Bounded, so that a hung API server cannot keep a leader from stepping down in time.
-      holds = await this.acquireOrRenew(startedMs, abortOn(AbortSignal.timeout(retryIntervalMs)));
+      holds = await this.acquireOrRenew(abortOn(AbortSignal.timeout(retryIntervalMs)));
     } catch (error) {
       // A 409 is another replica's write between our read and our write: routine.
       this.logger[statusOf(error) === 409 ? "debug" : "warn"](
@@ -128,7 +154,7 @@ export class LeaderElector {
     if (!this.running) return;
 
     if (holds === true) {
-      this.renewedAtMs = startedMs;
+      this.renewedAt = started;
       if (!this.leading) {
         this.leading = true;
         this.logger.info("acquired the Lease: leading");
@@ -138,7 +164,7 @@ export class LeaderElector {
       if (holds === false) {
         this.logger.warn("another replica holds the Lease");
         this.stepDown();
-      } else if (Date.now() + 2 * retryIntervalMs >= this.renewedAtMs + leaseDurationMs) {
+      } else if (performance.now() + 2 * retryIntervalMs >= this.renewedAt + leaseDurationMs) {
         // Step down before the Lease expires, not after: a standby may take it the moment it
         // does. The next attempt starts a retry interval from now and may time out after another.
         this.logger.warn("could not renew the Lease before it expires");
@@ -152,8 +178,9 @@ export class LeaderElector {
   }
 
   /** Takes or renews the Lease: true if this replica now holds it, false if another does. */
-  private async acquireOrRenew(nowMs: number, request: ConfigurationOptions): Promise<boolean> {
+  private async acquireOrRenew(request: ConfigurationOptions): Promise<boolean> {
     const { namespace, name, identity } = this.options;
+    const nowMs = this.clock();
     const lease = await unlessNotFound(this.api.readNamespacedLease({ name, namespace }, request));
     if (!lease) {
       await this.api.createNamespacedLease(
@@ -167,12 +194,20 @@ export class LeaderElector {
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity;
-    if (holder && holder !== identity && !expired(spec, nowMs)) return false;
+    if (holder && holder !== identity && !this.expired(spec)) return false;
     await this.api.replaceNamespacedLease(
       { name, namespace, body: { metadata: lease.metadata, spec: this.heldSpec(nowMs, spec) } },
       request,
     );
     return true;
+  }
+
+  /** True once another holder's record has not changed for its duration, as this replica saw it. */
+  private expired(spec: V1LeaseSpec): boolean {
+    const record = recordOf(spec);
+    const now = performance.now();
+    if (this.observed?.record !== record) this.observed = { record, at: now };
+    return now >= this.observed.at + (spec.leaseDurationSeconds ?? 0) * 1000;
   }
 
   private heldSpec(nowMs: number, previous: V1LeaseSpec | undefined): V1LeaseSpec {
@@ -188,10 +223,14 @@ export class LeaderElector {
     };
   }
 
-  private stepDown(): void {
+  /**
+   * Stops leading now (the loops stop); the next attempt takes the Lease again if it is still
+   * this replica's, a new term.
+   */
+  stepDown(why?: string): void {
     if (!this.leading) return;
     this.leading = false;
-    this.logger.info("stopped leading");
+    this.logger.info({ why }, "stopped leading");
     this.options.onStoppedLeading();
   }
 
@@ -205,7 +244,7 @@ export class LeaderElector {
       const { acquireTime, leaseTransitions } = lease.spec;
       const spec = {
         leaseDurationSeconds: 1,
-        renewTime: new V1MicroTime(),
+        renewTime: new V1MicroTime(this.clock()),
         acquireTime,
         leaseTransitions,
       };

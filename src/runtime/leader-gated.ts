@@ -10,12 +10,23 @@ import { readiness, startLoops, stopLoops, type Loop, type Readiness } from "./l
 
 export interface LeaderGatedOptions {
   election: Omit<LeaderElectorOptions, "onStartedLeading" | "onStoppedLeading" | "logger">;
-  /** Builds the loops of one term; `signal` fires when the term ends. */
-  build: (signal: AbortSignal) => Promise<Loop[]>;
+  /** Builds the loops of one term; `term.signal` fires when it ends. */
+  build: (term: LeaderTerm) => Promise<Loop[]>;
   logger: Logger;
   onLeadership?: (leading: boolean) => void;
   /** A term's loops could not be built or started (not merely cut short by losing the Lease). */
   onFailure: (error: unknown) => void;
+}
+
+/** What the loops of one term write under. */
+export interface LeaderTerm {
+  /** Fires when the term ends. */
+  signal: AbortSignal;
+  /**
+   * Call before every write: ends the term (firing `signal`) unless this replica still surely
+   * holds the Lease, so a process resumed after a pause past its Lease writes nothing.
+   */
+  fence: () => void;
 }
 
 interface Term {
@@ -87,7 +98,15 @@ export class LeaderGated {
     term.started = this.ending
       .then(async () => {
         logger.info("leading: starting the leader's loops");
-        term.loops = await this.options.build(abort.signal);
+        term.loops = await this.options.build({
+          signal: abort.signal,
+          fence: () => {
+            // Stepping down ends this term at once (its signal fires before the request goes);
+            // if the Lease is still this replica's, the next attempt starts a new term.
+            if (!abort.signal.aborted && !this.elector.holdsLease())
+              this.elector.stepDown("not renewed in time: another replica may hold the Lease");
+          },
+        });
         await startLoops(term.loops, abort.signal);
         term.running = true;
       })

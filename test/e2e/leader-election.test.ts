@@ -90,7 +90,7 @@ describe("leader election on a real API server", () => {
   function candidate(
     lease: string,
     identity: string,
-    overrides: { leaseDurationMs?: number; kubeConfig?: KubeConfig } = {},
+    overrides: { leaseDurationMs?: number; kubeConfig?: KubeConfig; clock?: () => number } = {},
   ): Candidate {
     const events: Candidate["events"] = [];
     const elector = new LeaderElector({
@@ -101,6 +101,7 @@ describe("leader election on a real API server", () => {
       leaseDurationMs: overrides.leaseDurationMs ?? LEASE_MS,
       renewIntervalMs: RENEW_MS,
       retryIntervalMs: RETRY_MS,
+      ...(overrides.clock ? { clock: overrides.clock } : {}),
       logger,
       onStartedLeading: () => events.push({ event: "started", atMs: Date.now() }),
       onStoppedLeading: () => events.push({ event: "stopped", atMs: Date.now() }),
@@ -236,6 +237,20 @@ describe("leader election on a real API server", () => {
     const held = await spec("ghost");
     assert.equal(held.holderIdentity, "c");
     assert.equal(held.leaseTransitions, 1);
+  });
+
+  test("a standby whose clock runs a minute ahead leaves alone a Lease its holder renews", async () => {
+    const a = candidate("skewed", "a");
+    await leading(a);
+    const b = candidate("skewed", "b", { clock: () => Date.now() + 60_000 });
+    // Judged by the holder's renewTime against b's clock, the Lease looks a minute old.
+    await sleep(3 * LEASE_MS);
+    assert.equal(b.elector.isLeader(), false, "the skewed standby took a renewed Lease");
+    assert.deepEqual(
+      b.events.map((e) => e.event),
+      [],
+    );
+    assert.equal((await spec("skewed")).holderIdentity, "a");
   });
 
   test("a leader steps down when another replica holds the Lease", async () => {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { CoordinationV1Api } from "@kubernetes/client-node";
+import { setTimeout as sleep } from "node:timers/promises";
+import { accountEntryName } from "../../src/accounts/key-store.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { appManifest, appsApi, secretValues, useOperatorStack } from "./operator-harness.ts";
@@ -64,6 +66,66 @@ describe("two operator replicas", () => {
       async () => (await secretValues(s.core, "pair", "two-prod-nats")) !== undefined,
       { timeoutMs: 30_000 },
     );
+    await b.stop();
+  });
+
+  test("a leader paused past its Lease writes nothing when it resumes; the new leader keeps the Lease", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    // Resyncs every second: on resume the paused leader's overdue resync would reconcile at
+    // once, from a cache that still holds an App deleted meanwhile, and mint it new keys.
+    const a = await s.startOperator({ identity: "paused-a", resyncSeconds: 1 });
+    await a.waitReady();
+    const b = await s.startOperator({ identity: "paused-b" });
+    await s.core.createNamespace({ body: { metadata: { name: "paused" } } });
+    await apps.create(
+      "paused",
+      appManifest("paused", "gone", { nats: true, environments: ["prod"] }),
+    );
+    await waitUntil(
+      "Secret of gone",
+      async () => (await secretValues(s.core, "paused", "gone-prod-nats")) !== undefined,
+      { timeoutMs: 30_000 },
+    );
+    let writesBefore: number;
+    a.process.signal("SIGSTOP");
+    try {
+      await waitUntil("paused-b leads", () => leading(b), { timeoutMs: 30_000, intervalMs: 100 });
+      await apps.delete("paused", "gone");
+      await waitUntil(
+        "App gone deleted by the new leader",
+        async () => (await apps.get("paused", "gone")) === undefined,
+        { timeoutMs: 30_000 },
+      );
+      await b.waitSettled(1500);
+      writesBefore = s.operatorWrites().length;
+    } finally {
+      a.process.signal("SIGCONT");
+    }
+    await waitUntil("paused-a stands down", async () => !(await leading(a)), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    // Long enough for several of its overdue resyncs.
+    await sleep(3000);
+    assert.deepEqual(s.operatorWrites().slice(writesBefore), [], "a write after the pause");
+    const keys = await s.core.listNamespacedSecret({
+      namespace: s.stack.settings.namespace,
+      labelSelector: "nats-tenancy.io/keys",
+    });
+    assert.ok(
+      !keys.items.some(
+        (k) =>
+          k.metadata?.name ===
+          accountEntryName({ namespace: "paused", app: "gone", environment: "prod" }),
+      ),
+      "the deleted App's keys were minted again",
+    );
+    const lease = await s.kc
+      .makeApiClient(CoordinationV1Api)
+      .readNamespacedLease({ name: "nats-tenancy-leader", namespace: s.stack.settings.namespace });
+    assert.equal(lease.spec?.holderIdentity, "paused-b");
+    await a.stop();
     await b.stop();
   });
 });
