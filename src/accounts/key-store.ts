@@ -78,10 +78,16 @@ function pick<K extends string>(
 /**
  * The operator's seeds, created on first start. Two replicas starting together both end with
  * the one that was created first: the loser of the create race reads the winner's back.
+ * `beforeCreate` may refuse a creation by throwing: new seeds where an identity existed would
+ * cut off every tenant.
  */
-export async function ensureOperatorSeeds(store: SecretStore): Promise<OperatorSeeds> {
+export async function ensureOperatorSeeds(
+  store: SecretStore,
+  beforeCreate?: () => Promise<void>,
+): Promise<OperatorSeeds> {
   const existing = await store.get(OPERATOR_ENTRY);
   if (existing) return pick(OPERATOR_ENTRY, existing, OPERATOR_KEYS);
+  await beforeCreate?.();
   const fresh = generateOperatorSeeds();
   if (await store.create(OPERATOR_ENTRY, { ...fresh })) return fresh;
   const winner = await store.get(OPERATOR_ENTRY);

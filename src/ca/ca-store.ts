@@ -74,6 +74,8 @@ export async function ensureCa(
   policy: CaPolicy,
   nowMs: number,
   leavesCurrent: boolean | ((state: CaState) => boolean),
+  /** May refuse a creation by throwing: a new CA where one existed breaks every client's TLS. */
+  beforeCreate?: () => Promise<void>,
 ): Promise<{ state: CaState; steps: CaStep["reason"][] }> {
   // Asked of each state the rotation passes through: a promotion makes every leaf stale.
   const current = (state: CaState | undefined): boolean =>
@@ -82,6 +84,7 @@ export async function ensureCa(
       : state !== undefined && leavesCurrent(state);
   let data = await store.get(CA_ENTRY);
   if (!data) {
+    await beforeCreate?.();
     const first = await stepCa(undefined, policy, nowMs, current(undefined));
     if (await store.create(CA_ENTRY, encode(first.state)))
       return { state: first.state, steps: [first.reason] };

@@ -29,6 +29,8 @@ async function runAgainstCluster(
     healthPort: options.healthPort,
     leaseName: options.leaseName,
     leaseDurationMs: options.leaseDurationMs,
+    stuckAfterMs: options.stuckAfterMs,
+    apiTimeoutMs: options.apiTimeoutMs,
     identity: options.identity,
     ...(options.webhook ? { webhook: options.webhook } : {}),
     controller: options.role !== "webhook",

@@ -30,6 +30,8 @@ export interface CliOptions {
   leaseName: string;
   identity: string;
   leaseDurationMs: number;
+  stuckAfterMs: number;
+  apiTimeoutMs: number;
   /** Where this replica serves the pod webhook; absent: it serves none. */
   webhook?: { host: string; port: number };
   help: boolean;
@@ -163,6 +165,18 @@ const FLAGS = {
     env: "NATS_TENANCY_LEASE_SECONDS",
     help: "leader Lease duration",
     default: "15",
+  },
+  "stuck-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_STUCK_SECONDS",
+    help: "/healthz fails once a reconcile has run this long (every call in it has a timeout, so it is stuck), and Kubernetes restarts the process",
+    default: "900",
+  },
+  "api-timeout-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_API_TIMEOUT_SECONDS",
+    help: "timeout of every Kubernetes API request (watches excepted)",
+    default: "30",
   },
   "webhook-address": {
     type: "string",
@@ -363,6 +377,8 @@ export function parseOptions(
     healthPort: health.port,
     leaseName: get("lease-name") ?? "",
     leaseDurationMs: integer("lease-seconds", get("lease-seconds") ?? "", 2, 600) * 1000,
+    stuckAfterMs: integer("stuck-seconds", get("stuck-seconds") ?? "", 1, 86_400) * 1000,
+    apiTimeoutMs: integer("api-timeout-seconds", get("api-timeout-seconds") ?? "", 1, 3600) * 1000,
     identity: get("identity") ?? hostname(),
     help: bool("help"),
   };

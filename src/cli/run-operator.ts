@@ -10,6 +10,7 @@ import type { AppLoop } from "../controller/apps/app-loop.ts";
 import { buildLeaderLoops, type ControllerSettings } from "../controller/leader-loops.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { LeaderGated } from "../runtime/leader-gated.ts";
+import { abortableKubeConfig } from "../kube/abortable-config.ts";
 import { startHealthServer } from "../server/health-server.ts";
 import { WebhookLoop } from "../webhook/webhook-loop.ts";
 
@@ -22,6 +23,10 @@ export interface OperatorProcessOptions {
   healthPort: number;
   leaseName: string;
   leaseDurationMs: number;
+  /** /healthz fails once a reconcile has run this long; 15 minutes when omitted. */
+  stuckAfterMs?: number;
+  /** Timeout of every API request but watches; 30 s when omitted. */
+  apiTimeoutMs?: number;
   identity: string;
   /** Serve the pod webhook here (settings.webhook says how it is registered). */
   webhook?: { host: string; port: number };
@@ -43,12 +48,15 @@ export async function startOperatorProcess(
   options: OperatorProcessOptions,
 ): Promise<OperatorProcess> {
   const { logger, metrics, settings } = options;
+  const kubeConfig = abortableKubeConfig(options.kubeConfig, {
+    timeoutMs: options.apiTimeoutMs ?? 30_000,
+  });
   // The webhook serves on every replica, leader or not: the Service sends reviews to any.
   const webhookSettings = settings.webhook;
   const webhook =
     options.webhook && webhookSettings
       ? new WebhookLoop({
-          kubeConfig: options.kubeConfig,
+          kubeConfig,
           namespace: settings.namespace,
           settings: webhookSettings,
           host: options.webhook.host,
@@ -65,7 +73,7 @@ export async function startOperatorProcess(
       ? undefined
       : new LeaderGated({
           election: {
-            kubeConfig: options.kubeConfig,
+            kubeConfig,
             namespace: settings.namespace,
             name: options.leaseName,
             identity: options.identity,
@@ -74,7 +82,7 @@ export async function startOperatorProcess(
             retryIntervalMs: Math.max(300, Math.floor(options.leaseDurationMs / 5)),
           },
           build: async (term) => {
-            const built = await buildLeaderLoops(options, term);
+            const built = await buildLeaderLoops({ ...options, kubeConfig }, term);
             apps = built.apps;
             return built.loops;
           },
@@ -97,6 +105,8 @@ export async function startOperatorProcess(
     port: options.healthPort,
     metrics,
     logger,
+    // Every call a reconcile makes has a timeout: one running this long is stuck.
+    live: () => (apps?.longestRunningMs() ?? 0) < (options.stuckAfterMs ?? 15 * 60_000),
     // A standby is ready when its webhook serves: it waits for the Lease.
     ready: () => {
       const serving = webhook?.ready();

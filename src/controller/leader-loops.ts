@@ -4,6 +4,7 @@
  * the NATS link connects with its credentials, the App loop reconciles, the drift loop repairs
  * the servers between reconciles. Every API client is made from the term's signal.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
@@ -16,7 +17,7 @@ import { AccountIndex } from "./apps/account-index.ts";
 import { AppLoop } from "./apps/app-loop.ts";
 import { DriftLoop } from "./drift/drift-loop.ts";
 import { NatsLink } from "./nats-link.ts";
-import { bootstrap } from "./platform/bootstrap.ts";
+import { PlatformMissingError, bootstrap, type Bootstrapped } from "./platform/bootstrap.ts";
 import type { BootstrapSettings } from "./platform/bootstrap.ts";
 import type { ServerReloadSettings } from "./platform/nats-reloads.ts";
 import { PlatformLoop } from "./platform/platform-loop.ts";
@@ -53,15 +54,17 @@ export async function buildLeaderLoops(
 ): Promise<LeaderLoops> {
   const { settings, logger, metrics } = options;
   // Every API request and every account push or delete first checks the Lease is still held.
-  const kubeConfig = abortableKubeConfig(options.kubeConfig, term.signal, term.fence);
+  const kubeConfig = abortableKubeConfig(options.kubeConfig, {
+    signal: term.signal,
+    beforeEach: term.fence,
+  });
   const fenced = (): ResolverClient => {
     term.fence();
     term.signal.throwIfAborted();
     return nats.resolver();
   };
   const store = new KubernetesSecretStore(kubeConfig, settings.namespace);
-  const boot = await bootstrap(kubeConfig, store, settings);
-  for (const change of boot.changes) logger.info({ change }, "bootstrap");
+  const boot = await bootstrapWhenRestorable(kubeConfig, store, settings, term, logger);
   const index = await AccountIndex.load(store);
   metrics.accounts.set(index.size);
 
@@ -119,4 +122,34 @@ export async function buildLeaderLoops(
   });
   // The link starts first and stops last: reconciles draining at the end still push.
   return { loops: [nats, platform, apps, drift], apps };
+}
+
+/** How often a term blocked on a missing identity or CA looks again. */
+const RESTORE_CHECK_MS = 5000;
+
+/**
+ * The term's first bootstrap. With the identity or CA missing over an installation it makes
+ * nothing and waits, not ready, for the Secret to be restored; the tenants keep working on
+ * what the servers already trust.
+ */
+async function bootstrapWhenRestorable(
+  kubeConfig: KubeConfig,
+  store: KubernetesSecretStore,
+  settings: ControllerSettings,
+  term: LeaderTerm,
+  logger: Logger,
+): Promise<Bootstrapped> {
+  for (;;) {
+    try {
+      const boot = await bootstrap(kubeConfig, store, settings);
+      for (const change of boot.changes) logger.info({ change }, "bootstrap");
+      term.report(undefined);
+      return boot;
+    } catch (error) {
+      if (!(error instanceof PlatformMissingError)) throw error;
+      term.report(error.message);
+      logger.error({ err: error }, "waiting for the Secret to be restored");
+      await sleep(RESTORE_CHECK_MS, undefined, { signal: term.signal });
+    }
+  }
 }

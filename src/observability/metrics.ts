@@ -18,12 +18,23 @@ export interface Metrics {
   /** 1 while this replica holds the leader Lease. */
   leader: Gauge;
   watchRestarts: Counter<"resource">;
+  reconcileRetries: Counter;
+  queueBackoff: Gauge;
+  queueOldestSeconds: Gauge;
+  /** Where the queue gauges read from at each scrape: the App loop's queue while leading. */
+  observeQueue: (source: QueueStats | undefined) => void;
   webhookReviews: Counter<"outcome" | "reason">;
   webhookReviewDuration: Histogram;
 }
 
+export interface QueueStats {
+  backingOff: () => number;
+  oldestPendingMs: () => number;
+}
+
 export function createMetrics(): Metrics {
   const registry = new Registry();
+  let queue: QueueStats | undefined;
   collectDefaultMetrics({ register: registry, prefix: PREFIX });
   const registers = [registry];
   return {
@@ -73,6 +84,30 @@ export function createMetrics(): Metrics {
       help: "1 while this replica holds the leader Lease, else 0.",
       registers,
     }),
+    reconcileRetries: new Counter({
+      name: `${PREFIX}reconcile_retries_total`,
+      help: "Reconciles scheduled to run again after a failure, with backoff.",
+      registers,
+    }),
+    queueBackoff: new Gauge({
+      name: `${PREFIX}queue_backoff`,
+      help: "Apps waiting out a failure's backoff before their next reconcile.",
+      registers,
+      collect() {
+        this.set(queue?.backingOff() ?? 0);
+      },
+    }),
+    queueOldestSeconds: new Gauge({
+      name: `${PREFIX}queue_oldest_unfinished_seconds`,
+      help: "How long the oldest App waiting for or in a reconcile has waited; 0 when none.",
+      registers,
+      collect() {
+        this.set((queue?.oldestPendingMs() ?? 0) / 1000);
+      },
+    }),
+    observeQueue: (source) => {
+      queue = source;
+    },
     watchRestarts: new Counter({
       name: `${PREFIX}watch_restarts_total`,
       help: "Lists or watches restarted after failing, by resource.",

@@ -27,12 +27,15 @@ export interface LeaderTerm {
    * holds the Lease, so a process resumed after a pause past its Lease writes nothing.
    */
   fence: () => void;
+  /** Why the term cannot start yet (readiness says it); undefined once it can. */
+  report: (blocked: string | undefined) => void;
 }
 
 interface Term {
   abort: AbortController;
   loops: Loop[];
   running: boolean;
+  blocked?: string | undefined;
   /** Built and started (or failed). */
   started: Promise<void>;
 }
@@ -76,7 +79,8 @@ export class LeaderGated {
   /** A follower is ready; a leader once its loops have started and are ready. */
   ready(): Readiness {
     if (!this.term) return { ready: true };
-    if (!this.term.running) return { ready: false, reason: "the leader's loops are starting" };
+    if (!this.term.running)
+      return { ready: false, reason: this.term.blocked ?? "the leader's loops are starting" };
     return readiness(this.term.loops);
   }
 
@@ -105,6 +109,9 @@ export class LeaderGated {
             // if the Lease is still this replica's, the next attempt starts a new term.
             if (!abort.signal.aborted && !this.elector.holdsLease())
               this.elector.stepDown("not renewed in time: another replica may hold the Lease");
+          },
+          report: (blocked) => {
+            term.blocked = blocked;
           },
         });
         await startLoops(term.loops, abort.signal);

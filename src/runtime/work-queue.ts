@@ -59,6 +59,10 @@ export class WorkQueue<K extends string = string> {
   private readonly dirty = new Set<K>();
   private readonly delayed = new Map<K, { at: number; timer: NodeJS.Timeout }>();
   private readonly failureCounts = new Map<K, number>();
+  /** When each waiting or running key was added: how long its change has waited to be seen. */
+  private readonly pendingSince = new Map<K, number>();
+  /** When each running key's current run started. */
+  private readonly runningSince = new Map<K, number>();
   private idleWaiters: (() => void)[] = [];
   private pumpScheduled = false;
   private draining = false;
@@ -85,6 +89,7 @@ export class WorkQueue<K extends string = string> {
     }
     if (this.waiting.has(key)) return;
     this.waiting.add(key);
+    if (!this.pendingSince.has(key)) this.pendingSince.set(key, performance.now());
     this.depthChanged();
     this.schedulePump();
   }
@@ -131,6 +136,23 @@ export class WorkQueue<K extends string = string> {
     return this.processing.size;
   }
 
+  /** Keys waiting out a failure's backoff. */
+  backingOff(): number {
+    let count = 0;
+    for (const key of this.delayed.keys()) if (this.failures(key) > 0) count++;
+    return count;
+  }
+
+  /** How long the oldest key waiting or running has been, in ms; 0 when there is none. */
+  oldestPendingMs(): number {
+    return ageOfOldest(this.pendingSince);
+  }
+
+  /** How long the longest run in progress has been running, in ms; 0 when none runs. */
+  longestRunningMs(): number {
+    return ageOfOldest(this.runningSince);
+  }
+
   /** The key's consecutive failures; 0 once it succeeds. */
   failures(key: K): number {
     return this.failureCounts.get(key) ?? 0;
@@ -175,6 +197,7 @@ export class WorkQueue<K extends string = string> {
     this.delayed.clear();
     this.dirty.clear();
     if (this.waiting.size > 0) {
+      for (const key of this.waiting) this.pendingSince.delete(key);
       this.waiting.clear();
       this.depthChanged();
     }
@@ -202,6 +225,7 @@ export class WorkQueue<K extends string = string> {
         break;
       this.waiting.delete(key);
       this.processing.add(key);
+      this.runningSince.set(key, performance.now());
       started = true;
       void this.run(key);
     }
@@ -221,6 +245,9 @@ export class WorkQueue<K extends string = string> {
       followUpMs = backoffDelay(attempt, this.baseDelayMs, this.maxDelayMs);
     }
     this.processing.delete(key);
+    this.runningSince.delete(key);
+    // A dirty key's new change is still pending; its age runs on.
+    if (!this.dirty.has(key)) this.pendingSince.delete(key);
     if (this.processing.size === 0 && this.quietWaiters.length > 0) {
       const waiters = this.quietWaiters;
       this.quietWaiters = [];
@@ -249,4 +276,10 @@ export class WorkQueue<K extends string = string> {
   private depthChanged(): void {
     this.onDepthChange?.(this.waiting.size);
   }
+}
+
+function ageOfOldest(since: ReadonlyMap<unknown, number>): number {
+  let oldest = Infinity;
+  for (const at of since.values()) oldest = Math.min(oldest, at);
+  return oldest === Infinity ? 0 : performance.now() - oldest;
 }

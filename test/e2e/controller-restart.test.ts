@@ -2,15 +2,29 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
-import { loadAccount, parseAccountEntryName } from "../../src/accounts/key-store.ts";
+import {
+  OPERATOR_ENTRY,
+  loadAccount,
+  parseAccountEntryName,
+} from "../../src/accounts/key-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
+import { CA_ENTRY } from "../../src/ca/ca-store.ts";
 import { FINALIZER } from "../../src/controller/apps/app-writes.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { listCustomObjectsPage } from "../../src/kube/custom-list.ts";
+import { readSecretData } from "../../src/kube/read-secret.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
-import { appManifest, appsApi, useOperatorStack, type OperatorStack } from "./operator-harness.ts";
+import {
+  appManifest,
+  appsApi,
+  secretValues,
+  useOperatorStack,
+  type OperatorStack,
+  type RunningOperator,
+} from "./operator-harness.ts";
 
 const APPS = 50;
 
@@ -220,6 +234,13 @@ describe("operator restarts", () => {
         (await storedAccounts(s)).has("outage/web/prod"),
         "the keys went before the account",
       );
+      // What an alert reads: a key in backoff, retries counted.
+      await waitUntil(
+        "the blocked App counted in backoff",
+        async () => (await operator.metric("nats_tenancy_queue_backoff")) >= 1,
+        { timeoutMs: 10_000 },
+      );
+      assert.ok((await operator.metric("nats_tenancy_reconcile_retries_total")) >= 1);
     } finally {
       for (const node of nodes) node.start();
       await s.stack.nats.waitReady();
@@ -236,5 +257,112 @@ describe("operator restarts", () => {
     }
     assert.ok(!(await storedAccounts(s)).has("outage/web/prod"));
     await operator.stop();
+  });
+
+  test("with the identity Secret deleted nothing is re-minted: tenants keep working, /readyz says why, restoring it heals", async () => {
+    const s = stack();
+    const namespace = s.stack.settings.namespace;
+    const natsConfig = () => readSecretData(s.core, namespace, s.stack.settings.natsConfigSecret);
+    const readyzSays = async (operator: RunningOperator, pattern: RegExp): Promise<boolean> => {
+      const answer = await fetch(`${operator.healthUrl}/readyz`);
+      return answer.status === 503 && pattern.test(await answer.text());
+    };
+    const missing =
+      /operator identity Secret .*nats-tenancy-operator is missing.*Restore the Secret from a backup/;
+    const first = await s.startOperator({ identity: "keeper", resyncSeconds: 1 });
+    await first.waitReady();
+    const apps = appsApi(s.custom);
+    await s.core.createNamespace({ body: { metadata: { name: "keep" } } });
+    await apps.create("keep", appManifest("keep", "web", { nats: true, environments: ["prod"] }));
+    let creds: Record<string, string> | undefined;
+    await waitUntil(
+      "web's Secret",
+      async () => (creds = await secretValues(s.core, "keep", "web-prod-nats")) !== undefined,
+      { timeoutMs: 30_000 },
+    );
+    const trusted = (await natsConfig())?.["operator.jwt"];
+    assert.ok(trusted);
+    const saved = await s.core.readNamespacedSecret({ namespace, name: OPERATOR_ENTRY });
+    const tenantWorks = async (): Promise<void> => {
+      const nc = await connect({
+        servers: s.stack.nats.tlsUrls,
+        authenticator: credsAuthenticator(new TextEncoder().encode(creds?.NATS_CREDENTIALS ?? "")),
+        tls: { caFile: s.stack.nats.caFile },
+        reconnect: false,
+      });
+      await nc.close();
+    };
+
+    await s.core.deleteNamespacedSecret({ namespace, name: OPERATOR_ENTRY });
+    // The running leader's next renewal (every second here) refuses to make a new identity.
+    await waitUntil(
+      "the leader's /readyz names the missing Secret",
+      () => readyzSays(first, missing),
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    await first.stop();
+    // Nor does a leader starting without it.
+    const second = await s.startOperator({ identity: "keeper-2", resyncSeconds: 1 });
+    await waitUntil(
+      "a new leader's /readyz names the missing Secret",
+      () => readyzSays(second, missing),
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    assert.equal(
+      await readSecretData(s.core, namespace, OPERATOR_ENTRY),
+      undefined,
+      "an identity was minted",
+    );
+    assert.equal(
+      (await natsConfig())?.["operator.jwt"],
+      trusted,
+      "the servers were given another operator",
+    );
+    await tenantWorks();
+
+    await s.core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: OPERATOR_ENTRY, labels: saved.metadata?.labels ?? {} },
+        type: saved.type ?? "Opaque",
+        data: saved.data ?? {},
+      },
+    });
+    await second.waitReady();
+    await apps.create("keep", appManifest("keep", "later", { nats: true, environments: ["prod"] }));
+    await waitUntil(
+      "an App made after the restore gets its Secret",
+      async () => (await secretValues(s.core, "keep", "later-prod-nats")) !== undefined,
+      { timeoutMs: 30_000 },
+    );
+    assert.equal((await natsConfig())?.["operator.jwt"], trusted);
+    await tenantWorks();
+
+    // The CA likewise: a new one would break every client's TLS.
+    const bundle = (await natsConfig())?.["ca.crt"];
+    const savedCa = await s.core.readNamespacedSecret({ namespace, name: CA_ENTRY });
+    await s.core.deleteNamespacedSecret({ namespace, name: CA_ENTRY });
+    await waitUntil(
+      "/readyz names the missing CA",
+      () => readyzSays(second, /CA Secret .*nats-tenancy-ca is missing/),
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(await readSecretData(s.core, namespace, CA_ENTRY), undefined, "a CA was minted");
+    assert.equal((await natsConfig())?.["ca.crt"], bundle);
+    await tenantWorks();
+    await s.core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: CA_ENTRY, labels: savedCa.metadata?.labels ?? {} },
+        type: savedCa.type ?? "Opaque",
+        data: savedCa.data ?? {},
+      },
+    });
+    await second.waitReady();
+    await second.stop();
   });
 });

@@ -311,7 +311,9 @@ describe("leader election on a real API server", () => {
       start: (signal) => {
         term = signal;
         proxy.blackHole();
-        inFlight = abortableKubeConfig(viaProxy, signal).makeApiClient(CoreV1Api).listNamespace();
+        inFlight = abortableKubeConfig(viaProxy, { signal })
+          .makeApiClient(CoreV1Api)
+          .listNamespace();
         inFlight.catch(() => undefined);
         seen.push("started");
         return Promise.resolve();
@@ -357,7 +359,7 @@ describe("leader election on a real API server", () => {
       assert.deepEqual(gated.loops(), []);
       // After the term, nothing more is sent.
       await assert.rejects(
-        abortableKubeConfig(direct, term ?? AbortSignal.abort())
+        abortableKubeConfig(direct, { signal: term ?? AbortSignal.abort() })
           .makeApiClient(CoreV1Api)
           .listNamespace(),
         (error: unknown) => (error as Error).name === "AbortError",

@@ -12,9 +12,10 @@ import {
 } from "../../src/accounts/identities.ts";
 import { DAY_MS, caBundle, stepCa, type CaPolicy, type CaState } from "../../src/ca/authority.ts";
 import { ensureLeaf, natsRouteLeaf, natsServerLeaf, type NatsNames } from "../../src/ca/leaves.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
 import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
 import type { AccountSpec } from "../../src/accounts/spec.ts";
-import { ResolverClient } from "../../src/accounts/resolver-client.ts";
+import { ResolverClient, ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
 import { startTenancyNats, type TenancyNatsCluster } from "../../src/embedded/tenancy-nats.ts";
 import { renderNatsConfigFiles, type NatsConfigFiles } from "../../src/nats/server-config.ts";
 import type { KeyAndCertificate } from "../../src/pki/certificates.ts";
@@ -117,7 +118,21 @@ export async function pushTestAccount(
   });
   try {
     const account = mintAppAccount(spec, cluster.identity);
-    await resolver.push(account.stored.accountJwt, cluster.identity);
+    // A server of a cluster just started may still be joining it, or slow on a loaded machine:
+    // the push is idempotent, so it goes again until all three acknowledge.
+    await waitUntil(
+      "every server acknowledges the test account",
+      async () => {
+        try {
+          await resolver.push(account.stored.accountJwt, cluster.identity);
+          return true;
+        } catch (error) {
+          if (error instanceof ResolverTimeoutError) return false;
+          throw error;
+        }
+      },
+      { timeoutMs: 30_000 },
+    );
     return account;
   } finally {
     await resolver.close();

@@ -482,4 +482,26 @@ describe("WorkQueue", () => {
       );
     }
   });
+
+  test("what monitoring reads: keys in backoff, the oldest unfinished key, the longest run", async () => {
+    const gates = new Gates();
+    const queue = new WorkQueue({ concurrency: 1, process: (key) => gates.run(key) });
+    assert.equal(queue.oldestPendingMs(), 0);
+    assert.equal(queue.longestRunningMs(), 0);
+    queue.add("slow");
+    queue.add("next");
+    await flush();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.ok(queue.longestRunningMs() >= 25, "the run's age");
+    assert.ok(queue.oldestPendingMs() >= 25, "the oldest key's age");
+    gates.release("slow", new Error("down"));
+    await flush();
+    assert.equal(queue.backingOff(), 1, "the failed key waits out its backoff");
+    assert.equal(queue.longestRunningMs() < 25, true, "next started just now");
+    gates.release("next");
+    await flush();
+    assert.equal(queue.oldestPendingMs(), 0, "a key waiting out a backoff is not pending");
+    await queue.drain();
+    assert.equal(queue.backingOff(), 0);
+  });
 });

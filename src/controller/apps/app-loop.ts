@@ -131,6 +131,7 @@ export class AppLoop implements Loop {
       onError: (key, error, attempt) => {
         const reason = error instanceof Error ? error.name : "Error";
         metrics.reconcileErrors.inc({ reason });
+        metrics.reconcileRetries.inc();
         logger.warn({ app: key, attempt, err: error }, "reconcile failed; retrying with backoff");
       },
       onDepthChange: (depth) => {
@@ -149,6 +150,7 @@ export class AppLoop implements Loop {
       await unlessAborted(Promise.all([this.apps.waitSynced(), this.secrets.waitSynced()]), signal);
     });
     this.subscriptions = this.triggers.map(subscribe);
+    this.options.metrics.observeQueue(queue);
     this.enqueueAll();
   }
 
@@ -157,6 +159,11 @@ export class AppLoop implements Loop {
     if (!this.apps.synced() || !this.secrets.synced())
       return { ready: false, reason: "informers not synced" };
     return { ready: true };
+  }
+
+  /** How long the longest reconcile in progress has run, in ms (liveness). */
+  longestRunningMs(): number {
+    return this.queue.longestRunningMs();
   }
 
   /** Resolves when nothing is queued or running (tests, benchmarks). */
@@ -172,6 +179,7 @@ export class AppLoop implements Loop {
   /** Stops taking work, lets running reconciles finish, closes the watches. */
   async stop(): Promise<void> {
     for (const subscription of this.subscriptions) subscription.cancel();
+    this.options.metrics.observeQueue(undefined);
     await this.queue.drain();
     await Promise.all([this.apps.stop(), this.secrets.stop()]);
   }

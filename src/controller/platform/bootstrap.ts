@@ -13,9 +13,16 @@ import {
   type OperatorArtifacts,
   type OperatorIdentity,
 } from "../../accounts/identities.ts";
-import { ensureOperatorSeeds, type SecretStore } from "../../accounts/key-store.ts";
+import {
+  OPERATOR_ENTRY,
+  ensureOperatorSeeds,
+  parseAccountEntryName,
+  type SecretStore,
+} from "../../accounts/key-store.ts";
+import { parseJwt } from "../../accounts/jwt.ts";
 import { caBundle, type CaPolicy, type CaState } from "../../ca/authority.ts";
-import { ensureCa } from "../../ca/ca-store.ts";
+import { CA_ENTRY, ensureCa } from "../../ca/ca-store.ts";
+import { KEYS_LABEL } from "../../accounts/kubernetes-secret-store.ts";
 import {
   ensureLeaf,
   issuedByActive,
@@ -58,6 +65,38 @@ export interface Bootstrapped {
   changes: string[];
 }
 
+/**
+ * The operator's identity or CA is missing while an installation exists: making new ones would
+ * cut off every tenant, so the operator waits for the Secret to be restored.
+ */
+export class PlatformMissingError extends Error {
+  override name = "PlatformMissingError";
+}
+
+/**
+ * Throws PlatformMissingError if anything shows an installation was made with the identity or
+ * CA that is now missing: the servers' config (its trust file or certificates) or stored accounts.
+ * A fresh cluster has neither and bootstraps on its own.
+ */
+async function refuseOverInstallation(
+  store: SecretStore,
+  natsConfig: Record<string, string> | undefined,
+  settings: BootstrapSettings,
+  missing: { entry: string; what: string; startOver: string },
+): Promise<void> {
+  const accounts = (await store.list()).filter((name) => parseAccountEntryName(name)).length;
+  const trusted = natsConfig?.[OPERATOR_JWT]
+    ? ` the NATS servers trust operator ${parseJwt(natsConfig[OPERATOR_JWT]).sub},`
+    : "";
+  if (!natsConfig && accounts === 0) return;
+  throw new PlatformMissingError(
+    `the ${missing.what} Secret ${settings.namespace}/${missing.entry} is missing, but` +
+      `${trusted} the NATS config Secret ${settings.natsConfigSecret} ${natsConfig ? "exists" : "is missing"} ` +
+      `and ${String(accounts)} account${accounts === 1 ? "" : "s"} are stored: nothing new is made. ` +
+      `Restore the Secret from a backup; or, to start over deliberately, ${missing.startOver}`,
+  );
+}
+
 // Public JWTs kept beside the trust file so a restart compares instead of re-signing.
 const OPERATOR_JWT = "operator.jwt";
 const SYSTEM_ACCOUNT_JWT = "system-account.jwt";
@@ -70,10 +109,18 @@ export async function bootstrap(
   nowMs = Date.now(),
 ): Promise<Bootstrapped> {
   const changes: string[] = [];
-  const seeds = await ensureOperatorSeeds(store);
-  const identity = loadOperatorIdentity(settings.operatorName, seeds);
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const existing = await readSecretData(core, settings.namespace, settings.natsConfigSecret);
+  const seeds = await ensureOperatorSeeds(store, () =>
+    refuseOverInstallation(store, existing, settings, {
+      entry: OPERATOR_ENTRY,
+      what: "operator identity",
+      startOver:
+        `delete the Secret ${settings.natsConfigSecret} and the Secrets labelled ` +
+        `${KEYS_LABEL}=true in ${settings.namespace}; every app then gets new credentials`,
+    }),
+  );
+  const identity = loadOperatorIdentity(settings.operatorName, seeds);
 
   const previousUserJwt = existing?.[SYSTEM_USER_JWT];
   const artifacts = buildOperatorArtifacts(
@@ -112,6 +159,14 @@ export async function bootstrap(
       issuedByActive(previousServer, state) &&
       issuedByActive(previousRoute, state) &&
       (!webhook || issuedByActive(previousWebhook?.leaf, state)),
+    () =>
+      refuseOverInstallation(store, existing, settings, {
+        entry: CA_ENTRY,
+        what: "CA",
+        startOver:
+          `delete the Secret ${settings.natsConfigSecret}; every NATS client must then get ` +
+          "the new CA bundle (restart the app pods)",
+      }),
   );
   changes.push(...ca.steps.map((step) => `CA ${step ?? "changed"}`));
   const server = await ensureLeaf(previousServer, serverSpec, ca.state, nowMs);

@@ -7,9 +7,14 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { SecretStore } from "../../accounts/key-store.ts";
-import type { Loop } from "../../runtime/loop.ts";
+import type { Loop, Readiness } from "../../runtime/loop.ts";
 import { every, Trigger, type Subscription } from "../../runtime/triggers.ts";
-import { bootstrap, type BootstrapSettings, type Bootstrapped } from "./bootstrap.ts";
+import {
+  PlatformMissingError,
+  bootstrap,
+  type BootstrapSettings,
+  type Bootstrapped,
+} from "./bootstrap.ts";
 import { NatsReloads, type ServerReloadSettings } from "./nats-reloads.ts";
 
 export interface PlatformLoopOptions {
@@ -39,6 +44,8 @@ export class PlatformLoop implements Loop {
   private sources: Subscription[] = [];
   private renewing: Promise<void> | undefined;
   private stopped = false;
+  /** Why the last renewal could not be made, when only a person can fix it. */
+  private blocked: string | undefined;
 
   /** `boot`: the term's first bootstrap, which the other loops were built from. */
   constructor(options: PlatformLoopOptions, boot: Bootstrapped) {
@@ -52,6 +59,10 @@ export class PlatformLoop implements Loop {
           logger: options.logger,
         })
       : undefined;
+  }
+
+  ready(): Readiness {
+    return this.blocked ? { ready: false, reason: this.blocked } : { ready: true };
   }
 
   current(): Bootstrapped {
@@ -89,12 +100,19 @@ export class PlatformLoop implements Loop {
       const boot = await bootstrap(kubeConfig, store, settings);
       for (const change of boot.changes) logger.info({ change }, "bootstrap");
       if (this.stopped) return;
+      this.blocked = undefined;
       const bundleChanged = boot.caBundle !== this.boot.caBundle;
       this.boot = boot;
       this.renewed.fire();
       this.reloadServers();
       if (bundleChanged) this.caBundleChanged.fire();
     } catch (error) {
+      if (error instanceof PlatformMissingError) {
+        // Nothing is re-minted: the identity and CA in memory keep serving the tenants.
+        this.blocked = error.message;
+        logger.error({ err: error }, "renewal refused; waiting for the Secret to be restored");
+        return;
+      }
       logger.warn({ err: error }, "renewal failed; the next resync retries");
     }
   }
