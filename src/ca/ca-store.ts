@@ -62,8 +62,8 @@ export function decodeCaState(data: Record<string, string>): CaState {
 }
 
 export const REGENERATE_HINT =
-  `to start over with a new CA, delete the Secret ${CA_ENTRY} in the operator's namespace; ` +
-  "every NATS client must then get the new CA bundle (restart the app pods)";
+  `to start over with a new CA, delete the Secret ${CA_ENTRY} and the NATS config Secret in ` +
+  "the operator's namespace; every NATS client must then get the new CA bundle (restart the app pods)";
 
 /**
  * Loads the CA (creating it on first start; a concurrent creator wins and is read back), runs

@@ -62,6 +62,8 @@ export interface ControlPlane {
   ports: number[];
   dir: string;
   logTails: (lines?: number) => string;
+  /** Kills one of the two (an outage: no graceful shutdown) and starts it again on its data. */
+  restart: (component: "etcd" | "kube-apiserver") => Promise<void>;
   stop: () => Promise<void>;
 }
 
@@ -187,28 +189,31 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   };
 
   try {
-    const etcd = ManagedProcess.start({
-      name: "etcd",
-      command: options.toolchain.etcd,
-      args: [
-        "--name=embedded",
-        `--data-dir=${join(dir, "etcd")}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=embedded=${peerUrl}`,
-        "--unsafe-no-fsync=true",
-        "--log-level=warn",
-      ],
-      logFile: join(dir, "etcd.log"),
-    });
-    processes.push(etcd);
-    await waitUntil(
-      "etcd health",
-      async () => (await httpGet(`${etcdUrl}/health`)).body.includes('"health":"true"'),
-      { timeoutMs, processes },
-    );
+    const startEtcd = (): ManagedProcess =>
+      ManagedProcess.start({
+        name: "etcd",
+        command: options.toolchain.etcd,
+        args: [
+          "--name=embedded",
+          `--data-dir=${join(dir, "etcd")}`,
+          `--listen-client-urls=${etcdUrl}`,
+          `--advertise-client-urls=${etcdUrl}`,
+          `--listen-peer-urls=${peerUrl}`,
+          `--initial-advertise-peer-urls=${peerUrl}`,
+          `--initial-cluster=embedded=${peerUrl}`,
+          "--unsafe-no-fsync=true",
+          "--log-level=warn",
+        ],
+        logFile: join(dir, "etcd.log"),
+      });
+    const etcdReady = (): Promise<void> =>
+      waitUntil(
+        "etcd health",
+        async () => (await httpGet(`${etcdUrl}/health`)).body.includes('"health":"true"'),
+        { timeoutMs, processes },
+      );
+    processes.push(startEtcd());
+    await etcdReady();
 
     const host = node?.address ?? "127.0.0.1";
     const server = `https://${host}:${apiPort}`;
@@ -242,40 +247,43 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         "--endpoint-reconciler-type=none",
       ];
     }
-    const apiserver = ManagedProcess.start({
-      name: "kube-apiserver",
-      command: options.toolchain.kubeApiserver,
-      args: [
-        `--etcd-servers=${etcdUrl}`,
-        `--cert-dir=${certDir}`,
-        `--tls-cert-file=${servingCert}`,
-        `--tls-private-key-file=${servingKey}`,
-        `--client-ca-file=${caFile}`,
-        `--secure-port=${apiPort}`,
-        `--bind-address=${host}`,
-        `--advertise-address=${host}`,
-        ...modeArgs,
-        "--allow-privileged=true",
-        `--service-account-key-file=${saPub}`,
-        `--service-account-signing-key-file=${saKey}`,
-        `--audit-policy-file=${auditPolicy}`,
-        `--audit-log-path=${auditLog}`,
-        "--audit-log-mode=blocking",
-        "--profiling=false",
-        "--v=0",
-      ],
-      logFile: join(dir, "kube-apiserver.log"),
-    });
-    processes.push(apiserver);
+    const startApiserver = (): ManagedProcess =>
+      ManagedProcess.start({
+        name: "kube-apiserver",
+        command: options.toolchain.kubeApiserver,
+        args: [
+          `--etcd-servers=${etcdUrl}`,
+          `--cert-dir=${certDir}`,
+          `--tls-cert-file=${servingCert}`,
+          `--tls-private-key-file=${servingKey}`,
+          `--client-ca-file=${caFile}`,
+          `--secure-port=${apiPort}`,
+          `--bind-address=${host}`,
+          `--advertise-address=${host}`,
+          ...modeArgs,
+          "--allow-privileged=true",
+          `--service-account-key-file=${saPub}`,
+          `--service-account-signing-key-file=${saKey}`,
+          `--audit-policy-file=${auditPolicy}`,
+          `--audit-log-path=${auditLog}`,
+          "--audit-log-mode=blocking",
+          "--profiling=false",
+          "--v=0",
+        ],
+        logFile: join(dir, "kube-apiserver.log"),
+      });
     const tls = { ca: ca.certificatePem, cert: admin.certificatePem, key: admin.privateKeyPem };
-    await waitUntil(
-      "kube-apiserver /readyz",
-      async () => {
-        const res = await httpGet(`${server}/readyz`, tls);
-        return res.status === 200;
-      },
-      { timeoutMs, processes },
-    );
+    const apiserverReady = (): Promise<void> =>
+      waitUntil(
+        "kube-apiserver /readyz",
+        async () => {
+          const res = await httpGet(`${server}/readyz`, tls);
+          return res.status === 200;
+        },
+        { timeoutMs, processes },
+      );
+    processes.push(startApiserver());
+    await apiserverReady();
     // The default namespace is created by a post-start hook that /readyz does not wait for.
     await waitUntil(
       "namespace default",
@@ -287,9 +295,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     writeFileSync(kubeconfigPath, kubeconfigYaml(server, ca.certificatePem, admin), {
       mode: 0o600,
     });
+    const restart = async (component: "etcd" | "kube-apiserver"): Promise<void> => {
+      const index = component === "etcd" ? 0 : 1;
+      await processes[index]?.kill();
+      processes[index] = component === "etcd" ? startEtcd() : startApiserver();
+      await (component === "etcd" ? etcdReady() : apiserverReady());
+    };
     return {
       server,
       kubeconfigPath,
+      restart,
       kubeConfig: () => {
         const kc = new KubeConfig();
         kc.loadFromFile(kubeconfigPath);

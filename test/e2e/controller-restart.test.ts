@@ -55,6 +55,37 @@ async function allReady(s: OperatorStack, namespace: string, count: number): Pro
   return true;
 }
 
+/**
+ * One stored account per App of `namespace`, each App's status naming it, and every server
+ * holding exactly the stored accounts (of every namespace).
+ */
+async function assertConverged(s: OperatorStack, namespace: string): Promise<void> {
+  const apps = appsApi(s.custom);
+  const stored = await storedAccounts(s);
+  const fleet = [...stored].filter(([key]) => key.startsWith(`${namespace}/`));
+  assert.equal(fleet.length, APPS, "one stored account per App");
+  const wanted = new Set(fleet.map(([, pub]) => pub));
+  for (let i = 0; i < APPS; i++) {
+    const app = await apps.get(namespace, `app-${String(i)}`);
+    assert.ok(
+      wanted.has(app?.status?.environments?.[0]?.account ?? ""),
+      `app-${String(i)} status names another account`,
+    );
+  }
+  const resolver = await s.resolver();
+  try {
+    const held = await resolver.list();
+    assert.equal(held.size, 3);
+    const all = new Set(stored.values());
+    for (const [server, accounts] of held) {
+      const apps_ = accounts.filter((a) => a !== s.identity.systemAccount.publicKey);
+      assert.deepEqual(new Set(apps_), all, `${server} holds a different set of accounts`);
+    }
+  } finally {
+    await resolver.close();
+  }
+}
+
 describe("operator restarts", () => {
   const stack = useOperatorStack();
 
@@ -88,29 +119,7 @@ describe("operator restarts", () => {
     await second.waitReady();
     await waitUntil("all 50 Apps Ready", () => allReady(s, "fleet", APPS), { timeoutMs: 120_000 });
 
-    const stored = await storedAccounts(s);
-    const fleet = [...stored].filter(([key]) => key.startsWith("fleet/"));
-    assert.equal(fleet.length, APPS, "one stored account per App");
-    const wanted = new Set(fleet.map(([, pub]) => pub));
-    for (let i = 0; i < APPS; i++) {
-      const app = await apps.get("fleet", `app-${String(i)}`);
-      assert.ok(
-        wanted.has(app?.status?.environments?.[0]?.account ?? ""),
-        `app-${String(i)} status names another account`,
-      );
-    }
-    const resolver = await s.resolver();
-    try {
-      const held = await resolver.list();
-      assert.equal(held.size, 3);
-      const all = new Set(stored.values());
-      for (const [server, accounts] of held) {
-        const apps_ = accounts.filter((a) => a !== s.identity.systemAccount.publicKey);
-        assert.deepEqual(new Set(apps_), all, `${server} holds a different set of accounts`);
-      }
-    } finally {
-      await resolver.close();
-    }
+    await assertConverged(s, "fleet");
     await second.stop();
   });
 
@@ -365,4 +374,46 @@ describe("operator restarts", () => {
     await second.waitReady();
     await second.stop();
   });
+  for (const component of ["kube-apiserver", "etcd"] as const) {
+    test(`${component} restarted while 50 Apps are applied: the operator recovers on its own, no duplicate or orphaned account`, async () => {
+      const s = stack();
+      const namespace = `through-${component}`;
+      await s.core.createNamespace({ body: { metadata: { name: namespace } } });
+      const operator = await s.startOperator({ identity: namespace });
+      await operator.waitReady();
+      const apps = appsApi(s.custom);
+      try {
+        await Promise.all(
+          Array.from({ length: APPS }, (_, i) =>
+            apps.create(
+              namespace,
+              appManifest(namespace, `app-${String(i)}`, { nats: true, environments: ["prod"] }),
+            ),
+          ),
+        );
+        // The outage starts while the operator is still making the accounts.
+        const store = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+        const beforeOutage = (await store.list()).filter(
+          (name) => parseAccountEntryName(name)?.namespace === namespace,
+        ).length;
+        assert.ok(
+          beforeOutage < APPS,
+          `all ${String(APPS)} were done first; the test proves nothing`,
+        );
+        await s.stack.controlPlane.restart(component);
+        await waitUntil(`all ${String(APPS)} Apps Ready`, () => allReady(s, namespace, APPS), {
+          timeoutMs: 120_000,
+        });
+        assert.ok(operator.process.running, "the operator had to be restarted");
+        if (component === "kube-apiserver")
+          assert.ok(
+            (await operator.metric("nats_tenancy_watch_restarts_total")) > 0,
+            "the watches never noticed the API server going away",
+          );
+        await assertConverged(s, namespace);
+      } finally {
+        await operator.stop();
+      }
+    });
+  }
 });
