@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import type { V1Secret } from "@kubernetes/client-node";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import {
@@ -292,6 +293,17 @@ describe("operator restarts", () => {
     const trusted = (await natsConfig())?.["operator.jwt"];
     assert.ok(trusted);
     const saved = await s.core.readNamespacedSecret({ namespace, name: OPERATOR_ENTRY });
+    /** Puts a deleted Secret back as a backup would: name, labels, type and data. */
+    const restore = async (backup: V1Secret): Promise<void> => {
+      await s.core.createNamespacedSecret({
+        namespace,
+        body: {
+          metadata: { name: backup.metadata?.name ?? "", labels: backup.metadata?.labels ?? {} },
+          type: backup.type ?? "Opaque",
+          data: backup.data ?? {},
+        },
+      });
+    };
     const tenantWorks = async (): Promise<void> => {
       const nc = await connect({
         servers: s.stack.nats.tlsUrls,
@@ -333,14 +345,7 @@ describe("operator restarts", () => {
     );
     await tenantWorks();
 
-    await s.core.createNamespacedSecret({
-      namespace,
-      body: {
-        metadata: { name: OPERATOR_ENTRY, labels: saved.metadata?.labels ?? {} },
-        type: saved.type ?? "Opaque",
-        data: saved.data ?? {},
-      },
-    });
+    await restore(saved);
     await second.waitReady();
     await apps.create("keep", appManifest("keep", "later", { nats: true, environments: ["prod"] }));
     await waitUntil(
@@ -363,17 +368,46 @@ describe("operator restarts", () => {
     assert.equal(await readSecretData(s.core, namespace, CA_ENTRY), undefined, "a CA was minted");
     assert.equal((await natsConfig())?.["ca.crt"], bundle);
     await tenantWorks();
-    await s.core.createNamespacedSecret({
-      namespace,
-      body: {
-        metadata: { name: CA_ENTRY, labels: savedCa.metadata?.labels ?? {} },
-        type: savedCa.type ?? "Opaque",
-        data: savedCa.data ?? {},
-      },
-    });
+    await restore(savedCa);
     await second.waitReady();
     await second.stop();
   });
+  test("/healthz fails while a reconcile runs past --stuck-seconds, and recovers with it", async () => {
+    const s = stack();
+    const operator = await s.startOperator({ identity: "stuck", stuckSeconds: 1 });
+    await operator.waitReady();
+    const healthz = async (): Promise<number> =>
+      (await fetch(`${operator.healthUrl}/healthz`)).status;
+    assert.equal(await healthz(), 200);
+    const apps = appsApi(s.custom);
+    await s.core.createNamespace({ body: { metadata: { name: "stuck" } } });
+    // Paused servers keep their connections open and answer nothing: a push waits out its
+    // 5 s timeout, far past the 1 s the operator allows a reconcile.
+    const nodes = s.stack.nats.nodes;
+    for (const node of nodes) node.process?.signal("SIGSTOP");
+    try {
+      await apps.create(
+        "stuck",
+        appManifest("stuck", "web", { nats: true, environments: ["prod"] }),
+      );
+      await waitUntil("/healthz failing", async () => (await healthz()) === 503, {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      });
+    } finally {
+      for (const node of nodes) node.process?.signal("SIGCONT");
+    }
+    await waitUntil(
+      "web's Secret once NATS answers",
+      async () => (await secretValues(s.core, "stuck", "web-prod-nats")) !== undefined,
+      { timeoutMs: 60_000 },
+    );
+    await waitUntil("/healthz passing again", async () => (await healthz()) === 200, {
+      timeoutMs: 10_000,
+    });
+    await operator.stop();
+  });
+
   for (const component of ["kube-apiserver", "etcd"] as const) {
     test(`${component} restarted while 50 Apps are applied: the operator recovers on its own, no duplicate or orphaned account`, async () => {
       const s = stack();

@@ -369,4 +369,64 @@ describe("leader election on a real API server", () => {
       await proxy.close();
     }
   });
+
+  test("a replica that loses the Lease while its loops are being built never starts them", async () => {
+    const building = Promise.withResolvers<undefined>();
+    const seen: string[] = [];
+    const never: Loop = {
+      name: "never",
+      start: () => {
+        seen.push("started");
+        return Promise.resolve();
+      },
+      stop: () => {
+        seen.push("stopped");
+        return Promise.resolve();
+      },
+    };
+    const gated = new LeaderGated({
+      election: {
+        kubeConfig: controlPlane().kubeConfig(),
+        namespace,
+        name: "slow-start",
+        identity: "a",
+        leaseDurationMs: LEASE_MS,
+        renewIntervalMs: RENEW_MS,
+        retryIntervalMs: RETRY_MS,
+      },
+      // The build (a bootstrap, say) is still running when the Lease goes, and does not notice.
+      build: async () => {
+        seen.push("building");
+        await building.promise;
+        return [never];
+      },
+      logger,
+      onFailure: (error) => {
+        seen.push(`failed: ${String(error)}`);
+      },
+    });
+    try {
+      gated.start();
+      await waitUntil("the build started", () => Promise.resolve(seen.includes("building")), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      });
+      assert.deepEqual(gated.ready(), { ready: false, reason: "the leader's loops are starting" });
+      await usurp("slow-start");
+      await waitUntil("a stood down", () => Promise.resolve(!gated.isLeader()), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+      });
+      building.resolve(undefined);
+      await sleep(3 * RETRY_MS);
+      assert.ok(!seen.includes("started"), "a loop started after the Lease was lost");
+      assert.ok(
+        !seen.some((e) => e.startsWith("failed")),
+        "the lost Lease was taken for a failure",
+      );
+      assert.deepEqual(gated.loops(), []);
+    } finally {
+      await gated.stop();
+    }
+  });
 });

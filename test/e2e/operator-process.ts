@@ -36,6 +36,7 @@ export interface RunningOperator {
 
 export interface OperatorFlags {
   resyncSeconds?: number;
+  stuckSeconds?: number;
   concurrency?: number;
   identity?: string;
   leaseSeconds?: number;
@@ -88,6 +89,7 @@ export async function launchOperator(
       "--loopback-names",
       `--health-address=127.0.0.1:${String(port)}`,
       `--resync-seconds=${String(flags.resyncSeconds ?? 300)}`,
+      ...(flags.stuckSeconds ? [`--stuck-seconds=${String(flags.stuckSeconds)}`] : []),
       `--concurrency=${String(flags.concurrency ?? 8)}`,
       `--lease-seconds=${String(flags.leaseSeconds ?? 4)}`,
       `--identity=${identity}`,

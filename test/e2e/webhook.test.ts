@@ -10,6 +10,7 @@ import { after, describe, test } from "node:test";
 import {
   AdmissionregistrationV1Api,
   PatchStrategy,
+  type CoreV1Api,
   setHeaderOptions,
   type V1OwnerReference,
   type V1Pod,
@@ -49,6 +50,23 @@ const orders = (environment: string) => ({
   "nats-tenancy.io/app": "orders",
   "nats-tenancy.io/environment": environment,
 });
+
+/** A ConfigMap standing in for a pod's controller: where refusals are reported. */
+async function ownerIn(core: CoreV1Api, namespace: string): Promise<V1OwnerReference[]> {
+  const owner = await core.createNamespacedConfigMap({
+    namespace,
+    body: { metadata: { name: "owner" } },
+  });
+  return [
+    {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      name: "owner",
+      uid: owner.metadata?.uid ?? "",
+      controller: true,
+    },
+  ];
+}
 
 function errorText(error: unknown): string {
   const body = (error as { body?: unknown }).body;
@@ -194,19 +212,7 @@ describe("pod webhook on a real API server", () => {
     const s = stack();
     await s.core.createNamespace({ body: { metadata: { name: "intruder" } } });
     // Pods come from controllers; the refusal is reported on the owner, where it is looked for.
-    const owner = await s.core.createNamespacedConfigMap({
-      namespace: "intruder",
-      body: { metadata: { name: "owner" } },
-    });
-    const stealing = podManifest("steal", orders("prod"), {}, [
-      {
-        apiVersion: "v1",
-        kind: "ConfigMap",
-        name: "owner",
-        uid: owner.metadata?.uid ?? "",
-        controller: true,
-      },
-    ]);
+    const stealing = podManifest("steal", orders("prod"), {}, await ownerIn(s.core, "intruder"));
     await assert.rejects(
       s.core.createNamespacedPod({ namespace: "intruder", body: stealing }),
       (error: unknown) => /no App orders in namespace intruder/.test(errorText(error)),
@@ -237,10 +243,7 @@ describe("pod webhook on a real API server", () => {
   test("refusals repeated for one owner are one Event with a count, and counted by reason", async () => {
     const s = stack();
     await s.core.createNamespace({ body: { metadata: { name: "retrying" } } });
-    const owner = await s.core.createNamespacedConfigMap({
-      namespace: "retrying",
-      body: { metadata: { name: "owner" } },
-    });
+    const ownedBy = await ownerIn(s.core, "retrying");
     const refusedBefore = await operator.metric("nats_tenancy_webhook_reviews_total", {
       outcome: "reject",
       reason: "AppNotFound",
@@ -250,15 +253,7 @@ describe("pod webhook on a real API server", () => {
       await assert.rejects(
         s.core.createNamespacedPod({
           namespace: "retrying",
-          body: podManifest(`try-${attempt}`, orders("prod"), {}, [
-            {
-              apiVersion: "v1",
-              kind: "ConfigMap",
-              name: "owner",
-              uid: owner.metadata?.uid ?? "",
-              controller: true,
-            },
-          ]),
+          body: podManifest(`try-${attempt}`, orders("prod"), {}, ownedBy),
         }),
       );
     }
@@ -373,19 +368,7 @@ describe("pod webhook on a real API server", () => {
     const registered = await admission.readMutatingWebhookConfiguration({ name: "nats-tenancy" });
     assert.equal(registered.webhooks?.[0]?.sideEffects, "NoneOnDryRun");
     await s.core.createNamespace({ body: { metadata: { name: "dry" } } });
-    const owner = await s.core.createNamespacedConfigMap({
-      namespace: "dry",
-      body: { metadata: { name: "owner" } },
-    });
-    const ownedBy = [
-      {
-        apiVersion: "v1",
-        kind: "ConfigMap",
-        name: "owner",
-        uid: owner.metadata?.uid ?? "",
-        controller: true,
-      },
-    ];
+    const ownedBy = await ownerIn(s.core, "dry");
     await assert.rejects(
       s.core.createNamespacedPod({
         namespace: "dry",
