@@ -10,7 +10,7 @@ import type { ResolverClient } from "./resolver-client.ts";
 
 export async function deleteAppAccount(
   client: Pick<ResolverClient, "push" | "delete" | "purgeJetStream">,
-  stored: StoredAccount,
+  stored: Pick<StoredAccount, "accountJwt">,
   operator: Pick<OperatorIdentity, "operator" | "signing">,
 ): Promise<void> {
   const claims = decodeJwt<{ limits?: { mem_storage?: number; disk_storage?: number } }>(

@@ -105,7 +105,7 @@ export function mintAppAccount(
  * delete and syncs from a peer gets this one back, not a working account.
  */
 export function disabledAccountJwt(
-  stored: StoredAccount,
+  stored: Pick<StoredAccount, "accountJwt">,
   operator: Pick<OperatorIdentity, "signing">,
   nowMs = Date.now(),
 ): string {

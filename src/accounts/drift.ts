@@ -2,8 +2,9 @@
  * Compares what each server's resolver holds with what should exist, and repairs the
  * difference: pushes accounts a server lacks (one that lost its store) or holds in an older
  * version (one that missed an update), deletes accounts that should not exist (one that missed
- * a delete).
+ * a delete) the way a normal delete does.
  */
+import { deleteAppAccount } from "./account-deletion.ts";
 import type { OperatorIdentity } from "./identities.ts";
 import { parseJwt } from "./jwt.ts";
 import type { ResolverClient } from "./resolver-client.ts";
@@ -56,6 +57,13 @@ export async function repairDrift(
     const jwt = desired.get(account);
     if (jwt) await client.push(jwt, operator);
   }
-  if (report.unexpected.size > 0) await client.delete([...report.unexpected.keys()], operator);
+  // As a normal delete does: a disabled copy first (a server that missed the delete and syncs
+  // from a peer gets a dead account back), its JetStream data purged, then the delete.
+  for (const account of report.unexpected.keys()) {
+    const held = (await client.lookup(account)).sort((a, b) => parseJwt(b).iat - parseJwt(a).iat);
+    const newest = held[0];
+    if (newest) await deleteAppAccount(client, { accountJwt: newest }, operator);
+    else await client.delete([account], operator);
+  }
   return report;
 }

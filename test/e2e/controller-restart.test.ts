@@ -10,6 +10,7 @@ import {
   loadAccount,
   parseAccountEntryName,
 } from "../../src/accounts/key-store.ts";
+import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { CA_ENTRY } from "../../src/ca/ca-store.ts";
@@ -194,6 +195,43 @@ describe("operator restarts", () => {
       `the operator pushed ${String(pushed)} of ${String(stored.size)}`,
     );
     await operator.stop();
+  });
+
+  test("an account no App owns leaves every server at the next resync, disabled first as a normal delete does", async () => {
+    const s = stack();
+    // As a server that missed a delete still holds it.
+    const rogue = mintAppAccount(
+      { namespace: "ghost", app: "gone", environment: "prod" },
+      s.identity,
+    );
+    const account = rogue.publicKey;
+    const resolver = await s.resolver();
+    const counter = await s.pushCounter();
+    try {
+      await resolver.push(rogue.stored.accountJwt, s.identity);
+      await waitUntil(
+        "the counter saw the rogue push",
+        () => Promise.resolve(counter.updates() >= 1),
+        {
+          timeoutMs: 5000,
+          intervalMs: 50,
+        },
+      );
+      const updatesBefore = counter.updates();
+      const operator = await s.startOperator({ identity: "sweeper", resyncSeconds: 1 });
+      await operator.waitReady();
+      await waitUntil(
+        "no server holds the rogue account",
+        async () => [...(await resolver.list()).values()].every((held) => !held.includes(account)),
+        { timeoutMs: 30_000, intervalMs: 500 },
+      );
+      assert.ok(counter.updates() > updatesBefore, "no disabled copy was pushed before the delete");
+      assert.ok(counter.deletes() >= 1);
+      await operator.stop();
+    } finally {
+      await counter.close();
+      await resolver.close();
+    }
   });
 
   test("while NATS is down a deleted App stays terminating with DeletionBlocked; it finishes once NATS is back", async () => {

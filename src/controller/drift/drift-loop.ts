@@ -89,10 +89,11 @@ export class DriftLoop implements Loop {
       }
     }
     const report = await repairDrift(nats.resolver(), desired, identity());
-    const pushed = report.missing.size + report.stale.length;
-    if (pushed + report.unexpected.size === 0) return;
+    // Each unexpected account also got a disabled copy before its delete.
+    const pushed = report.missing.size + report.stale.length + report.unexpected.size;
+    if (pushed === 0) return;
     metrics.natsPushes.inc({ operation: "update" }, pushed);
-    if (report.unexpected.size > 0) metrics.natsPushes.inc({ operation: "delete" });
+    metrics.natsPushes.inc({ operation: "delete" }, report.unexpected.size);
     logger.info(
       {
         missing: [...report.missing.entries()].map(([account, servers]) => ({ account, servers })),
