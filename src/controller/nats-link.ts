@@ -28,7 +28,6 @@ const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 15_000;
 
 export class NatsLink implements Loop {
-  readonly name = "nats link";
   /** Fires after each new connection: work that waited for NATS can go on now. */
   readonly connected = new Trigger();
   private client: ResolverClient | undefined;

@@ -15,15 +15,12 @@
  */
 import {
   CoordinationV1Api,
-  Observable,
   V1MicroTime,
-  type ConfigurationOptions,
   type KubeConfig,
-  type RequestContext,
-  type ResponseContext,
   type V1LeaseSpec,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { abortableKubeConfig } from "../kube/abortable-config.ts";
 import { statusOf, unlessNotFound } from "../kube/api-errors.ts";
 
 export interface LeaderElectorOptions {
@@ -55,24 +52,7 @@ function recordOf(spec: V1LeaseSpec): string {
   ]);
 }
 
-/** Request options that abort the request when `signal` fires (client-node sets no timeout). */
-function abortOn(signal: AbortSignal): ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (request: RequestContext) => {
-          request.setSignal(signal);
-          return new Observable(Promise.resolve(request));
-        },
-        post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
-      },
-    ],
-    middlewareMergeStrategy: "append",
-  };
-}
-
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
   private readonly options: Required<Omit<LeaderElectorOptions, "clock">>;
   private readonly clock: () => number;
   private readonly logger: Logger;
@@ -100,7 +80,6 @@ export class LeaderElector {
         "renewIntervalMs + retryIntervalMs must be shorter than leaseDurationMs",
       );
     }
-    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
     this.logger = options.logger.child({
       lease: `${options.namespace}/${options.name}`,
       identity: options.identity,
@@ -142,8 +121,7 @@ export class LeaderElector {
     const started = performance.now();
     let holds: boolean | undefined;
     try {
-      // Bounded, so that a hung API server cannot keep a leader from stepping down in time.
-      holds = await this.acquireOrRenew(abortOn(AbortSignal.timeout(retryIntervalMs)));
+      holds = await this.acquireOrRenew(this.boundedApi());
     } catch (error) {
       // A 409 is another replica's write between our read and our write: routine.
       this.logger[statusOf(error) === 409 ? "debug" : "warn"](
@@ -178,27 +156,25 @@ export class LeaderElector {
   }
 
   /** Takes or renews the Lease: true if this replica now holds it, false if another does. */
-  private async acquireOrRenew(request: ConfigurationOptions): Promise<boolean> {
+  private async acquireOrRenew(api: CoordinationV1Api): Promise<boolean> {
     const { namespace, name, identity } = this.options;
     const nowMs = this.clock();
-    const lease = await unlessNotFound(this.api.readNamespacedLease({ name, namespace }, request));
+    const lease = await unlessNotFound(api.readNamespacedLease({ name, namespace }));
     if (!lease) {
-      await this.api.createNamespacedLease(
-        {
-          namespace,
-          body: { metadata: { name, namespace }, spec: this.heldSpec(nowMs, undefined) },
-        },
-        request,
-      );
+      await api.createNamespacedLease({
+        namespace,
+        body: { metadata: { name, namespace }, spec: this.heldSpec(nowMs, undefined) },
+      });
       return true;
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity;
     if (holder && holder !== identity && !this.expired(spec)) return false;
-    await this.api.replaceNamespacedLease(
-      { name, namespace, body: { metadata: lease.metadata, spec: this.heldSpec(nowMs, spec) } },
-      request,
-    );
+    await api.replaceNamespacedLease({
+      name,
+      namespace,
+      body: { metadata: lease.metadata, spec: this.heldSpec(nowMs, spec) },
+    });
     return true;
   }
 
@@ -234,12 +210,22 @@ export class LeaderElector {
     this.options.onStoppedLeading();
   }
 
+  /**
+   * A client whose requests all end within one retry interval from now (client-node sets no
+   * timeout): a hung API server cannot keep a leader from stepping down in time.
+   */
+  private boundedApi(): CoordinationV1Api {
+    return abortableKubeConfig(this.options.kubeConfig, {
+      signal: AbortSignal.timeout(this.options.retryIntervalMs),
+    }).makeApiClient(CoordinationV1Api);
+  }
+
   /** Clears the holder so a standby acquires at its next try rather than after the duration. */
   private async release(): Promise<void> {
-    const { namespace, name, identity, retryIntervalMs } = this.options;
-    const request = abortOn(AbortSignal.timeout(retryIntervalMs));
+    const { namespace, name, identity } = this.options;
+    const api = this.boundedApi();
     try {
-      const lease = await this.api.readNamespacedLease({ name, namespace }, request);
+      const lease = await api.readNamespacedLease({ name, namespace });
       if (lease.spec?.holderIdentity !== identity) return;
       const { acquireTime, leaseTransitions } = lease.spec;
       const spec = {
@@ -248,10 +234,11 @@ export class LeaderElector {
         acquireTime,
         leaseTransitions,
       };
-      await this.api.replaceNamespacedLease(
-        { name, namespace, body: { metadata: lease.metadata, spec } },
-        request,
-      );
+      await api.replaceNamespacedLease({
+        name,
+        namespace,
+        body: { metadata: lease.metadata, spec },
+      });
       this.logger.info("released the Lease");
     } catch (error) {
       // Not fatal: a Lease not released expires after its duration.

@@ -9,8 +9,6 @@ export interface Readiness {
 }
 
 export interface Loop {
-  /** For logs. */
-  readonly name: string;
   /**
    * Resolves once the loop runs. `signal` aborts its API and NATS calls in flight: it fires when
    * this replica may no longer act (the Lease is lost), possibly before stop().

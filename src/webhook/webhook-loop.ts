@@ -80,7 +80,6 @@ export function appView(
 }
 
 export class WebhookLoop implements Loop {
-  readonly name = "webhook";
   private readonly options: WebhookLoopOptions;
   private readonly excluded: ReadonlySet<string>;
   private readonly apps: WatchedResource<AppObject>;

@@ -151,6 +151,25 @@ describe("leader election on a real API server", () => {
     return config;
   };
 
+  /** Replica "a" of leader-gated loops on `lease`; a failure to start is noted in `seen`. */
+  const gatedOn = (lease: string, build: () => Promise<Loop[]>, seen: string[]): LeaderGated =>
+    new LeaderGated({
+      election: {
+        kubeConfig: controlPlane().kubeConfig(),
+        namespace,
+        name: lease,
+        identity: "a",
+        leaseDurationMs: LEASE_MS,
+        renewIntervalMs: RENEW_MS,
+        retryIntervalMs: RETRY_MS,
+      },
+      build,
+      logger,
+      onFailure: (error) => {
+        seen.push(`failed: ${String(error)}`);
+      },
+    });
+
   /** When `who` last started leading. */
   const startedAt = (who: Candidate): number =>
     who.events.findLast((e) => e.event === "started")?.atMs ?? Number.NaN;
@@ -307,7 +326,6 @@ describe("leader election on a real API server", () => {
     // The loop's requests go through a proxy that never answers, so one is in flight for good
     // unless the term's signal ends it.
     const hanging: Loop = {
-      name: "hanging",
       start: (signal) => {
         term = signal;
         proxy.blackHole();
@@ -323,22 +341,7 @@ describe("leader election on a real API server", () => {
         return Promise.resolve();
       },
     };
-    const gated = new LeaderGated({
-      election: {
-        kubeConfig: direct,
-        namespace,
-        name: "gated",
-        identity: "a",
-        leaseDurationMs: LEASE_MS,
-        renewIntervalMs: RENEW_MS,
-        retryIntervalMs: RETRY_MS,
-      },
-      build: () => Promise.resolve([hanging]),
-      logger,
-      onFailure: (error) => {
-        seen.push(`failed: ${String(error)}`);
-      },
-    });
+    const gated = gatedOn("gated", () => Promise.resolve([hanging]), seen);
     try {
       gated.start();
       await waitUntil("the loop started", () => Promise.resolve(seen.includes("started")), {
@@ -374,7 +377,6 @@ describe("leader election on a real API server", () => {
     const building = Promise.withResolvers<undefined>();
     const seen: string[] = [];
     const never: Loop = {
-      name: "never",
       start: () => {
         seen.push("started");
         return Promise.resolve();
@@ -384,27 +386,16 @@ describe("leader election on a real API server", () => {
         return Promise.resolve();
       },
     };
-    const gated = new LeaderGated({
-      election: {
-        kubeConfig: controlPlane().kubeConfig(),
-        namespace,
-        name: "slow-start",
-        identity: "a",
-        leaseDurationMs: LEASE_MS,
-        renewIntervalMs: RENEW_MS,
-        retryIntervalMs: RETRY_MS,
-      },
-      // The build (a bootstrap, say) is still running when the Lease goes, and does not notice.
-      build: async () => {
+    // The build (a bootstrap, say) is still running when the Lease goes, and does not notice.
+    const gated = gatedOn(
+      "slow-start",
+      async () => {
         seen.push("building");
         await building.promise;
         return [never];
       },
-      logger,
-      onFailure: (error) => {
-        seen.push(`failed: ${String(error)}`);
-      },
-    });
+      seen,
+    );
     try {
       gated.start();
       await waitUntil("the build started", () => Promise.resolve(seen.includes("building")), {

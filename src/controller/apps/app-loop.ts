@@ -49,7 +49,6 @@ export interface AppLoopOptions {
 }
 
 export class AppLoop implements Loop {
-  readonly name = "apps";
   private readonly options: AppLoopOptions;
   private readonly queue: WorkQueue;
   private readonly reconciler: AppReconciler;

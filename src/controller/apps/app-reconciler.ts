@@ -146,6 +146,10 @@ function outcomeOf(problems: AppProblem[]): ReconcileOutcome {
   return done;
 }
 
+function holdsFinalizer(app: AppObject): boolean {
+  return (app.metadata.finalizers ?? []).includes(FINALIZER);
+}
+
 function owner(app: AppObject): V1OwnerReference {
   return {
     apiVersion: APP_API_VERSION,
@@ -203,7 +207,7 @@ export class AppReconciler {
   }
 
   private async finalize(app: AppObject): Promise<ReconcileOutcome> {
-    if (!(app.metadata.finalizers ?? []).includes(FINALIZER)) return done;
+    if (!holdsFinalizer(app)) return done;
     const { namespace, name } = app.metadata;
     const removed = await this.removeEnvironments(
       namespace,
@@ -258,8 +262,7 @@ export class AppReconciler {
 
   /** Held while the App has accounts, so deleting the App waits for them to be deleted. */
   private async ensureFinalizer(app: AppObject, wanted: string[]): Promise<void> {
-    if (wanted.length > 0 && !(app.metadata.finalizers ?? []).includes(FINALIZER))
-      await this.deps.writes.setFinalizer(app, true);
+    if (wanted.length > 0 && !holdsFinalizer(app)) await this.deps.writes.setFinalizer(app, true);
   }
 
   /** Each environment on its own: one that fails does not hold the others hostage. */
@@ -300,8 +303,7 @@ export class AppReconciler {
       .environments(namespace, name)
       .filter((e) => !wanted.includes(e));
     const removed = await this.removeEnvironments(namespace, name, dropped);
-    const holds = (app.metadata.finalizers ?? []).includes(FINALIZER);
-    if (removed.problems.length === 0 && wanted.length === 0 && holds)
+    if (removed.problems.length === 0 && wanted.length === 0 && holdsFinalizer(app))
       await this.deps.writes.setFinalizer(app, false);
     return removed;
   }

@@ -36,7 +36,6 @@ export interface DriftLoopOptions {
 }
 
 export class DriftLoop implements Loop {
-  readonly name = "drift repair";
   private readonly options: DriftLoopOptions;
   private sources: Subscription[] = [];
   private repairing: Promise<void> | undefined;

@@ -33,7 +33,6 @@ export interface PlatformLoopOptions {
 }
 
 export class PlatformLoop implements Loop {
-  readonly name = "platform";
   /** After every renewal, whatever it changed (the NATS link compares credentials itself). */
   readonly renewed = new Trigger();
   /** When the CA bundle apps trust changed. */
