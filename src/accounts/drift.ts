@@ -1,29 +1,48 @@
 /**
  * Compares what each server's resolver holds with what should exist, and repairs the
- * difference: pushes accounts a server lacks (one that lost its store) or holds in an older
- * version (one that missed an update), deletes accounts that should not exist (one that missed
- * a delete) the way a normal delete does.
+ * difference: pushes accounts a server lacks (one that lost its store, or was down while they
+ * were made), deletes accounts that should not exist (one that was down while they were
+ * deleted) the way a normal delete does. Only what differs is read or sent.
+ *
+ * The servers are listed before the desired accounts are read, so no lock against reconciles
+ * is needed: an account a reconcile pushed before the list was stored (and indexed) before it
+ * was pushed, so it is desired by the time it is read; one made after the list is at worst
+ * pushed twice.
+ *
+ * An account a server holds in an older version than the stored one is not looked for here:
+ * the reconciler pushes again until every server acknowledged the current version, and the
+ * servers' own sync keeps the newest JWT.
  */
 import { deleteAppAccount } from "./account-deletion.ts";
 import type { OperatorIdentity } from "./identities.ts";
 import { parseJwt } from "./jwt.ts";
 import type { ResolverClient } from "./resolver-client.ts";
 
+export interface DesiredAccounts {
+  /** Public keys of every account that should exist now. */
+  keys(): Promise<ReadonlySet<string>>;
+  /** The stored JWT of a desired account; undefined when it went meanwhile. */
+  jwt(account: string): Promise<string | undefined>;
+}
+
 export interface DriftReport {
+  /** Servers that answered the list. */
+  servers: string[];
   /** Account public key -> servers that lacked it. */
   missing: Map<string, string[]>;
   /** Account public key -> servers that held it although it should not exist. */
   unexpected: Map<string, string[]>;
-  /** Accounts some server holds in an older version than the desired JWT. */
-  stale: string[];
 }
 
+type Client = Pick<ResolverClient, "list" | "lookup" | "push" | "delete" | "purgeJetStream">;
+
 export async function findDrift(
-  client: ResolverClient,
-  desired: ReadonlyMap<string, string>,
+  client: Client,
+  desired: Pick<DesiredAccounts, "keys">,
   systemAccount: string,
 ): Promise<DriftReport> {
   const held = await client.list();
+  const wanted = await desired.keys();
   const missing = new Map<string, string[]>();
   const unexpected = new Map<string, string[]>();
   const add = (map: Map<string, string[]>, key: string, server: string): void => {
@@ -31,30 +50,23 @@ export async function findDrift(
   };
   for (const [server, accounts] of held) {
     const present = new Set(accounts);
-    for (const account of desired.keys()) if (!present.has(account)) add(missing, account, server);
+    for (const account of wanted) if (!present.has(account)) add(missing, account, server);
     for (const account of present) {
-      if (account !== systemAccount && !desired.has(account)) add(unexpected, account, server);
+      if (account !== systemAccount && !wanted.has(account)) add(unexpected, account, server);
     }
   }
-  const stale: string[] = [];
-  for (const [account, jwt] of desired) {
-    if (missing.has(account)) continue;
-    const current = parseJwt(jwt).iat;
-    if ((await client.lookup(account)).some((held) => parseJwt(held).iat < current))
-      stale.push(account);
-  }
-  return { missing, unexpected, stale };
+  return { servers: [...held.keys()], missing, unexpected };
 }
 
-/** Repairs drift and returns what it found. `desired` maps account public keys to their JWTs. */
+/** Repairs drift and returns what it found. */
 export async function repairDrift(
-  client: ResolverClient,
-  desired: ReadonlyMap<string, string>,
+  client: Client,
+  desired: DesiredAccounts,
   operator: Pick<OperatorIdentity, "operator" | "signing" | "systemAccount">,
 ): Promise<DriftReport> {
   const report = await findDrift(client, desired, operator.systemAccount.publicKey);
-  for (const account of [...report.missing.keys(), ...report.stale]) {
-    const jwt = desired.get(account);
+  for (const account of report.missing.keys()) {
+    const jwt = await desired.jwt(account);
     if (jwt) await client.push(jwt, operator);
   }
   // As a normal delete does: a disabled copy first (a server that missed the delete and syncs

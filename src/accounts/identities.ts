@@ -6,6 +6,7 @@
  * operator JWT and can stay cold.
  */
 import { fmtCreds, type Account, type KeyPair, type Operator, type User } from "@nats-io/jwt";
+import { STATSZ_SUBJECT } from "../nats/server-discovery.ts";
 import { SERVER_RELOAD_PUBLISH } from "../nats/server-reload.ts";
 import { keepOrIssue } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
@@ -43,6 +44,9 @@ export const SYSTEM_USER_PUBLISH = [
   // Certificate renewals reach the servers by a reload the operator asks for.
   ...SERVER_RELOAD_PUBLISH,
 ];
+
+/** Replies, and the STATSZ by which a server's return is noticed. */
+export const SYSTEM_USER_SUBSCRIBE = ["_INBOX.>", STATSZ_SUBJECT];
 
 export function generateOperatorSeeds(): OperatorSeeds {
   return {
@@ -96,7 +100,7 @@ export function buildOperatorArtifacts(
   );
   const userClaims: Partial<User> = {
     pub: { allow: SYSTEM_USER_PUBLISH },
-    sub: { allow: ["_INBOX.>"] },
+    sub: { allow: SYSTEM_USER_SUBSCRIBE },
     subs: -1,
     data: -1,
     payload: -1,

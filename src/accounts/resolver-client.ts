@@ -1,14 +1,18 @@
 /**
- * Talks to the servers' `full` resolvers through the system account: push account JWTs and
- * wait for every expected server, delete accounts, list and look up what each server holds.
+ * Talks to the servers' `full` resolvers through the system account: push account JWTs,
+ * delete accounts, list and look up what each server holds.
+ *
+ * A push or delete counts once a majority of the servers acknowledged it: one server down
+ * (a rolling restart is exactly that) must not stop tenants from being served. The caller
+ * learns which servers acknowledged and brings the rest up to date when they return.
  *
  * No request carries headers: nats-server before 2.9.15 drops a CLAIMS.UPDATE that has them.
  */
 import {
   RequestError,
   connect,
+  createInbox,
   credsAuthenticator,
-  type Msg,
   type NatsConnection,
 } from "@nats-io/transport-node";
 import { type OperatorIdentity } from "./identities.ts";
@@ -19,7 +23,7 @@ export interface ResolverClientOptions {
   servers: string[];
   /** The operator's system user .creds text. */
   creds: string;
-  /** How many servers run a full resolver; a push is acknowledged only when all of them answer. */
+  /** How many servers run a full resolver; a push counts once a majority of them answered. */
   expectedServers: number;
   caFile?: string;
   /** CA bundle PEM, for a caller that holds it in memory (the operator: its own CA). */
@@ -51,18 +55,38 @@ export class ResolverRejectedError extends ResolverError {
   }
 }
 
-/** Fewer servers answered than expected before the deadline. */
+/** Fewer servers answered than needed before the deadline. */
 export class ResolverTimeoutError extends ResolverError {
   override name = "ResolverTimeoutError";
   readonly answered: string[];
 
-  constructor(operation: string, expected: number, answered: string[]) {
+  constructor(operation: string, expected: number, needed: number, answered: string[]) {
     super(
       `${operation}: ${answered.length} of ${expected} servers answered` +
-        (answered.length > 0 ? ` (${answered.join(", ")})` : ""),
+        (answered.length > 0 ? ` (${answered.join(", ")})` : "") +
+        `, ${needed} needed`,
     );
     this.answered = answered;
   }
+}
+
+/** More than half: what a push or delete needs to count. */
+export function majorityOf(servers: number): number {
+  return Math.floor(servers / 2) + 1;
+}
+
+/**
+ * How long a push waits for the remaining servers once a majority answered: servers that are
+ * up answer within milliseconds of each other, and one that is down must not cost every push
+ * the whole timeout.
+ */
+const STRAGGLER_MS = 750;
+
+interface Collected {
+  /** The non-empty answers (each server answers a request once). */
+  texts: string[];
+  /** Every answer, empty ones included (a lookup of an account a server lacks). */
+  answered: number;
 }
 
 /** The JWT failed the checks made before it is sent. */
@@ -123,30 +147,70 @@ export class ResolverClient {
     await this.connection.close();
   }
 
-  /** Sends one request and collects what arrives, up to one answer per expected server. */
-  private async gather(subject: string, payload: string, maxWait: number): Promise<Msg[]> {
-    const messages: Msg[] = [];
-    const iterator = await this.connection.requestMany(subject, payload, {
-      strategy: "count",
-      maxMessages: this.expected,
-      maxWait,
+  /**
+   * Sends one request and collects answers until every expected server answered, or (with
+   * `quorum`) a quorum answered and stragglers had STRAGGLER_MS more, or `maxWait` passed.
+   */
+  private collect(
+    subject: string,
+    payload: string,
+    maxWait: number,
+    quorum?: number,
+  ): Promise<Collected> {
+    const texts: string[] = [];
+    let answered = 0;
+    return new Promise((resolve, reject) => {
+      let straggler: NodeJS.Timeout | undefined;
+      const finish = (): void => {
+        clearTimeout(deadline);
+        clearTimeout(straggler);
+        subscription.unsubscribe();
+        resolve({ texts, answered });
+      };
+      const subscription = this.connection.subscribe(createInbox(), {
+        callback: (error, msg) => {
+          if (error) {
+            finish();
+            return;
+          }
+          answered++;
+          if (msg.data.length > 0) texts.push(msg.string());
+          if (answered >= this.expected) finish();
+          else if (quorum !== undefined && texts.length >= quorum)
+            straggler ??= setTimeout(finish, STRAGGLER_MS);
+        },
+      });
+      const deadline = setTimeout(finish, maxWait);
+      try {
+        this.connection.publish(subject, payload, { reply: subscription.getSubject() });
+      } catch (error) {
+        finish();
+        reject(error instanceof Error ? error : new Error(String(error)));
+      }
     });
-    // A no-responders status, and a 2.10+ lookup of an unknown account, arrive empty.
-    for await (const msg of iterator) if (msg.data.length > 0) messages.push(msg);
-    return messages;
   }
 
-  /** Sends one request and collects an answer from each of the expected servers. */
-  private async ask(operation: string, subject: string, payload: string): Promise<ReplyBody[]> {
-    const replies = (await this.gather(subject, payload, this.timeoutMs)).map((m) =>
-      m.json<ReplyBody>(),
-    );
-    const servers = new Set(replies.map(serverName));
-    if (servers.size < this.expected)
-      throw new ResolverTimeoutError(operation, this.expected, [...servers]);
+  /** Sends one request and returns once `needed` servers answered, none with an error. */
+  private async ask(
+    operation: string,
+    subject: string,
+    payload: string,
+    needed: number,
+    quorum?: number,
+  ): Promise<ReplyBody[]> {
+    const { texts } = await this.collect(subject, payload, this.timeoutMs, quorum);
+    const replies = texts.map((text) => JSON.parse(text) as ReplyBody);
+    if (replies.length < needed)
+      throw new ResolverTimeoutError(operation, this.expected, needed, replies.map(serverName));
     for (const body of replies)
       if (body.error) throw rejection(operation, serverName(body), body.error);
     return replies;
+  }
+
+  /** A push or delete: done once a majority stored it. */
+  private acknowledged(operation: string, subject: string, payload: string): Promise<ReplyBody[]> {
+    const majority = majorityOf(this.expected);
+    return this.ask(operation, subject, payload, majority, majority);
   }
 
   private static acknowledgements(replies: ReplyBody[]): ServerReply[] {
@@ -157,7 +221,8 @@ export class ResolverClient {
   }
 
   /**
-   * Pushes an account JWT and resolves once every expected server stored it. The server saves
+   * Pushes an account JWT and resolves, with the servers that stored it, once a majority did
+   * (see STRAGGLER_MS for the rest). The server saves
    * a JWT from an untrusted issuer or an expired one and only fails at connect, so both are
    * refused here first.
    */
@@ -183,11 +248,14 @@ export class ResolverClient {
     if (claims.exp !== undefined && claims.exp * 1000 <= Date.now())
       throw new InvalidClaimsError(`account ${claims.sub} has expired`);
     return ResolverClient.acknowledgements(
-      await this.ask(`push of ${claims.sub}`, "$SYS.REQ.CLAIMS.UPDATE", accountJwt),
+      await this.acknowledged(`push of ${claims.sub}`, "$SYS.REQ.CLAIMS.UPDATE", accountJwt),
     );
   }
 
-  /** Deletes accounts from every server (needs `allow_delete` in the resolver configuration). */
+  /**
+   * Deletes accounts, resolving with the servers that deleted them once a majority did (needs
+   * `allow_delete` in the resolver configuration).
+   */
   async delete(
     accounts: string[],
     operator: Pick<OperatorIdentity, "signing">,
@@ -204,7 +272,11 @@ export class ResolverClient {
       Math.floor(Date.now() / 1000),
     );
     return ResolverClient.acknowledgements(
-      await this.ask(`delete of ${accounts.join(", ")}`, "$SYS.REQ.CLAIMS.DELETE", request),
+      await this.acknowledged(
+        `delete of ${accounts.join(", ")}`,
+        "$SYS.REQ.CLAIMS.DELETE",
+        request,
+      ),
     );
   }
 
@@ -213,17 +285,21 @@ export class ResolverClient {
    * without the account answers nothing on 2.9 and an empty message on later versions.
    */
   async lookup(account: string): Promise<string[]> {
-    const messages = await this.gather(
+    const { texts } = await this.collect(
       `$SYS.REQ.ACCOUNT.${account}.CLAIMS.LOOKUP`,
       "",
       Math.min(this.timeoutMs, 2000),
     );
-    return messages.map((m) => m.string().trim()).filter((text) => text.split(".").length === 3);
+    // Answered with the raw JWT, not a JSON body.
+    return texts.map((text) => text.trim()).filter((text) => text.split(".").length === 3);
   }
 
-  /** The account public keys each server's resolver holds. */
+  /**
+   * The account public keys each server's resolver holds, from every server that answered
+   * before the timeout (the servers that are down are simply absent).
+   */
   async list(): Promise<Map<string, string[]>> {
-    const replies = await this.ask("list", "$SYS.REQ.CLAIMS.LIST", "");
+    const replies = await this.ask("list", "$SYS.REQ.CLAIMS.LIST", "", 1);
     const result = new Map<string, string[]>();
     for (const body of replies) {
       result.set(serverName(body), Array.isArray(body.data) ? (body.data as string[]) : []);

@@ -146,6 +146,30 @@ export function accountLimits(request: AccountRequest | undefined): OperatorLimi
   };
 }
 
+/**
+ * The request an account's limits came from (accountLimits' inverse): what keeps an account
+ * exactly as it is when its App's spec cannot be applied.
+ */
+export function requestFromLimits(limits: OperatorLimits): AccountRequest {
+  const memory = limits.mem_storage ?? 0;
+  const storage = limits.disk_storage ?? 0;
+  const request: AccountRequest = {
+    connections: limits.conn ?? DEFAULT_LIMITS.connections,
+    payload: limits.payload ?? DEFAULT_LIMITS.payload,
+    subscriptions: limits.subs ?? DEFAULT_LIMITS.subscriptions,
+  };
+  if (memory === 0 && storage === 0) return request;
+  return {
+    ...request,
+    jetstream: {
+      memory,
+      storage,
+      streams: limits.streams ?? -1,
+      consumers: limits.consumer ?? -1,
+    },
+  };
+}
+
 /** Limits for the system account: unlimited, and no JetStream of its own. */
 export const SYSTEM_ACCOUNT_LIMITS: OperatorLimits = {
   subs: -1,

@@ -5,7 +5,10 @@
  */
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
+import { ceilingName, type Ceilings, type LimitName } from "../accounts/ceilings.ts";
+import { LIMIT_RANGES } from "../accounts/spec.ts";
 import { DEFAULT_CA_POLICY } from "../ca/authority.ts";
+import { MAX_ENVIRONMENTS } from "../crds/app.ts";
 import type { ControllerSettings } from "../controller/leader-loops.ts";
 import {
   DEFAULT_EXCLUDED_NAMESPACES,
@@ -84,7 +87,7 @@ const FLAGS = {
   "nats-replicas": {
     type: "string",
     env: "NATS_TENANCY_NATS_REPLICAS",
-    help: "NATS servers that must acknowledge every account",
+    help: "NATS servers running a full resolver; an account counts once a majority acknowledged it",
     default: "3",
   },
   "nats-config-secret": {
@@ -193,7 +196,7 @@ const FLAGS = {
   "webhook-url": {
     type: "string",
     env: "NATS_TENANCY_WEBHOOK_URL",
-    help: "register this URL instead of the Service (a webhook outside the cluster)",
+    help: "register this URL instead of the Service (a webhook outside the cluster); its path is replaced by each webhook's own (/mutate-pods, /validate-apps)",
   },
   "webhook-config": {
     type: "string",
@@ -218,6 +221,51 @@ const FLAGS = {
     env: "NATS_TENANCY_WEBHOOK_TLS_SECRET",
     help: "Secret holding the webhook's serving certificate",
     default: "nats-tenancy-webhook-tls",
+  },
+  "max-environments-per-app": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_ENVIRONMENTS_PER_APP",
+    help: "ceiling: most environments an App may have; unset: none",
+  },
+  "max-apps-per-namespace": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_APPS_PER_NAMESPACE",
+    help: "ceiling: most Apps a namespace may hold (those with accounts keep them); unset: none",
+  },
+  "max-connections": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_CONNECTIONS",
+    help: "ceiling per environment: client connections; unset: none",
+  },
+  "max-payload": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_PAYLOAD",
+    help: "ceiling per environment: message payload in bytes; unset: none",
+  },
+  "max-subscriptions": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_SUBSCRIPTIONS",
+    help: "ceiling per environment: subscriptions; unset: none",
+  },
+  "max-jetstream-memory": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_JETSTREAM_MEMORY",
+    help: "ceiling per environment: JetStream memory bytes; unset: none",
+  },
+  "max-jetstream-storage": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_JETSTREAM_STORAGE",
+    help: "ceiling per environment: JetStream file storage bytes; unset: none",
+  },
+  "max-jetstream-streams": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_JETSTREAM_STREAMS",
+    help: "ceiling per environment: JetStream streams; unset: none",
+  },
+  "max-jetstream-consumers": {
+    type: "string",
+    env: "NATS_TENANCY_MAX_JETSTREAM_CONSUMERS",
+    help: "ceiling per environment: JetStream consumers; unset: none",
   },
   identity: {
     type: "string",
@@ -301,6 +349,26 @@ export function parseOptions(
       ? undefined
       : hostPort("webhook-address", webhookAddress);
   const webhookUrl = get("webhook-url");
+  const ceiling = (name: FlagName, min: number, max: number): number | undefined => {
+    const value = get(name);
+    return value === undefined ? undefined : integer(name, value, min, max);
+  };
+  const limitCeilings: Partial<Record<LimitName, number>> = {};
+  for (const limit of Object.keys(LIMIT_RANGES) as LimitName[]) {
+    const value = ceiling(
+      ceilingName(limit).flag.slice(2) as FlagName,
+      LIMIT_RANGES[limit].min,
+      LIMIT_RANGES[limit].max,
+    );
+    if (value !== undefined) limitCeilings[limit] = value;
+  }
+  const maxEnvironments = ceiling("max-environments-per-app", 1, MAX_ENVIRONMENTS);
+  const maxApps = ceiling("max-apps-per-namespace", 1, 1_000_000);
+  const ceilings: Ceilings = {
+    limits: limitCeilings,
+    ...(maxEnvironments !== undefined ? { environmentsPerApp: maxEnvironments } : {}),
+    ...(maxApps !== undefined ? { appsPerNamespace: maxApps } : {}),
+  };
   const seconds = (name: FlagName, max: number): number =>
     integer(name, get(name) ?? "", 60, max) * 1000;
   const leafLifetimeMs = seconds("certificate-lifetime-seconds", 10 * 365 * 86_400);
@@ -351,6 +419,7 @@ export function parseOptions(
           }
         : {}),
       concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
+      ceilings,
       ...(webhookAddress !== "off"
         ? {
             webhook: {

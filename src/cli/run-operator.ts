@@ -59,6 +59,7 @@ export async function startOperatorProcess(
           kubeConfig,
           namespace: settings.namespace,
           settings: webhookSettings,
+          ceilings: settings.ceilings,
           host: options.webhook.host,
           port: options.webhook.port,
           logger,

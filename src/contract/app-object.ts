@@ -13,6 +13,8 @@ export interface AppObject {
     uid: string;
     generation?: number;
     deletionTimestamp?: Date;
+    /** Typed as client-node types it; custom objects arrive with the JSON string. */
+    creationTimestamp?: Date;
     finalizers?: string[];
     resourceVersion?: string;
   };

@@ -1,11 +1,16 @@
 /**
- * The webhook's registration and serving certificate, kept by the leader: the
- * MutatingWebhookConfiguration (with the CA bundle that verifies the webhook) and the TLS
- * Secret every replica serves from. Both are written only when they differ from what should be.
+ * The webhook's registrations and serving certificate, kept by the leader: the
+ * MutatingWebhookConfiguration for pods and the ValidatingWebhookConfiguration for Apps (each
+ * with the CA bundle that verifies the webhook, both named `configName`) and the TLS Secret
+ * every replica serves from. All are written only when they differ from what should be.
  *
- * Failure policy: Fail, scoped by an objectSelector to pods carrying the app label. A webhook
- * outage then blocks only pods that asked for NATS (they would start without credentials
- * otherwise); every other pod in the cluster never reaches the webhook. Timeout 5 s.
+ * Pods: failure policy Fail, scoped by an objectSelector to pods carrying the app label. A
+ * webhook outage then blocks only pods that asked for NATS (they would start without
+ * credentials otherwise); every other pod in the cluster never reaches the webhook. Timeout 5 s.
+ *
+ * Apps: failure policy Ignore. The webhook refuses an App over the platform team's ceilings
+ * with a message where the user sees it; while it is down the controller still holds such an
+ * App (Degraded, OverCeiling), so an outage never blocks anyone's App.
  */
 import {
   AdmissionregistrationV1Api,
@@ -14,10 +19,13 @@ import {
   setHeaderOptions,
   type KubeConfig,
   type V1MutatingWebhookConfiguration,
+  type V1ValidatingWebhookConfiguration,
+  type AdmissionregistrationV1WebhookClientConfig,
 } from "@kubernetes/client-node";
 import type { CaState } from "../ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../ca/leaves.ts";
 import { keyPairFrom, tlsSecret } from "../ca/tls-secret.ts";
+import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import { APP_LABEL } from "./app-secret.ts";
 import { FIELD_MANAGER, MANAGED_BY, applySecret } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
@@ -46,6 +54,8 @@ export interface WebhookSettings {
 
 /** Where the webhook serves pod reviews, and where the registration sends them. */
 export const MUTATE_PODS_PATH = "/mutate-pods";
+/** Where the webhook serves App reviews. */
+export const VALIDATE_APPS_PATH = "/validate-apps";
 
 export type WebhookRegistration = "operator" | "ca-bundle";
 
@@ -53,6 +63,58 @@ export const DEFAULT_EXCLUDED_NAMESPACES = ["kube-system", "kube-public", "kube-
 
 export function excludedNamespaces(settings: WebhookSettings, operatorNamespace: string): string[] {
   return [...new Set([...settings.excludedNamespaces, operatorNamespace])].sort();
+}
+
+/** The Service's path, or `settings.url` with its path replaced by this webhook's own. */
+function clientConfig(
+  settings: WebhookSettings,
+  operatorNamespace: string,
+  caBundle: string,
+  path: string,
+): AdmissionregistrationV1WebhookClientConfig {
+  const bundle = Buffer.from(caBundle).toString("base64");
+  if (settings.url) return { caBundle: bundle, url: new URL(path, settings.url).toString() };
+  return {
+    caBundle: bundle,
+    service: {
+      name: settings.service,
+      namespace: operatorNamespace,
+      port: settings.servicePort,
+      path,
+    },
+  };
+}
+
+export function appValidationConfiguration(
+  settings: WebhookSettings,
+  operatorNamespace: string,
+  caBundle: string,
+): V1ValidatingWebhookConfiguration {
+  return {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "ValidatingWebhookConfiguration",
+    metadata: { name: settings.configName, labels: { ...MANAGED_BY } },
+    webhooks: [
+      {
+        name: "apps.nats-tenancy.io",
+        admissionReviewVersions: ["v1"],
+        sideEffects: "None",
+        failurePolicy: "Ignore",
+        timeoutSeconds: 5,
+        matchPolicy: "Equivalent",
+        clientConfig: clientConfig(settings, operatorNamespace, caBundle, VALIDATE_APPS_PATH),
+        rules: [
+          {
+            apiGroups: [APP_GROUP],
+            apiVersions: [APP_VERSION],
+            operations: ["CREATE", "UPDATE"],
+            resources: [APP_PLURAL],
+            scope: "Namespaced",
+          },
+        ],
+      },
+    ],
+  };
 }
 
 export function webhookConfiguration(
@@ -75,19 +137,7 @@ export function webhookConfiguration(
         // The variables and volume may be needed by containers another webhook adds.
         reinvocationPolicy: "IfNeeded",
         matchPolicy: "Equivalent",
-        clientConfig: {
-          caBundle: Buffer.from(caBundle).toString("base64"),
-          ...(settings.url
-            ? { url: settings.url }
-            : {
-                service: {
-                  name: settings.service,
-                  namespace: operatorNamespace,
-                  port: settings.servicePort,
-                  path: MUTATE_PODS_PATH,
-                },
-              }),
-        },
+        clientConfig: clientConfig(settings, operatorNamespace, caBundle, MUTATE_PODS_PATH),
         rules: [
           {
             apiGroups: [""],
@@ -112,15 +162,18 @@ export function webhookConfiguration(
   };
 }
 
+type WebhookConfiguration = V1MutatingWebhookConfiguration | V1ValidatingWebhookConfiguration;
+type Webhook = NonNullable<WebhookConfiguration["webhooks"]>[number];
+
 /** Compares only what the operator sets; the API server adds defaults of its own. */
 function sameConfiguration(
-  current: V1MutatingWebhookConfiguration | undefined,
-  desired: V1MutatingWebhookConfiguration,
+  current: WebhookConfiguration | undefined,
+  desired: WebhookConfiguration,
 ): boolean {
   const a = current?.webhooks?.[0];
   const b = desired.webhooks?.[0];
   if (!a || !b || current.webhooks?.length !== 1) return false;
-  const pick = (w: typeof a) =>
+  const pick = (w: Webhook) =>
     JSON.stringify([
       w.name,
       w.clientConfig.caBundle,
@@ -131,9 +184,10 @@ function sameConfiguration(
       w.clientConfig.service?.path,
       w.failurePolicy,
       w.timeoutSeconds,
-      w.reinvocationPolicy,
-      w.objectSelector,
-      w.namespaceSelector,
+      "reinvocationPolicy" in w ? w.reinvocationPolicy : undefined,
+      // The API server stores an unset selector as {}.
+      w.objectSelector ?? {},
+      w.namespaceSelector ?? {},
       w.rules?.map((r) => [r.apiGroups, r.apiVersions, r.operations, r.resources, r.scope]),
     ]);
   return pick(a) === pick(b);
@@ -175,21 +229,27 @@ export interface EnsureWebhookInput {
   nowMs: number;
 }
 
+/** One registration object, whichever its kind, and how to read and patch it. */
+interface Registration {
+  kind: string;
+  desired: WebhookConfiguration;
+  read: () => Promise<WebhookConfiguration | undefined>;
+  patch: (body: object, strategy: PatchStrategy, force: boolean) => Promise<unknown>;
+}
+
 /**
  * Sets the caBundle of each webhook in a registration someone else owns. A missing one is left
  * missing: after `helm uninstall` a controller still shutting down must not bring back a
  * webhook that blocks labelled pods.
  */
 async function injectCaBundle(
-  admission: AdmissionregistrationV1Api,
+  registration: Registration,
   name: string,
-  current: V1MutatingWebhookConfiguration | undefined,
-  desired: V1MutatingWebhookConfiguration,
+  current: WebhookConfiguration | undefined,
 ): Promise<string[]> {
-  if (!current)
-    return [`MutatingWebhookConfiguration ${name} not found: not created (the chart owns it)`];
-  const bundle = desired.webhooks?.[0]?.clientConfig.caBundle;
-  const patch = (current.webhooks ?? []).flatMap((webhook, index) =>
+  if (!current) return [`${registration.kind} ${name} not found: not created (the chart owns it)`];
+  const bundle = registration.desired.webhooks?.[0]?.clientConfig.caBundle;
+  const patch = (current.webhooks ?? []).flatMap((webhook: Webhook, index: number) =>
     webhook.clientConfig.caBundle === bundle
       ? []
       : [
@@ -199,11 +259,20 @@ async function injectCaBundle(
         ],
   );
   if (patch.length === 0) return [];
-  await admission.patchMutatingWebhookConfiguration(
-    { name, body: patch, fieldManager: FIELD_MANAGER },
-    setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
-  );
-  return [`MutatingWebhookConfiguration ${name}: caBundle set`];
+  await registration.patch(patch, PatchStrategy.JsonPatch, false);
+  return [`${registration.kind} ${name}: caBundle set`];
+}
+
+async function ensureRegistration(
+  registration: Registration,
+  settings: WebhookSettings,
+): Promise<string[]> {
+  const current = await registration.read();
+  if (settings.registration === "ca-bundle")
+    return injectCaBundle(registration, settings.configName, current);
+  if (sameConfiguration(current, registration.desired)) return [];
+  await registration.patch(registration.desired, PatchStrategy.ServerSideApply, true);
+  return [`${registration.kind} ${settings.configName} written`];
 }
 
 /** Ensures the serving certificate and the registration; returns what it changed. */
@@ -222,18 +291,31 @@ export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]
   }
 
   const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
-  const desired = webhookConfiguration(settings, namespace, input.caBundle);
-  const current = await unlessNotFound(
-    admission.readMutatingWebhookConfiguration({ name: settings.configName }),
-  );
-  if (settings.registration === "ca-bundle") {
-    changes.push(...(await injectCaBundle(admission, settings.configName, current, desired)));
-  } else if (!sameConfiguration(current, desired)) {
-    await admission.patchMutatingWebhookConfiguration(
-      { name: settings.configName, body: desired, fieldManager: FIELD_MANAGER, force: true },
-      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-    );
-    changes.push(`MutatingWebhookConfiguration ${settings.configName} written`);
-  }
+  const name = settings.configName;
+  const options = (strategy: PatchStrategy) => setHeaderOptions("Content-Type", strategy);
+  const registrations: Registration[] = [
+    {
+      kind: "MutatingWebhookConfiguration",
+      desired: webhookConfiguration(settings, namespace, input.caBundle),
+      read: () => unlessNotFound(admission.readMutatingWebhookConfiguration({ name })),
+      patch: (body, strategy, force) =>
+        admission.patchMutatingWebhookConfiguration(
+          { name, body, fieldManager: FIELD_MANAGER, ...(force ? { force } : {}) },
+          options(strategy),
+        ),
+    },
+    {
+      kind: "ValidatingWebhookConfiguration",
+      desired: appValidationConfiguration(settings, namespace, input.caBundle),
+      read: () => unlessNotFound(admission.readValidatingWebhookConfiguration({ name })),
+      patch: (body, strategy, force) =>
+        admission.patchValidatingWebhookConfiguration(
+          { name, body, fieldManager: FIELD_MANAGER, ...(force ? { force } : {}) },
+          options(strategy),
+        ),
+    },
+  ];
+  for (const registration of registrations)
+    changes.push(...(await ensureRegistration(registration, settings)));
   return changes;
 }

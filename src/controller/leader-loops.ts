@@ -7,13 +7,14 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import type { Ceilings } from "../accounts/ceilings.ts";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { abortableKubeConfig } from "../kube/abortable-config.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { ResolverClient } from "../accounts/resolver-client.ts";
 import type { LeaderTerm } from "../runtime/leader-gated.ts";
 import type { Loop } from "../runtime/loop.ts";
-import { AccountIndex } from "./apps/account-index.ts";
+import { AccountIndex } from "../accounts/account-index.ts";
 import { AppLoop } from "./apps/app-loop.ts";
 import { DriftLoop } from "./drift/drift-loop.ts";
 import { NatsLink } from "./nats-link.ts";
@@ -27,10 +28,12 @@ export interface ControllerSettings extends BootstrapSettings {
   natsUrls: string[];
   /** NATS_URL given to apps. */
   appUrl: string;
-  /** Servers running a full resolver: a push counts only when all of them acknowledged. */
+  /** Servers running a full resolver: a push counts once a majority of them acknowledged. */
   expectedServers: number;
   resyncMs: number;
   concurrency: number;
+  /** The platform team's ceilings on what Apps may ask for. */
+  ceilings: Ceilings;
   /** Ask the servers to reload renewed certificates (the chart); absent: something else does. */
   serverReload?: ServerReloadSettings;
 }
@@ -102,7 +105,10 @@ export async function buildLeaderLoops(
     caBundle: () => platform.current().caBundle,
     caBundleChanged: platform.caBundleChanged,
     servers: fenced,
+    expectedServers: settings.expectedServers,
+    ceilings: settings.ceilings,
     natsConnected: nats.connected,
+    serverJoined: nats.serverJoined,
     appUrl: settings.appUrl,
     resyncMs: settings.resyncMs,
     concurrency: settings.concurrency,
@@ -111,11 +117,11 @@ export async function buildLeaderLoops(
   });
   const drift = new DriftLoop({
     store,
-    accounts: index,
+    index,
     identity: () => platform.current().identity,
     nats: { isConnected: () => nats.isConnected(), resolver: fenced },
     natsConnected: nats.connected,
-    exclusive: (section) => apps.exclusive(section),
+    serverJoined: nats.serverJoined,
     resyncMs: settings.resyncMs,
     logger,
     metrics,

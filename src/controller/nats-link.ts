@@ -7,6 +7,7 @@
  */
 import type { Logger } from "pino";
 import { ResolverClient } from "../accounts/resolver-client.ts";
+import { watchServerArrivals, type ServerArrivals } from "../nats/server-discovery.ts";
 import type { Loop } from "../runtime/loop.ts";
 import { Trigger } from "../runtime/triggers.ts";
 
@@ -30,7 +31,13 @@ const RETRY_MAX_MS = 15_000;
 export class NatsLink implements Loop {
   /** Fires after each new connection: work that waited for NATS can go on now. */
   readonly connected = new Trigger();
+  /**
+   * Fires when a server joins the cluster after the connection was made: one that was down
+   * (a rolling restart, a crash) lacks what was pushed and deleted while it was away.
+   */
+  readonly serverJoined = new Trigger();
   private client: ResolverClient | undefined;
+  private arrivals: ServerArrivals | undefined;
   private options: NatsLinkOptions;
   private stopped = false;
   private connecting: Promise<void> | undefined;
@@ -74,6 +81,7 @@ export class NatsLink implements Loop {
     this.options = { ...this.options, creds, ca };
     const old = this.client;
     this.client = undefined;
+    this.arrivals?.stop();
     void old?.close().catch(() => undefined);
     this.connect();
   }
@@ -83,6 +91,7 @@ export class NatsLink implements Loop {
     clearTimeout(this.timer);
     this.wake?.();
     await this.connecting;
+    this.arrivals?.stop();
     await this.client?.close().catch(() => undefined);
     this.client = undefined;
   }
@@ -92,12 +101,17 @@ export class NatsLink implements Loop {
     while (!this.stopped && !this.client) {
       const { servers, expectedServers, creds, ca, timeoutMs, logger } = this.options;
       try {
-        this.client = await ResolverClient.connect({
+        const client = await ResolverClient.connect({
           servers,
           expectedServers,
           creds,
           ca,
           ...(timeoutMs ? { timeoutMs } : {}),
+        });
+        this.client = client;
+        this.arrivals = watchServerArrivals(client.connection, expectedServers, (serverId) => {
+          logger.info({ serverId }, "a NATS server joined");
+          this.serverJoined.fire();
         });
         logger.info({ servers }, "connected to NATS");
         this.connected.fire();

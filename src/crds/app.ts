@@ -28,7 +28,7 @@ export const APP_RESOURCE = { group: APP_GROUP, version: APP_VERSION, plural: AP
 
 /** The same labels accounts/spec.ts accepts for an environment. */
 const DNS_LABEL_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-const MAX_ENVIRONMENTS = 32;
+export const MAX_ENVIRONMENTS = 32;
 
 function limit(key: keyof typeof LIMIT_RANGES, description: string) {
   const range = LIMIT_RANGES[key];
@@ -124,7 +124,15 @@ export const EnvironmentStatusSchema = Type.Object({
   ready: Type.Boolean(),
   revision: Type.Optional(
     Type.Integer({
-      description: "iat of the account JWT last acknowledged by every server.",
+      description: "iat of the account JWT last acknowledged by a majority of the servers.",
+    }),
+  ),
+  servers: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description:
+        "How many NATS servers acknowledged that revision. A majority is enough to be ready; " +
+        "a server that was away gets it when it returns.",
     }),
   ),
 });

@@ -4,6 +4,7 @@
  * the chart mounts it. Bootstrap runs first because the servers cannot start without that
  * Secret; the operator's own bootstrap then finds everything in place.
  */
+import { NO_CEILINGS } from "../accounts/ceilings.ts";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
@@ -50,6 +51,7 @@ export function localSettings(namespace: string, replicas: number): ControllerSe
     expectedServers: replicas,
     resyncMs: 300_000,
     concurrency: 8,
+    ceilings: NO_CEILINGS,
   };
 }
 

@@ -18,8 +18,9 @@ import { on, once } from "node:events";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
-import { PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { PING_SUBJECT, discoverServers, rethrowPermission } from "./server-discovery.ts";
 
 /** Where a server's client port is reached, and the name its certificate must carry. */
 export interface ServerEndpoint {
@@ -74,21 +75,11 @@ export class ServerReloadTimeoutError extends Error {
   }
 }
 
-/** Every server answers `{"name", "host", "id"}` (2.12, 2.15), a sixtieth of a STATSZ ping. */
-const PING_SUBJECT = "$SYS.REQ.SERVER.PING.IDZ";
+/** Ids change on restart: a server is found by its name first. */
 const reloadSubject = (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.RELOAD`;
 
 /** What the system user must be allowed to publish for reloadUntilServing. */
 export const SERVER_RELOAD_PUBLISH = [PING_SUBJECT, reloadSubject("*")];
-
-/** A permission the connection lacks will not come by waiting: say which, now. */
-function rethrowPermission(error: unknown): void {
-  if (error instanceof PermissionViolationError)
-    throw new Error(
-      `the system user may not ${error.operation} to ${error.subject} (it needs ${SERVER_RELOAD_PUBLISH.join(", ")})`,
-      { cause: error },
-    );
-}
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
@@ -166,40 +157,9 @@ interface ServerState {
   reason: string;
 }
 
-interface IdzReply {
-  id?: string;
-  name?: string;
-}
-
 /** `{"server": {...}}` when it reloaded, with `"error"` when it did not (a parse error...). */
 interface ReloadReply {
   error?: { code?: number; description?: string };
-}
-
-/** `server_name` to server id of the servers that answer the ping (ids change on restart). */
-async function discover(
-  nc: NatsConnection,
-  expected: number,
-  maxWait: number,
-): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
-  try {
-    const replies = await nc.requestMany(PING_SUBJECT, "", {
-      strategy: "count",
-      maxMessages: expected,
-      maxWait,
-    });
-    // A no-responders status arrives as an empty message.
-    for await (const msg of replies) {
-      if (msg.data.length === 0) continue;
-      const { id, name } = msg.json<IdzReply>();
-      if (id && name) found.set(name, id);
-    }
-  } catch (error) {
-    rethrowPermission(error);
-    // Otherwise (a reconnect under way): the servers that answered, and the next round.
-  }
-  return found;
 }
 
 /** Asks one server to reload; resolves to why it failed, or undefined when it reloaded. */
@@ -214,7 +174,7 @@ async function askReload(
     if (reply.error) return `reload failed: ${reply.error.description ?? "unknown error"}`;
     return undefined;
   } catch (error) {
-    rethrowPermission(error);
+    rethrowPermission(error, SERVER_RELOAD_PUBLISH);
     // The reply can be lost when the reload drops this very connection; the handshake that
     // follows tells whether it took effect.
     return `no answer to reload: ${(error as Error).message}`;
@@ -269,7 +229,11 @@ export async function reloadUntilServing(o: ReloadOptions): Promise<ReloadResult
   };
   const round = async (): Promise<void> => {
     const known = new Set([...pending.keys(), ...result.reloaded, ...result.alreadyCurrent]);
-    for (const [name, id] of await discover(o.connection, o.expectedServers, stepMs(PING_MAX_MS)))
+    for (const [name, id] of await discoverServers(
+      o.connection,
+      o.expectedServers,
+      stepMs(PING_MAX_MS),
+    ))
       if (!known.has(name)) pending.set(name, { id, asked: false, reason: "not checked yet" });
       else {
         const state = pending.get(name);

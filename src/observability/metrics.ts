@@ -116,7 +116,7 @@ export function createMetrics(): Metrics {
     }),
     webhookReviews: new Counter({
       name: `${PREFIX}webhook_reviews_total`,
-      help: "Pod admission reviews answered, by outcome (inject, skip, reject, invalid) and reason code.",
+      help: "Admission reviews answered: pods by outcome (inject, skip, reject, invalid), Apps (allow, reject), with a reason code.",
       labelNames: ["outcome", "reason"],
       registers,
     }),

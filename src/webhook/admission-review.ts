@@ -1,8 +1,11 @@
 /**
- * AdmissionReview v1 in, AdmissionReview v1 out, for pods. The patch is a JSONPatch computed by
- * diffing the pod with its mutated copy, so what is sent is exactly what injectPod changed.
+ * AdmissionReview v1 in, AdmissionReview v1 out: for pods, whose patch is a JSONPatch computed
+ * by diffing the pod with its mutated copy (so what is sent is exactly what injectPod changed),
+ * and for Apps, which are only allowed or refused.
  */
 import fastJsonPatch from "fast-json-patch";
+import { asAppObject, type AppObject } from "../contract/app-object.ts";
+import { APP_GROUP, APP_KIND } from "../crds/app.ts";
 import { injectPod, type Decision, type Pod } from "./pod-injection.ts";
 
 export class ReviewError extends Error {
@@ -36,8 +39,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Checks the shape the handler relies on; anything else is a ReviewError with what is wrong. */
-export function parsePodReview(body: unknown): PodReview {
+/** The envelope every review shares: an AdmissionReview v1 with a request and its uid. */
+function reviewRequest(body: unknown): Record<string, unknown> & { uid: string } {
   if (!isObject(body)) throw new ReviewError("the body is not a JSON object");
   if (body.apiVersion !== "admission.k8s.io/v1" || body.kind !== "AdmissionReview")
     throw new ReviewError(
@@ -47,6 +50,57 @@ export function parsePodReview(body: unknown): PodReview {
   if (!isObject(request)) throw new ReviewError("the AdmissionReview has no request");
   if (typeof request.uid !== "string" || request.uid === "")
     throw new ReviewError("the AdmissionReview request has no uid");
+  return request as Record<string, unknown> & { uid: string };
+}
+
+export interface AppReview {
+  uid: string;
+  namespace: string;
+  operation: "CREATE" | "UPDATE";
+  app: AppObject;
+  /** The App as stored before, on UPDATE. */
+  oldApp?: AppObject;
+}
+
+/** Checks the shape the App handler relies on. */
+export function parseAppReview(body: unknown): AppReview {
+  const request = reviewRequest(body);
+  const kind = request.kind;
+  if (!isObject(kind) || kind.kind !== APP_KIND || kind.group !== APP_GROUP)
+    throw new ReviewError(`the request is not for a ${APP_GROUP} ${APP_KIND}`);
+  const operation = request.operation;
+  if (operation !== "CREATE" && operation !== "UPDATE")
+    throw new ReviewError(`the operation ${String(operation)} is not reviewed here`);
+  const app = asAppObject(request.object);
+  if (!app) throw new ReviewError("the request's object is not an App with metadata");
+  const oldApp = asAppObject(request.oldObject);
+  return {
+    uid: request.uid,
+    namespace: typeof request.namespace === "string" ? request.namespace : "",
+    operation,
+    app,
+    ...(oldApp ? { oldApp } : {}),
+  };
+}
+
+/** Allowed, or refused with the reason (403, shown by kubectl as the webhook's message). */
+export function verdict(uid: string, refusal: string | undefined): ReviewResponse {
+  return {
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    response: {
+      uid,
+      allowed: refusal === undefined,
+      ...(refusal === undefined
+        ? {}
+        : { status: { code: 403, message: `nats-tenancy: ${refusal}` } }),
+    },
+  };
+}
+
+/** Checks the shape the handler relies on; anything else is a ReviewError with what is wrong. */
+export function parsePodReview(body: unknown): PodReview {
+  const request = reviewRequest(body);
   const kind = request.kind;
   if (!isObject(kind) || kind.kind !== "Pod" || kind.group !== "" || kind.version !== "v1")
     throw new ReviewError("the request is not for a core/v1 Pod");
@@ -69,23 +123,14 @@ export function parsePodReview(body: unknown): PodReview {
 }
 
 export function reviewResponse(review: PodReview, decision: Decision): ReviewResponse {
-  const base = { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview" } as const;
-  if (decision.action === "reject") {
-    return {
-      ...base,
-      response: {
-        uid: review.uid,
-        allowed: false,
-        status: { code: 403, message: `nats-tenancy: ${decision.reason}` },
-      },
-    };
-  }
-  if (decision.action === "skip") return { ...base, response: { uid: review.uid, allowed: true } };
+  if (decision.action === "reject") return verdict(review.uid, decision.reason);
+  if (decision.action === "skip") return verdict(review.uid, undefined);
   const mutated = injectPod(review.pod, decision.target);
   const operations = fastJsonPatch.compare(review.pod, mutated);
-  if (operations.length === 0) return { ...base, response: { uid: review.uid, allowed: true } };
+  if (operations.length === 0) return verdict(review.uid, undefined);
   return {
-    ...base,
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
     response: {
       uid: review.uid,
       allowed: true,

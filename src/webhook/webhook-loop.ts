@@ -1,6 +1,7 @@
 /**
  * The webhook as every replica runs it, leader or not (the Service sends reviews to any of
- * them): a cache of Apps to answer from memory within the API server's timeout, the serving
+ * them): pods get their credentials injected, Apps over the platform team's ceilings are
+ * refused. A cache of Apps to answer from memory within the API server's timeout, the serving
  * certificate read from the Secret the leader keeps and swapped in place when it changes, and
  * an Event on the pod's owner for pods refused or skipped, repeats counted in one Event.
  */
@@ -13,7 +14,9 @@ import type { Loop, Readiness } from "../runtime/loop.ts";
 import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
 import { EventSeries } from "../kube/events.ts";
 import type { Metrics } from "../observability/metrics.ts";
-import type { PodReview } from "./admission-review.ts";
+import type { Ceilings } from "../accounts/ceilings.ts";
+import type { AppReview, PodReview } from "./admission-review.ts";
+import { judgeApp } from "./app-admission.ts";
 import { decide, type AppView, type Decision } from "./pod-injection.ts";
 import {
   excludedNamespaces,
@@ -27,6 +30,7 @@ export interface WebhookLoopOptions {
   /** The operator's namespace: where the TLS Secret is, and never injected. */
   namespace: string;
   settings: WebhookSettings;
+  ceilings: Ceilings;
   host: string;
   port: number;
   logger: Logger;
@@ -138,6 +142,11 @@ export class WebhookLoop implements Loop {
             onDecision: (review, decision, seconds) => {
               this.report(review, decision, seconds);
             },
+            judgeApp: (review) =>
+              judgeApp(review, this.options.ceilings, () => this.namespaceApps(review.namespace)),
+            onAppVerdict: (review, refusal, seconds) => {
+              this.reportApp(review, refusal, seconds);
+            },
             onInvalid: () => {
               this.options.metrics.webhookReviews.inc({ outcome: "invalid", reason: "BadReview" });
             },
@@ -160,12 +169,29 @@ export class WebhookLoop implements Loop {
     }, delay);
   }
 
+  private namespaceApps(namespace: string): AppObject[] {
+    return this.apps.list(namespace).flatMap((o) => asAppObject(o) ?? []);
+  }
+
   private decide(review: PodReview): Decision {
     return decide(review.pod, review.namespace, this.excluded, (namespace, app) =>
-      appView(asAppObject(this.apps.get(namespace, app)), () =>
-        this.apps.list(namespace).flatMap((o) => asAppObject(o) ?? []),
-      ),
+      appView(asAppObject(this.apps.get(namespace, app)), () => this.namespaceApps(namespace)),
     );
+  }
+
+  /** The refusal is the user's answer from kubectl; the log and the metric are the platform's. */
+  private reportApp(review: AppReview, refusal: string | undefined, seconds: number): void {
+    const { logger, metrics } = this.options;
+    metrics.webhookReviewDuration.observe(seconds);
+    metrics.webhookReviews.inc({
+      outcome: refusal ? "reject" : "allow",
+      reason: refusal ? "OverCeiling" : "WithinCeilings",
+    });
+    if (refusal)
+      logger.info(
+        { app: `${review.namespace}/${review.app.metadata.name}`, reason: refusal },
+        "App refused",
+      );
   }
 
   private report(review: PodReview, decision: Decision, seconds: number): void {

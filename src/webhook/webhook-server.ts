@@ -1,13 +1,22 @@
 /**
- * The HTTPS endpoint the API server calls for pods. Its certificate comes from the operator's
+ * The HTTPS endpoint the API server calls for pods and Apps. Its certificate comes from the operator's
  * CA and is swapped in place (new TLS handshakes get it; no restart, no dropped request).
  * Whatever arrives that is not a pod AdmissionReview is answered 400 with what is wrong, never
  * a crash: the API server may be misconfigured, the port may be probed.
  */
 import Fastify, { LogController, type FastifyError } from "fastify";
 import type { Logger } from "pino";
-import { MUTATE_PODS_PATH } from "../contract/webhook-registration.ts";
-import { ReviewError, parsePodReview, reviewResponse, type PodReview } from "./admission-review.ts";
+import { MUTATE_PODS_PATH, VALIDATE_APPS_PATH } from "../contract/webhook-registration.ts";
+import {
+  ReviewError,
+  parseAppReview,
+  parsePodReview,
+  reviewResponse,
+  verdict,
+  type AppReview,
+  type PodReview,
+  type ReviewResponse,
+} from "./admission-review.ts";
 import type { Decision } from "./pod-injection.ts";
 
 /** The API server refuses objects over 3 MiB; a review holds one pod and some envelope. */
@@ -26,7 +35,10 @@ export interface WebhookServerOptions {
   decide: (review: PodReview) => Decision;
   /** After each decision, for logs, events and metrics; `seconds` it took to answer. */
   onDecision?: (review: PodReview, decision: Decision, seconds: number) => void;
-  /** A request that is not a pod review (answered 400). */
+  /** Why an App may not be stored, or undefined to allow it. */
+  judgeApp?: (review: AppReview) => string | undefined;
+  onAppVerdict?: (review: AppReview, refusal: string | undefined, seconds: number) => void;
+  /** A request that is not a review of what its path serves (answered 400). */
   onInvalid?: (error: ReviewError) => void;
   logger: Logger;
 }
@@ -66,20 +78,37 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     return reply.code(400).send({ error: message });
   });
 
-  app.post(MUTATE_PODS_PATH, async (request, reply) => {
-    const started = performance.now();
-    let review: PodReview;
-    try {
-      review = parsePodReview(request.body);
-    } catch (error) {
-      if (!(error instanceof ReviewError)) throw error;
-      options.onInvalid?.(error);
-      return reply.code(400).send({ error: error.message });
-    }
+  /** One review path: parse (a ReviewError is a 400), answer, report how long it took. */
+  const serve = <T>(
+    path: string,
+    parse: (body: unknown) => T,
+    answer: (review: T, started: number) => ReviewResponse,
+  ): void => {
+    app.post(path, async (request, reply) => {
+      const started = performance.now();
+      let review: T;
+      try {
+        review = parse(request.body);
+      } catch (error) {
+        if (!(error instanceof ReviewError)) throw error;
+        options.onInvalid?.(error);
+        return reply.code(400).send({ error: error.message });
+      }
+      return reply.send(answer(review, started));
+    });
+  };
+  const elapsed = (started: number): number => (performance.now() - started) / 1000;
+
+  serve(MUTATE_PODS_PATH, parsePodReview, (review, started) => {
     const decision = options.decide(review);
     const response = reviewResponse(review, decision);
-    options.onDecision?.(review, decision, (performance.now() - started) / 1000);
-    return reply.send(response);
+    options.onDecision?.(review, decision, elapsed(started));
+    return response;
+  });
+  serve(VALIDATE_APPS_PATH, parseAppReview, (review, started) => {
+    const refusal = options.judgeApp?.(review);
+    options.onAppVerdict?.(review, refusal, elapsed(started));
+    return verdict(review.uid, refusal);
   });
 
   const url = await app.listen({ host: options.host, port: options.port });

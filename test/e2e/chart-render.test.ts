@@ -9,10 +9,12 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { parseAllDocuments } from "yaml";
+import { parseOptions } from "../../src/cli/options.ts";
 import { renderServerConfig } from "../../src/nats/server-config.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import {
   DEFAULT_EXCLUDED_NAMESPACES,
+  appValidationConfiguration,
   webhookConfiguration,
 } from "../../src/contract/webhook-registration.ts";
 import { useHelm } from "./fixtures/helm.ts";
@@ -54,6 +56,14 @@ const EVERYTHING = {
     serviceAccount: { annotations: { "iam.example.com/role": "operator" } },
   },
   webhook: { replicas: 3, excludedNamespaces: ["kube-system", "monitoring"], timeoutSeconds: 10 },
+  ceilings: {
+    environmentsPerApp: 4,
+    appsPerNamespace: 50,
+    connections: 500,
+    payload: 1048576,
+    subscriptions: 10000,
+    jetstream: { memory: 1048576, storage: 1073741824, streams: 10, consumers: 100 },
+  },
   nats: {
     name: "messaging",
     replicas: 5,
@@ -148,28 +158,65 @@ for (const helm of helms) {
       }
     });
 
-    test("the webhook registration is what the operator would write, without the caBundle it injects", async () => {
-      const rendered = (await render([])).find((o) => o.kind === "MutatingWebhookConfiguration");
-      const desired = webhookConfiguration(
-        {
-          configName: "nats-tenancy",
-          tlsSecret: "nats-tenancy-webhook-tls",
-          service: "nats-tenancy-webhook",
-          servicePort: 443,
-          registration: "ca-bundle",
-          excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
-        },
-        NAMESPACE,
-        "",
-      );
-      const [webhook] = desired.webhooks ?? [];
-      assert.ok(webhook);
-      // Compared as JSON: the rendered side is plain data, the desired one client-node models.
-      const expected = JSON.parse(JSON.stringify(webhook)) as {
-        clientConfig: { caBundle?: string };
+    test("the webhook registrations are what the operator would write, without the caBundle it injects", async () => {
+      const settings = {
+        configName: "nats-tenancy",
+        tlsSecret: "nats-tenancy-webhook-tls",
+        service: "nats-tenancy-webhook",
+        servicePort: 443,
+        registration: "ca-bundle" as const,
+        excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
       };
-      delete expected.clientConfig.caBundle;
-      assert.deepEqual(rendered?.webhooks, [expected]);
+      const objects = await render([]);
+      for (const desired of [
+        webhookConfiguration(settings, NAMESPACE, ""),
+        appValidationConfiguration(settings, NAMESPACE, ""),
+      ]) {
+        const rendered = objects.find((o) => o.kind === desired.kind);
+        // Compared as JSON: the rendered side is plain data, the desired one client-node models.
+        const expected = JSON.parse(JSON.stringify(desired.webhooks)) as {
+          clientConfig: { caBundle?: string };
+        }[];
+        for (const webhook of expected) delete webhook.clientConfig.caBundle;
+        assert.deepEqual(rendered?.webhooks, expected, desired.kind);
+      }
+    });
+
+    test("ceilings reach both roles as the operator's variables, and unset ones not at all", async () => {
+      const objects = await render([
+        "--set",
+        "ceilings.connections=100",
+        "--set",
+        "ceilings.jetstream.storage=1048576",
+        "--set",
+        "ceilings.appsPerNamespace=20",
+      ]);
+      const deployments = objects.filter((o) => o.kind === "Deployment");
+      assert.equal(deployments.length, 2);
+      for (const deployment of deployments) {
+        const env =
+          (
+            deployment as unknown as {
+              spec: {
+                template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } };
+              };
+            }
+          ).spec.template.spec.containers[0]?.env ?? [];
+        const ceilings = Object.fromEntries(
+          env.filter((e) => e.name.startsWith("NATS_TENANCY_MAX_")).map((e) => [e.name, e.value]),
+        );
+        assert.deepEqual(ceilings, {
+          NATS_TENANCY_MAX_CONNECTIONS: "100",
+          NATS_TENANCY_MAX_JETSTREAM_STORAGE: "1048576",
+          NATS_TENANCY_MAX_APPS_PER_NAMESPACE: "20",
+        });
+        const flags = parseOptions([], Object.fromEntries(env.map((e) => [e.name, e.value])));
+        assert.deepEqual(flags.settings.ceilings, {
+          appsPerNamespace: 20,
+          limits: { connections: 100, "jetstream.storage": 1048576 },
+        });
+      }
+      await assert.rejects(render(["--set", "ceilings.connections=0"]), /ceilings/);
     });
 
     test("the CRD and admission policy are templates behind crds.install, kept on uninstall by crds.keep", async () => {

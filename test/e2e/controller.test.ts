@@ -175,7 +175,7 @@ describe("App controller on a real API server and NATS cluster", () => {
         (e) =>
           e.reason === "AccountCreated" &&
           e.involvedObject.name === "orders" &&
-          e.message === "NATS accounts of prod, test created on every server",
+          e.message === "NATS accounts of prod, test created on the NATS servers",
       ),
       "no AccountCreated event naming both environments",
     );

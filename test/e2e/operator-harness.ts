@@ -108,7 +108,7 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
       pushCounter: () => countPushes(started, identity),
     };
   });
-  afterEach((t) => {
+  afterEach(async (t) => {
     if (!passed(t) && stack) {
       const logs = operators.map(
         (o) => `--- operator ${o.process.describeExit()}\n${o.process.tail(60)}`,
@@ -116,6 +116,9 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
       process.stderr.write(
         `\n=== logs after failed test "${t.name}" ===\n${stack.logTails()}\n${logs.join("\n")}\n`,
       );
+      // A test that failed before stopping its operator would leave it leading, on the
+      // webhook port, under every later test of the suite: one failure, one report.
+      for (const operator of operators) await operator.process.stop();
     }
   });
   after(async () => {

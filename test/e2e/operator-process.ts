@@ -48,6 +48,8 @@ export interface OperatorFlags {
   webhook?: { port: number; registeredPort: number };
   /** Options for node itself, such as --cpu-prof for a benchmark. */
   nodeArgs?: string[];
+  /** More operator flags (ceilings...). */
+  args?: string[];
 }
 
 /**
@@ -100,6 +102,7 @@ export async function launchOperator(
             `--webhook-url=https://127.0.0.1:${String(flags.webhook.registeredPort)}/mutate-pods`,
           ]
         : ["--webhook-address=off"]),
+      ...(flags.args ?? []),
     ],
     logFile: join(stack.controlPlane.dir, `${identity}.log`),
   });

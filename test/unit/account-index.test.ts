@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { AccountIndex } from "../../src/controller/apps/account-index.ts";
+import { AccountIndex } from "../../src/accounts/account-index.ts";
 import type { SecretStore } from "../../src/accounts/key-store.ts";
 
 test("the index counts each stored account once, through adds, repeats and removals", async () => {
@@ -23,4 +23,22 @@ test("the index counts each stored account once, through adds, repeats and remov
   index.remove("shop", "orders", "test");
   assert.equal(index.size, 1);
   assert.deepEqual(index.apps(), ["web/api"]);
+});
+
+test("the index learns each account's public key without losing it to a later add", async () => {
+  const store = {
+    list: () => Promise.resolve(["nats-account.shop.orders.prod"]),
+  } as unknown as SecretStore;
+  const index = await AccountIndex.load(store);
+  assert.deepEqual(index.accounts(), [
+    { namespace: "shop", app: "orders", environment: "prod", account: undefined },
+  ]);
+  index.add("shop", "orders", "prod", "APUBLIC");
+  index.add("shop", "orders", "prod");
+  index.add("shop", "orders", "test", "ATEST");
+  assert.equal(index.size, 2);
+  assert.deepEqual(
+    index.accounts().map((a) => `${a.environment}=${String(a.account)}`),
+    ["prod=APUBLIC", "test=ATEST"],
+  );
 });

@@ -11,7 +11,12 @@ import {
 } from "../../src/accounts/identities.ts";
 import { decodeJwt, encodeJwt } from "../../src/accounts/jwt.ts";
 import { NKey, NKeyError, isPublicKey } from "../../src/accounts/nkey.ts";
-import { AccountSpecError, accountLimits, validateAccountSpec } from "../../src/accounts/spec.ts";
+import {
+  AccountSpecError,
+  accountLimits,
+  requestFromLimits,
+  validateAccountSpec,
+} from "../../src/accounts/spec.ts";
 
 const encoder = new TextEncoder();
 const operator = loadOperatorIdentity("test", generateOperatorSeeds());
@@ -248,4 +253,18 @@ describe("validation", () => {
       });
     });
   });
+});
+
+test("requestFromLimits gives back a request that issues the very same limits", () => {
+  const requests = [
+    undefined,
+    {},
+    { connections: 5, payload: 1024, subscriptions: -1 },
+    { jetstream: { storage: 1024 } },
+    { connections: -1, jetstream: { memory: 2048, storage: 0, streams: 3, consumers: -1 } },
+  ];
+  for (const request of requests) {
+    const limits = accountLimits(request);
+    assert.deepEqual(accountLimits(requestFromLimits(limits)), limits, JSON.stringify(request));
+  }
 });

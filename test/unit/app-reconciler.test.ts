@@ -9,10 +9,12 @@ import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/
 import type { SecretStore } from "../../src/accounts/key-store.ts";
 import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
-import { AccountIndex } from "../../src/controller/apps/account-index.ts";
+import { NO_CEILINGS, type Ceilings } from "../../src/accounts/ceilings.ts";
+import { AccountIndex } from "../../src/accounts/account-index.ts";
 import {
   AppReconciler,
   CONFLICT_RECHECK_MS,
+  PARTIAL_RECHECK_MS,
   type AccountServers,
 } from "../../src/controller/apps/app-reconciler.ts";
 import { FINALIZER, type AppWrites } from "../../src/controller/apps/app-writes.ts";
@@ -44,13 +46,19 @@ class MemoryStore implements SecretStore {
   }
 }
 
-/** Servers that acknowledge everything while up, and time out while down. */
+/** Three servers that acknowledge everything while up (`running` of them), and time out while down. */
 class FakeServers implements AccountServers {
   readonly accounts = new Map<string, string>();
   down = false;
+  running = 3;
   pushes = 0;
+  private acks() {
+    return ["nats-0", "nats-1", "nats-2"]
+      .slice(0, this.running)
+      .map((server) => ({ server, code: 200, message: "jwt updated" }));
+  }
   push: AccountServers["push"] = (jwt) => {
-    if (this.down) return Promise.reject(new ResolverTimeoutError("push", 3, []));
+    if (this.down) return Promise.reject(new ResolverTimeoutError("push", 3, 2, []));
     this.pushes += 1;
     const sub = (
       JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString()) as {
@@ -58,12 +66,12 @@ class FakeServers implements AccountServers {
       }
     ).sub;
     this.accounts.set(sub, jwt);
-    return Promise.resolve([]);
+    return Promise.resolve(this.acks());
   };
   delete: AccountServers["delete"] = (accounts) => {
-    if (this.down) return Promise.reject(new ResolverTimeoutError("delete", 3, []));
+    if (this.down) return Promise.reject(new ResolverTimeoutError("delete", 3, 2, []));
     for (const account of accounts) this.accounts.delete(account);
-    return Promise.resolve([]);
+    return Promise.resolve(this.acks());
   };
   purgeJetStream: AccountServers["purgeJetStream"] = () => Promise.resolve();
 }
@@ -119,7 +127,7 @@ class FakeCluster implements AppWrites {
   }
 }
 
-function setup() {
+function setup(ceilings: Ceilings = NO_CEILINGS) {
   const store = new MemoryStore();
   const servers = new FakeServers();
   const cluster = new FakeCluster();
@@ -127,13 +135,18 @@ function setup() {
   // The informer's cache holds only the operator's labelled Secrets.
   const ours = (secret: V1Secret | undefined) =>
     secret?.metadata?.labels?.["nats-tenancy.io/app"] ? secret : undefined;
+  const ca = { bundle: "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n" };
   const reconciler = new AppReconciler({
     identity: () => identity,
-    caBundle: () => "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n",
+    caBundle: () => ca.bundle,
     appUrl: "tls://nats:4222",
     store,
     index,
     servers: () => servers,
+    expectedServers: 3,
+    ceilings,
+    namespaceApps: (namespace) =>
+      [...cluster.apps.values()].filter((app) => app.metadata.namespace === namespace),
     getApp: (namespace, name) => structuredClone(cluster.apps.get(`${namespace}/${name}`)),
     readApp: (namespace, name) =>
       Promise.resolve(structuredClone(cluster.apps.get(`${namespace}/${name}`))),
@@ -154,7 +167,7 @@ function setup() {
   };
   const condition = (name: string, type: string) =>
     cluster.app("shop", name).status?.conditions?.find((c) => c.type === type);
-  return { store, servers, cluster, index, reconciler, addApp, condition };
+  return { store, servers, cluster, index, reconciler, addApp, condition, ca };
 }
 
 describe("the App reconciler", () => {
@@ -169,7 +182,7 @@ describe("the App reconciler", () => {
     assert.equal(s.condition("orders", "Ready")?.status, "True");
     assert.deepEqual(
       s.cluster.events.map((e) => `${e.reason}: ${e.message}`),
-      ["AccountCreated: NATS accounts of prod, test created on every server"],
+      ["AccountCreated: NATS accounts of prod, test created on the NATS servers"],
     );
 
     const writes = s.cluster.writes;
@@ -255,6 +268,71 @@ describe("the App reconciler", () => {
     s.servers.down = false;
     assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
     assert.ok(s.cluster.secrets.has("shop/orders-test-nats"));
+  });
+
+  test("a server down: the account counts once a majority has it, the status says so, and it is pushed again until all three do", async () => {
+    const s = setup();
+    s.servers.running = 2;
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    const outcome = await s.reconciler.reconcile("shop/orders");
+    assert.equal(outcome.kind, "requeueAfter");
+    assert.equal(outcome.ms, PARTIAL_RECHECK_MS);
+    const ready = s.condition("orders", "Ready");
+    assert.ok(ready);
+    assert.equal(ready.status, "True");
+    assert.match(ready.message, /prod on 2 of 3 NATS servers so far/);
+    assert.equal(s.condition("orders", "Degraded")?.status, "False");
+    assert.equal(s.cluster.app("shop", "orders").status?.environments?.[0]?.servers, 2);
+
+    s.servers.running = 3;
+    const pushes = s.servers.pushes;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(s.servers.pushes, pushes + 1, "the same account pushed again");
+    assert.equal(s.cluster.app("shop", "orders").status?.environments?.[0]?.servers, 3);
+    assert.equal(s.condition("orders", "Ready")?.message, "1 of 1 environment ready");
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(s.servers.pushes, pushes + 1, "a complete account was pushed again");
+  });
+
+  test("over a ceiling: a new App gets nothing; a working App keeps its account as it is, its Secret kept current", async () => {
+    const ceilings: Ceilings = { limits: {} };
+    const s = setup(ceilings);
+    s.addApp("orders", { nats: { connections: 50 }, environments: ["prod"] });
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    const stored = structuredClone(s.store.entries.get("nats-account.shop.orders.prod"));
+    const pushes = s.servers.pushes;
+
+    ceilings.limits.connections = 10;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    const degraded = s.condition("orders", "Degraded");
+    assert.ok(degraded);
+    assert.equal(degraded.reason, "OverCeiling");
+    assert.match(
+      degraded.message,
+      /spec\.nats\.connections is 50, over the ceiling of 10 \(--max-connections/,
+    );
+    assert.deepEqual(s.store.entries.get("nats-account.shop.orders.prod"), stored);
+    assert.equal(s.servers.pushes, pushes, "the account was pushed with other limits");
+    assert.equal(s.cluster.app("shop", "orders").status?.environments?.[0]?.ready, true);
+    s.ca.bundle = "-----BEGIN CERTIFICATE-----\nrotated\n-----END CERTIFICATE-----\n";
+    await s.reconciler.reconcile("shop/orders");
+    const ca = s.cluster.secrets.get("shop/orders-prod-nats")?.data?.["ca.crt"] ?? "";
+    assert.match(
+      Buffer.from(ca, "base64").toString(),
+      /rotated/,
+      "the held App's Secret missed the new CA",
+    );
+    assert.deepEqual(s.store.entries.get("nats-account.shop.orders.prod"), stored);
+
+    s.addApp("web", { nats: true, environments: ["prod"] });
+    assert.deepEqual(await s.reconciler.reconcile("shop/web"), { kind: "done" });
+    assert.equal(s.condition("web", "Degraded")?.reason, "OverCeiling");
+    assert.equal(s.store.entries.has("nats-account.shop.web.prod"), false);
+    assert.equal(s.cluster.secrets.has("shop/web-prod-nats"), false);
+
+    ceilings.limits.connections = 1000;
+    assert.deepEqual(await s.reconciler.reconcile("shop/web"), { kind: "done" });
+    assert.equal(s.condition("web", "Ready")?.status, "True");
   });
 
   test("deleting an App waits for its accounts to leave the servers; then keys, Secrets and the finalizer go", async () => {

@@ -11,7 +11,8 @@ import {
   type CaState,
 } from "../../src/ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../../src/ca/leaves.ts";
-import { MUTATE_PODS_PATH } from "../../src/contract/webhook-registration.ts";
+import { MUTATE_PODS_PATH, VALIDATE_APPS_PATH } from "../../src/contract/webhook-registration.ts";
+import { judgeApp } from "../../src/webhook/app-admission.ts";
 import {
   MAX_REVIEW_BYTES,
   startWebhookServer,
@@ -29,13 +30,14 @@ function post(
   ca: string,
   body: string | Buffer,
   contentType = "application/json",
+  path = MUTATE_PODS_PATH,
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
         host: "127.0.0.1",
         port,
-        path: MUTATE_PODS_PATH,
+        path,
         method: "POST",
         ca,
         agent: false,
@@ -90,6 +92,10 @@ describe("webhook server", () => {
       port: 0,
       certificate: (await leaf(Date.now())).leaf,
       decide: () => ({ action: "skip", code: "NotOptedIn", reason: "test" }),
+      judgeApp: (review) =>
+        judgeApp(review, { appsPerNamespace: 1, limits: { connections: 10 } }, () => [
+          { metadata: { name: "first", namespace: "shop", uid: "u1" } },
+        ]),
       logger: pino({ level: "silent" }),
     });
   });
@@ -125,6 +131,56 @@ describe("webhook server", () => {
       assert.match((JSON.parse(answer.body) as { error: string }).error, message);
     }
     assert.equal((await post(server.port, ca, JSON.stringify(review))).status, 200);
+  });
+
+  test("an App over a ceiling is refused naming it; a change that leaves the spec alone passes", async () => {
+    const app = (name: string, spec: unknown) => ({
+      apiVersion: "nats-tenancy.io/v1alpha1",
+      kind: "App",
+      metadata: { name, namespace: "shop", uid: `uid-${name}` },
+      spec,
+    });
+    const appReview = (operation: string, object: unknown, oldObject?: unknown) =>
+      JSON.stringify({
+        apiVersion: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        request: {
+          uid: "a1",
+          kind: { group: "nats-tenancy.io", version: "v1alpha1", kind: "App" },
+          namespace: "shop",
+          operation,
+          object,
+          ...(oldObject ? { oldObject } : {}),
+        },
+      });
+    const answer = async (body: string) => {
+      const reply = await post(server.port, ca, body, "application/json", VALIDATE_APPS_PATH);
+      assert.equal(reply.status, 200, reply.body);
+      return (
+        JSON.parse(reply.body) as { response: { allowed: boolean; status?: { message: string } } }
+      ).response;
+    };
+    const over = app("second", { nats: { connections: 20 }, environments: ["prod"] });
+    const refused = await answer(appReview("CREATE", over));
+    assert.equal(refused.allowed, false);
+    assert.match(
+      refused.status?.message ?? "",
+      /^nats-tenancy: App shop\/second is over the platform's ceilings: spec\.nats\.connections is 20, over the ceiling of 10 \(--max-connections, chart value ceilings\.connections\); the namespace already has 1 App, the ceiling of 1 \(--max-apps-per-namespace/,
+    );
+    const first = app("first", { nats: { connections: 20 }, environments: ["prod"] });
+    const labelled = { ...first, metadata: { ...first.metadata, labels: { team: "a" } } };
+    assert.equal((await answer(appReview("UPDATE", labelled, first))).allowed, true);
+    const within = { ...first, spec: { nats: { connections: 5 }, environments: ["prod"] } };
+    assert.equal((await answer(appReview("UPDATE", within, first))).allowed, true);
+    assert.equal((await answer(appReview("UPDATE", first, within))).allowed, false);
+    const notAnApp = await post(
+      server.port,
+      ca,
+      JSON.stringify(review),
+      "application/json",
+      VALIDATE_APPS_PATH,
+    );
+    assert.equal(notAnApp.status, 400);
   });
 
   test("a renewed certificate is served to new connections without a restart", async () => {

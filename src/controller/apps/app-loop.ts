@@ -9,6 +9,7 @@ import {
   type V1Secret,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import type { Ceilings } from "../../accounts/ceilings.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import type { SecretStore } from "../../accounts/key-store.ts";
 import { asAppObject, type AppObject } from "../../contract/app-object.ts";
@@ -23,8 +24,9 @@ import { unlessAborted, type Loop, type Readiness } from "../../runtime/loop.ts"
 import { workResult, type ReconcileOutcome } from "../../runtime/outcome.ts";
 import { subscribe, type Source, type Subscription, type Trigger } from "../../runtime/triggers.ts";
 import { WorkQueue } from "../../runtime/work-queue.ts";
-import { appKey, type AccountIndex } from "./account-index.ts";
+import { appKey, type AccountIndex } from "../../accounts/account-index.ts";
 import { AppReconciler, type AccountServers } from "./app-reconciler.ts";
+import { lacksServers } from "./app-status.ts";
 import { kubernetesAppWrites } from "./app-writes.ts";
 
 export interface AppLoopOptions {
@@ -38,8 +40,13 @@ export interface AppLoopOptions {
   /** Fired when the CA bundle apps trust changed: every App Secret carries it. */
   caBundleChanged: Trigger;
   servers: () => AccountServers;
+  /** Servers running a full resolver. */
+  expectedServers: number;
+  ceilings: Ceilings;
   /** Fired on every new NATS connection. */
   natsConnected: Trigger;
+  /** Fired when a NATS server (re)joins the cluster. */
+  serverJoined: Trigger;
   /** NATS_URL given to apps. */
   appUrl: string;
   resyncMs: number;
@@ -99,6 +106,8 @@ export class AppLoop implements Loop {
           this.queue.retryFailedNow();
         },
       },
+      // A server back from an outage lacks the accounts only the others acknowledged.
+      { trigger: options.serverJoined, run: this.enqueueIncomplete },
       // Every App Secret carries the CA bundle.
       { trigger: options.caBundleChanged, run: this.enqueueAll },
       { everyMs: options.resyncMs, run: this.enqueueAll },
@@ -111,6 +120,10 @@ export class AppLoop implements Loop {
       store: options.store,
       index,
       servers: options.servers,
+      expectedServers: options.expectedServers,
+      ceilings: options.ceilings,
+      namespaceApps: (namespace) =>
+        this.apps.list(namespace).flatMap((object) => asAppObject(object) ?? []),
       getApp: (namespace, name) => this.apps.get(namespace, name),
       readApp: (namespace, name) => readApp(custom, namespace, name),
       getSecret: (namespace, name) => this.secrets.get(namespace, name),
@@ -170,11 +183,6 @@ export class AppLoop implements Loop {
     return this.queue.idle();
   }
 
-  /** Runs `section` with no reconcile in flight (see WorkQueue.exclusive). */
-  exclusive<T>(section: () => Promise<T>): Promise<T> {
-    return this.queue.exclusive(section);
-  }
-
   /** Stops taking work, lets running reconciles finish, closes the watches. */
   async stop(): Promise<void> {
     for (const subscription of this.subscriptions) subscription.cancel();
@@ -192,6 +200,17 @@ export class AppLoop implements Loop {
     }
     for (const key of this.options.index.apps()) keys.add(key);
     for (const key of keys) this.queue.add(key);
+  };
+
+  /** Apps with an account not every server acknowledged. */
+  private readonly enqueueIncomplete = (): void => {
+    for (const object of this.apps.list()) {
+      const app = asAppObject(object);
+      const incomplete = app?.status?.environments?.some((e) =>
+        lacksServers(e, this.options.expectedServers),
+      );
+      if (app && incomplete) this.queue.add(appKey(app.metadata.namespace, app.metadata.name));
+    }
   };
 
   private async run(key: string): Promise<ReconcileOutcome> {

@@ -6,10 +6,11 @@
  * half-done delete is retried, never forgotten), and the finalizer goes last.
  */
 import { ApiException, type V1OwnerReference, type V1Secret } from "@kubernetes/client-node";
+import type { Account } from "@nats-io/jwt";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
 import { mintAppAccount } from "../../accounts/app-account.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
-import { parseJwt } from "../../accounts/jwt.ts";
+import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
   KeyStoreError,
   createAccount,
@@ -24,7 +25,13 @@ import {
   ResolverTimeoutError,
   InvalidClaimsError,
 } from "../../accounts/resolver-client.ts";
-import { AccountSpecError, validateAccountSpec, type AccountRequest } from "../../accounts/spec.ts";
+import {
+  AccountSpecError,
+  requestFromLimits,
+  validateAccountSpec,
+  type AccountRequest,
+} from "../../accounts/spec.ts";
+import { namespaceOverCeiling, specOverCeilings, type Ceilings } from "../../accounts/ceilings.ts";
 import {
   APP_API_VERSION,
   APP_KIND,
@@ -35,7 +42,7 @@ import {
 } from "../../crds/app.ts";
 import { apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
-import type { AccountIndex } from "./account-index.ts";
+import type { AccountIndex } from "../../accounts/account-index.ts";
 import type { AppObject } from "../../contract/app-object.ts";
 import {
   appSecret,
@@ -43,7 +50,13 @@ import {
   appSecretName,
   secretOwner,
 } from "../../contract/app-secret.ts";
-import { appStatus, degradedReason, sameStatus, type StatusInput } from "./app-status.ts";
+import {
+  appStatus,
+  degradedReason,
+  lacksServers,
+  sameStatus,
+  type StatusInput,
+} from "./app-status.ts";
 import { FINALIZER, type AppWrites } from "./app-writes.ts";
 import { NatsUnavailableError } from "../nats-link.ts";
 
@@ -70,6 +83,15 @@ export class AppProblem extends Error {
 /** How often an App blocked by someone else's Secret looks again: that Secret is not watched. */
 export const CONFLICT_RECHECK_MS = 30_000;
 
+/**
+ * How often an App whose account only a majority of the servers acknowledged pushes it again,
+ * until every server has it (a returning server is also noticed at once, see AppLoop).
+ */
+export const PARTIAL_RECHECK_MS = 15_000;
+
+/** Each environment keeps the limits its stored account has (the spec cannot be applied). */
+const KEEP_LIMITS = Symbol("keep limits");
+
 /** What the reconciler asks of the NATS servers. */
 export type AccountServers = Pick<ResolverClient, "push" | "delete" | "purgeJetStream">;
 
@@ -82,6 +104,11 @@ export interface ReconcilerDeps {
   index: AccountIndex;
   /** Throws NatsUnavailableError while there is no connection. */
   servers: () => AccountServers;
+  /** Servers running a full resolver: an account is complete once all of them acknowledged. */
+  expectedServers: number;
+  ceilings: Ceilings;
+  /** The Apps of a namespace, from the informer's cache (the Apps-per-namespace ceiling). */
+  namespaceApps: (namespace: string) => AppObject[];
   getApp: (namespace: string, name: string) => AppObject | undefined;
   /** From the API server, for an App the cache lacks. */
   readApp: (namespace: string, name: string) => Promise<AppObject | undefined>;
@@ -231,33 +258,87 @@ export class AppReconciler {
     return done;
   }
 
-  /** validate -> ensure finalizer -> ensure environments -> remove dropped -> announce -> record */
+  /**
+   * validate -> check ceilings -> ensure finalizer -> ensure environments -> remove dropped ->
+   * announce -> record
+   */
   private async converge(app: AppObject): Promise<ReconcileOutcome> {
-    const generation = app.metadata.generation ?? 0;
     const checked = validate(app);
-    if (!checked.valid) {
-      // Nothing that already works is touched: the previous environments keep their accounts.
-      await this.record(app, {
-        generation,
-        environments: app.status?.environments ?? [],
-        problem: { reason: "InvalidSpec", message: checked.message },
-      });
-      return done;
-    }
+    if (!checked.valid) return this.hold(app, "InvalidSpec", checked.message);
     const { wanted, request } = checked;
+    const overCeiling = this.overCeilings(app, wanted, request);
+    if (overCeiling) return this.hold(app, "OverCeiling", overCeiling);
     await this.ensureFinalizer(app, wanted);
-    const ensured = await this.ensureEnvironments(app, wanted, request);
+    const ensured = await this.ensureEnvironments(app, wanted, request ?? {});
     const removed = await this.removeDropped(app, wanted);
+    return this.conclude(app, ensured, removed, !request);
+  }
+
+  /**
+   * The spec cannot be applied as it is: every account stays exactly as it is (its Secret still
+   * kept current, so a new CA bundle reaches it), nothing is added or taken away, and the status
+   * says why. It waits for the App (or the ceiling) to change.
+   */
+  private async hold(app: AppObject, reason: string, message: string): Promise<ReconcileOutcome> {
+    const { namespace, name } = app.metadata;
+    const kept = await this.ensureEnvironments(
+      app,
+      this.deps.index.environments(namespace, name),
+      KEEP_LIMITS,
+    );
+    const cause = new AppProblem(reason, message, "change");
+    return this.conclude(app, { ...kept, problems: [cause, ...kept.problems] });
+  }
+
+  /** Announces what changed, records the status, and says what happens next. */
+  private async conclude(
+    app: AppObject,
+    ensured: StepResult & { environments: EnvironmentStatus[] },
+    removed: StepResult = { changes: [], problems: [] },
+    disabled = false,
+  ): Promise<ReconcileOutcome> {
     await this.announce(app, [...ensured.changes, ...removed.changes]);
     const problems = [...ensured.problems, ...removed.problems];
     const [problem] = problems;
     await this.record(app, {
-      generation,
+      generation: app.metadata.generation ?? 0,
       environments: ensured.environments,
+      expectedServers: this.deps.expectedServers,
       ...(problem ? { problem: { reason: problem.reason, message: problem.message } } : {}),
-      ...(request ? {} : { disabled: true }),
+      ...(disabled ? { disabled: true } : {}),
     });
-    return outcomeOf(problems);
+    const outcome = outcomeOf(problems);
+    const partial = ensured.environments.filter((e) => lacksServers(e, this.deps.expectedServers));
+    if (outcome.kind === "done" && partial.length > 0)
+      return requeueAfter(
+        PARTIAL_RECHECK_MS,
+        `${partial.map((e) => e.name).join(", ")}: not every server acknowledged the account yet`,
+      );
+    return outcome;
+  }
+
+  /** What in the App is over the platform team's ceilings, as one message; undefined if none. */
+  private overCeilings(
+    app: AppObject,
+    wanted: string[],
+    request: AccountRequest | undefined,
+  ): string | undefined {
+    const { ceilings } = this.deps;
+    const { namespace, uid } = app.metadata;
+    const members = this.deps
+      .namespaceApps(namespace)
+      .filter((other) => !other.metadata.deletionTimestamp || other.metadata.uid === uid)
+      .map((other) => ({
+        uid: other.metadata.uid,
+        name: other.metadata.name,
+        creationTimestamp: new Date(other.metadata.creationTimestamp ?? 0).toISOString(),
+        hasAccounts: this.deps.index.environments(namespace, other.metadata.name).length > 0,
+      }));
+    const issues = [
+      ...specOverCeilings(ceilings, wanted, request),
+      ...(request ? [namespaceOverCeiling(ceilings, members, uid)].flatMap((i) => i ?? []) : []),
+    ];
+    return issues.length > 0 ? issues.join("; ") : undefined;
   }
 
   /** Held while the App has accounts, so deleting the App waits for them to be deleted. */
@@ -269,7 +350,7 @@ export class AppReconciler {
   private async ensureEnvironments(
     app: AppObject,
     wanted: string[],
-    request: AccountRequest | undefined,
+    request: AccountRequest | typeof KEEP_LIMITS,
   ): Promise<StepResult & { environments: EnvironmentStatus[] }> {
     const result: StepResult & { environments: EnvironmentStatus[] } = {
       environments: [],
@@ -311,7 +392,7 @@ export class AppReconciler {
   private async ensureEnvironment(
     app: AppObject,
     environment: string,
-    request: AccountRequest | undefined,
+    request: AccountRequest | typeof KEEP_LIMITS,
     changes: AccountChange[],
   ): Promise<EnvironmentStatus> {
     const { namespace, name } = app.metadata;
@@ -332,17 +413,20 @@ export class AppReconciler {
     const existingSecret = deps.getSecret(namespace, secretName);
     const cachedConflict = existingSecret && conflict(existingSecret);
     if (cachedConflict) throw cachedConflict;
-    const accountSpec = {
-      namespace,
-      app: name,
-      environment,
-      ...(request ? { limits: request } : {}),
-    };
+    const where = { namespace, app: name, environment };
     // The index lists every stored account (loaded at start, kept by the only writer): a new
     // environment needs no read that would only answer 404.
     const previous = deps.index.environments(namespace, name).includes(environment)
-      ? await loadAccount(deps.store, accountSpec)
+      ? await loadAccount(deps.store, where)
       : undefined;
+    const limits =
+      request !== KEEP_LIMITS
+        ? request
+        : previous
+          ? requestFromLimits(decodeJwt<Account>(previous.accountJwt).nats.limits ?? {})
+          : undefined;
+    if (!limits) throw new KeyStoreError(`${environment}: no stored account to keep`);
+    const accountSpec = { ...where, limits };
     const minted = mintAppAccount(accountSpec, identity, previous, deps.now());
     if (minted.changed) {
       if (previous) await saveAccount(deps.store, accountSpec, minted.stored);
@@ -356,13 +440,20 @@ export class AppReconciler {
           "retry",
         );
       }
-      deps.index.add(namespace, name, environment);
     }
+    deps.index.add(namespace, name, environment, minted.publicKey);
     const revision = parseJwt(minted.stored.accountJwt).iat;
     const before = app.status?.environments?.find((e) => e.name === environment);
-    // The status records what every server acknowledged; a restart with it current pushes nothing.
-    if (minted.changed || before?.revision !== revision || before.account !== minted.publicKey) {
-      await deps.servers().push(minted.stored.accountJwt, identity);
+    // The status records what the servers acknowledged (a status from before `servers` was
+    // recorded: every server); a restart with it current and complete pushes nothing.
+    let servers = before?.servers ?? deps.expectedServers;
+    if (
+      minted.changed ||
+      before?.revision !== revision ||
+      before.account !== minted.publicKey ||
+      servers < deps.expectedServers
+    ) {
+      servers = (await deps.servers().push(minted.stored.accountJwt, identity)).length;
       deps.onPush("update");
       if (minted.changed) changes.push({ environment, change: previous ? "updated" : "created" });
     }
@@ -396,6 +487,7 @@ export class AppReconciler {
       url: deps.appUrl,
       ready: true,
       revision,
+      servers,
     };
   }
 
@@ -456,7 +548,7 @@ export class AppReconciler {
         type: "Normal",
         reason: EVENT_REASONS[change],
         message:
-          `NATS account${plural} of ${environments.join(", ")} ${change} on every server` +
+          `NATS account${plural} of ${environments.join(", ")} ${change} on the NATS servers` +
           (change === "deleted"
             ? `; ${plural ? "their Secrets are" : "its Secret is"} removed`
             : ""),

@@ -10,6 +10,8 @@ import type { AppStatus, Condition, EnvironmentStatus } from "../../crds/app.ts"
 export interface StatusInput {
   generation: number;
   environments: EnvironmentStatus[];
+  /** Servers running a full resolver, to say which accounts some of them still lack. */
+  expectedServers?: number;
   /** Set when something stopped the App from being fully reconciled. */
   problem?: { reason: string; message: string };
   /** Set when NATS is turned off for the App. */
@@ -54,7 +56,7 @@ export function appStatus(
     ? outcome.problem.message
     : outcome.disabled
       ? "NATS is off for this app: it has no accounts"
-      : `${ready} of ${total} environment${total === 1 ? "" : "s"} ready`;
+      : `${ready} of ${total} environment${total === 1 ? "" : "s"} ready${partialNote(outcome)}`;
   const conditions = previous?.conditions;
   return {
     observedGeneration: outcome.generation,
@@ -80,6 +82,22 @@ export function appStatus(
     ],
     environments: outcome.environments,
   };
+}
+
+/** Ready, but not every server acknowledged the account yet. */
+export function lacksServers(environment: EnvironmentStatus, expectedServers: number): boolean {
+  return (
+    environment.ready && environment.servers !== undefined && environment.servers < expectedServers
+  );
+}
+
+/** Which ready environments only some of the servers acknowledged, said in passing. */
+function partialNote({ environments, expectedServers }: StatusInput): string {
+  if (expectedServers === undefined) return "";
+  const partial = environments.filter((e) => lacksServers(e, expectedServers));
+  if (partial.length === 0) return "";
+  const held = partial.map((e) => `${e.name} on ${String(e.servers)}`).join(", ");
+  return `; ${held} of ${String(expectedServers)} NATS servers so far (the others get it when they return)`;
 }
 
 export function sameStatus(a: AppStatus | undefined, b: AppStatus): boolean {

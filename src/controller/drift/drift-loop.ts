@@ -1,10 +1,12 @@
 /**
- * Keeps every server's resolver in line with the stored accounts: on each new NATS connection
- * (a server may have lost its store, or missed updates while away) and every resync period,
- * pushes only what differs.
+ * Keeps every server's resolver in line with the stored accounts: on each new NATS connection,
+ * each server that (re)joins the cluster (it may have lost its store, or missed pushes and
+ * deletes while away) and every resync period, it pushes and deletes only what differs. It
+ * runs beside the reconciles, never holding them up (see accounts/drift.ts for why that is
+ * safe).
  */
 import type { Logger } from "pino";
-import { repairDrift } from "../../accounts/drift.ts";
+import { repairDrift, type DesiredAccounts } from "../../accounts/drift.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { parseJwt } from "../../accounts/jwt.ts";
 import { loadAccount, type SecretStore } from "../../accounts/key-store.ts";
@@ -12,24 +14,16 @@ import type { ResolverClient } from "../../accounts/resolver-client.ts";
 import type { Metrics } from "../../observability/metrics.ts";
 import type { Loop } from "../../runtime/loop.ts";
 import { every, type Subscription, type Trigger } from "../../runtime/triggers.ts";
-
-/** The stored accounts, by app: what the App loop keeps. */
-export interface StoredAccounts {
-  apps(): string[];
-  environments(namespace: string, app: string): string[];
-}
+import type { AccountIndex, IndexedAccount } from "../../accounts/account-index.ts";
 
 export interface DriftLoopOptions {
   store: SecretStore;
-  accounts: StoredAccounts;
+  /** The stored accounts, as the App loop keeps them. */
+  index: AccountIndex;
   identity: () => OperatorIdentity;
   nats: { isConnected(): boolean; resolver(): ResolverClient };
   natsConnected: Trigger;
-  /**
-   * Runs the repair with no reconcile in flight: one minting or deleting an account between the
-   * stored accounts being read and the servers being listed would be mistaken for drift and undone.
-   */
-  exclusive: (section: () => Promise<void>) => Promise<void>;
+  serverJoined: Trigger;
   resyncMs: number;
   logger: Logger;
   metrics: Metrics;
@@ -39,6 +33,8 @@ export class DriftLoop implements Loop {
   private readonly options: DriftLoopOptions;
   private sources: Subscription[] = [];
   private repairing: Promise<void> | undefined;
+  /** Counts requests: one made while a repair ran may come after its list of the servers. */
+  private requests = 0;
   private stopped = false;
 
   constructor(options: DriftLoopOptions) {
@@ -46,12 +42,14 @@ export class DriftLoop implements Loop {
   }
 
   start(): Promise<void> {
+    const repair = (): void => void this.repair();
     this.sources = [
-      this.options.natsConnected.on(() => void this.repair()),
+      this.options.natsConnected.on(repair),
+      this.options.serverJoined.on(repair),
       every(this.options.resyncMs, () => this.repair()),
     ];
     // Connected before this loop listened: the connection's repair is still due.
-    if (this.options.nats.isConnected()) void this.repair();
+    if (this.options.nats.isConnected()) repair();
     return Promise.resolve();
   }
 
@@ -61,45 +59,76 @@ export class DriftLoop implements Loop {
     await this.repairing;
   }
 
-  /** One repair at a time: a connect and a resync can ask at once. */
+  /** One repair at a time, and one more if asked meanwhile. */
   private async repair(): Promise<void> {
     if (this.stopped) return;
-    this.repairing ??= this.options
-      .exclusive(() => this.repairNow())
-      .catch((error: unknown) => {
-        this.options.logger.warn({ err: error }, "drift repair failed; the next resync retries it");
-      })
-      .finally(() => {
-        this.repairing = undefined;
-      });
+    this.requests++;
+    if (this.repairing) return this.repairing;
+    this.repairing = (async () => {
+      let served = 0;
+      while (served !== this.requests && !this.stopped) {
+        served = this.requests;
+        await this.repairNow().catch((error: unknown) => {
+          this.options.logger.warn(
+            { err: error },
+            "drift repair failed; the next resync retries it",
+          );
+        });
+      }
+    })().finally(() => {
+      this.repairing = undefined;
+    });
     await this.repairing;
   }
 
   private async repairNow(): Promise<void> {
-    const { store, accounts, nats, identity, logger, metrics } = this.options;
+    const { nats, identity, logger, metrics } = this.options;
     if (this.stopped || !nats.isConnected()) return;
-    const desired = new Map<string, string>();
-    for (const key of accounts.apps()) {
-      const [namespace = "", app = ""] = key.split("/");
-      for (const environment of accounts.environments(namespace, app)) {
-        const stored = await loadAccount(store, { namespace, app, environment });
-        if (!stored) continue;
-        desired.set(parseJwt(stored.accountJwt).sub, stored.accountJwt);
-      }
-    }
-    const report = await repairDrift(nats.resolver(), desired, identity());
+    const report = await repairDrift(nats.resolver(), this.desired(), identity());
     // Each unexpected account also got a disabled copy before its delete.
-    const pushed = report.missing.size + report.stale.length + report.unexpected.size;
+    const pushed = report.missing.size + report.unexpected.size;
     if (pushed === 0) return;
     metrics.natsPushes.inc({ operation: "update" }, pushed);
     metrics.natsPushes.inc({ operation: "delete" }, report.unexpected.size);
     logger.info(
       {
+        servers: report.servers,
         missing: [...report.missing.entries()].map(([account, servers]) => ({ account, servers })),
-        stale: report.stale,
         unexpected: [...report.unexpected.keys()],
       },
       "repaired the servers' accounts",
     );
+  }
+
+  /**
+   * The stored accounts, from the index: an account whose public key the reconciler has not
+   * learnt yet (its App not reconciled since this term began) is read from the store once.
+   */
+  private desired(): DesiredAccounts {
+    const { store, index } = this.options;
+    const byKey = new Map<string, IndexedAccount>();
+    return {
+      keys: async () => {
+        for (const entry of index.accounts()) {
+          let account = entry.account;
+          if (!account) {
+            const stored = await loadAccount(store, entry);
+            // Deleted since the snapshot: not desired.
+            if (!stored) continue;
+            account = parseJwt(stored.accountJwt).sub;
+            index.learn(entry.namespace, entry.app, entry.environment, account);
+          }
+          byKey.set(account, entry);
+        }
+        return new Set(byKey.keys());
+      },
+      jwt: async (account) => {
+        const entry = byKey.get(account);
+        const stored = entry && (await loadAccount(store, entry));
+        return stored && parseJwt(stored.accountJwt).sub === account
+          ? stored.accountJwt
+          : undefined;
+      },
+    };
   }
 }

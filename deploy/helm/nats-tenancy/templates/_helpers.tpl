@@ -143,6 +143,32 @@ topologySpreadConstraints:
   value: {{ join "," .Values.webhook.excludedNamespaces | quote }}
 - name: NATS_TENANCY_WEBHOOK_REGISTRATION
   value: ca-bundle
+{{- include "nats-tenancy.ceilingEnv" . }}
+{{- end }}
+
+{{- /*
+The ceilings that are set, as the operator's variables (both roles: the webhook refuses, the
+controller holds). int64: numbers from a values file arrive as floats, printed 1e+09.
+*/}}
+{{- define "nats-tenancy.ceilingEnv" -}}
+{{- $c := .Values.ceilings -}}
+{{- $js := $c.jetstream | default dict -}}
+{{- $all := list
+  (list "ENVIRONMENTS_PER_APP" $c.environmentsPerApp)
+  (list "APPS_PER_NAMESPACE" $c.appsPerNamespace)
+  (list "CONNECTIONS" $c.connections)
+  (list "PAYLOAD" $c.payload)
+  (list "SUBSCRIPTIONS" $c.subscriptions)
+  (list "JETSTREAM_MEMORY" $js.memory)
+  (list "JETSTREAM_STORAGE" $js.storage)
+  (list "JETSTREAM_STREAMS" $js.streams)
+  (list "JETSTREAM_CONSUMERS" $js.consumers) -}}
+{{- range $all }}
+{{- if not (kindIs "invalid" (index . 1)) }}
+- name: NATS_TENANCY_MAX_{{ index . 0 }}
+  value: {{ index . 1 | int64 | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "nats-tenancy.probes" -}}

@@ -1,0 +1,35 @@
+/**
+ * Whether an App may be stored: refused when it asks for more than the platform team's ceilings
+ * allow, with every breach named. Only a change of the spec is judged: the controller's own
+ * updates (its finalizer) and anything else about an App already stored always pass, so a
+ * ceiling lowered later never blocks a deletion or a label change.
+ */
+import { isDeepStrictEqual } from "node:util";
+import { namespaceFull, specOverCeilings, type Ceilings } from "../accounts/ceilings.ts";
+import type { AppObject } from "../contract/app-object.ts";
+import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
+import type { AppReview } from "./admission-review.ts";
+
+/** The reason to refuse the App, or undefined to allow it. */
+export function judgeApp(
+  review: AppReview,
+  ceilings: Ceilings,
+  namespaceApps: () => readonly AppObject[],
+): string | undefined {
+  const { app, oldApp } = review;
+  if (review.operation === "UPDATE" && isDeepStrictEqual(app.spec, oldApp?.spec)) return undefined;
+  // The CRD schema and its admission policy refuse a malformed spec with their own messages.
+  if (appSpecIssues(app.spec).length > 0) return undefined;
+  const spec = app.spec as AppSpec;
+  const request = natsRequest(spec);
+  const issues = specOverCeilings(ceilings, spec.environments, request);
+  if (review.operation === "CREATE") {
+    const others = namespaceApps().filter(
+      (other) => other.metadata.name !== app.metadata.name && !other.metadata.deletionTimestamp,
+    ).length;
+    const full = namespaceFull(ceilings, others);
+    if (full) issues.push(full);
+  }
+  if (issues.length === 0) return undefined;
+  return `App ${review.namespace}/${app.metadata.name} is over the platform's ceilings: ${issues.join("; ")}`;
+}
