@@ -1,11 +1,13 @@
 /**
- * `npm start` without a cluster: the local stack, the operator running on it, an example App,
- * and what a pod of it would get, with a command to use those credentials.
+ * `npm start` without a cluster: the local stack, the operator running on it with its pod
+ * webhook (registered by URL on loopback), an example App, a labelled Pod and what the webhook
+ * gave it, and commands to use those credentials and to look at the App with the tool.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
-import { appSecretName } from "../contract/app-secret.ts";
+import { CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
+import { APP_LABEL, ENVIRONMENT_LABEL, appSecretName } from "../contract/app-secret.ts";
+import { DEFAULT_EXCLUDED_NAMESPACES, MUTATE_PODS_PATH } from "../contract/webhook-registration.ts";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../crds/app.ts";
 import { startLocalStack } from "../embedded/local-stack.ts";
 import { freePort } from "../embedded/ports.ts";
@@ -38,9 +40,22 @@ export async function runDemo(): Promise<void> {
   const kc = stack.controlPlane.kubeConfig();
   const logFile = join(stack.controlPlane.dir, "operator.log");
   const { default: pino } = await import("pino");
+  const webhookPort = await freePort();
   const operator = await startOperatorProcess({
     kubeConfig: kc,
-    settings: stack.settings,
+    settings: {
+      ...stack.settings,
+      webhook: {
+        configName: "nats-tenancy",
+        tlsSecret: "nats-tenancy-webhook-tls",
+        service: "nats-tenancy-webhook",
+        servicePort: 443,
+        url: `https://127.0.0.1:${String(webhookPort)}${MUTATE_PODS_PATH}`,
+        registration: "operator",
+        excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
+      },
+    },
+    webhook: { host: "127.0.0.1", port: webhookPort },
     logger: createLogger({
       level: "info",
       destination: pino.destination({ dest: logFile, sync: false }),
@@ -87,6 +102,7 @@ export async function runDemo(): Promise<void> {
     },
     { timeoutMs: 60_000 },
   );
+  const pod = await admitLabelledPod(core);
   const dir = join(stack.controlPlane.dir, "demo");
   mkdirSync(dir, { recursive: true });
   const credsFile = join(dir, "nats.creds");
@@ -104,6 +120,12 @@ export async function runDemo(): Promise<void> {
   say(`  NATS_CREDENTIALS_FILE=${credsFile}`);
   say(`  NATS_CA_FILE=${caFile}`);
   say();
+  say(
+    `Pod ${DEMO_NAMESPACE}/${pod.metadata?.name ?? ""}, labelled ${APP_LABEL}=${DEMO_APP} and ${ENVIRONMENT_LABEL}=prod, was given by the webhook:`,
+  );
+  for (const line of injected(pod)) say(`  ${line}`);
+  say("(it does not run: the embedded cluster has no node)");
+  say();
   say("Publish and subscribe with them, from another shell in this directory:");
   say(
     `  NATS_URL=${values.NATS_URL ?? ""} NATS_CREDENTIALS_FILE=${credsFile} NATS_CA_FILE=${caFile} npx node src/cli/try-nats.ts`,
@@ -113,8 +135,61 @@ export async function runDemo(): Promise<void> {
   say(`  export KUBECONFIG=${stack.controlPlane.kubeconfigPath}`);
   say(`  ${tools.kubectl} get natsapp -A`);
   say(`  ${tools.kubectl} get secrets -n ${DEMO_NAMESPACE}`);
+  say(`  npx node bin/nats-tenancy info ${DEMO_APP} -n ${DEMO_NAMESPACE}`);
   say(`  operator log: ${logFile}; health and metrics: ${operator.healthUrl}/metrics`);
   say();
   say("Ctrl-C stops everything and removes its files.");
   await new Promise(() => undefined);
+}
+
+/**
+ * A Pod of the demo App's prod environment, created once the webhook answers from a cache that
+ * knows the App (until then it is refused, and asked again).
+ */
+async function admitLabelledPod(core: CoreV1Api): Promise<V1Pod> {
+  let pod: V1Pod | undefined;
+  await waitUntil(
+    "the webhook admits a labelled pod",
+    async () => {
+      try {
+        pod = await core.createNamespacedPod({
+          namespace: DEMO_NAMESPACE,
+          body: {
+            metadata: {
+              name: `${DEMO_APP}-prod`,
+              labels: { [APP_LABEL]: DEMO_APP, [ENVIRONMENT_LABEL]: "prod" },
+            },
+            spec: { containers: [{ name: "app", image: `${DEMO_APP}:demo` }] },
+          },
+        });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 60_000, intervalMs: 500 },
+  );
+  if (!pod) throw new Error("the demo pod was not created");
+  return pod;
+}
+
+/** What the webhook put in the pod: names and where values come from, never a secret value. */
+function injected(pod: V1Pod): string[] {
+  const container = pod.spec?.containers[0];
+  const lines = (container?.env ?? [])
+    .filter((e) => e.name.startsWith("NATS_") || e.name === "SERVICE_BINDING_ROOT")
+    .map((e) => {
+      const ref = e.valueFrom?.secretKeyRef;
+      return ref
+        ? `${e.name} from Secret ${ref.name ?? ""}, key ${ref.key}`
+        : `${e.name}=${e.value ?? ""}`;
+    });
+  for (const mount of container?.volumeMounts ?? []) {
+    const volume = pod.spec?.volumes?.find((v) => v.name === mount.name);
+    if (volume?.secret)
+      lines.push(
+        `volume ${mount.name} (Secret ${volume.secret.secretName ?? ""}) at ${mount.mountPath}${mount.readOnly ? ", read-only" : ""}`,
+      );
+  }
+  return lines;
 }

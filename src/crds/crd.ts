@@ -326,6 +326,10 @@ export function appCrd(): object {
               priority: 1,
             },
             { name: "Environments", type: "string", jsonPath: ".spec.environments" },
+            // -o wide: where apps connect, without decoding a Secret (the same for every
+            // environment). No Secrets column: a column shows only a list's first item, and the
+            // names follow <app>-<environment>-nats anyway.
+            { name: "URL", type: "string", jsonPath: ".status.environments[0].url", priority: 1 },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
           ],
         },

@@ -60,6 +60,36 @@ test("npm start without a cluster runs the operator on an embedded stack and pri
     for (const name of ["NATS_URL", "NATS_CREDENTIALS", "NATS_CREDENTIALS_FILE", "NATS_CA_FILE"])
       assert.match(output, new RegExp(`^  ${name}=`, "m"), `${name} is not printed`);
 
+    // The webhook's part of the contract: a labelled pod gets every variable, by reference.
+    assert.match(output, /was given by the webhook:\n/);
+    for (const name of ["NATS_URL", "NATS_CREDENTIALS"])
+      assert.match(output, new RegExp(`^  ${name} from Secret hello-prod-nats, key ${name}$`, "m"));
+    assert.match(output, /^ {2}NATS_CREDENTIALS_FILE=\/bindings\/nats\/nats\.creds$/m);
+    assert.match(output, /^ {2}NATS_CA_FILE=\/bindings\/nats\/ca\.crt$/m);
+    assert.match(
+      output,
+      /^ {2}volume \S+ \(Secret hello-prod-nats\) at \/bindings\/nats, read-only$/m,
+    );
+    assert.doesNotMatch(output, /BEGIN NATS USER JWT|NKEY SEED/, "the demo printed credentials");
+    // The tool, as the demo suggests it.
+    const kubeconfig = /export KUBECONFIG=(\S+)/.exec(output)?.[1];
+    const infoLine = output.split("\n").find((line) => line.includes("bin/nats-tenancy info"));
+    assert.ok(kubeconfig && infoLine, `no tool command in:\n${output}`);
+    const info = await promisify(execFile)(
+      process.execPath,
+      infoLine
+        .trim()
+        .replace(/^npx node /, "")
+        .split(/\s+/),
+      {
+        cwd: ROOT,
+        env: { ...env, KUBECONFIG: kubeconfig },
+        timeout: 30_000,
+      },
+    );
+    assert.match(info.stdout, /^App demo\/hello: Ready True/);
+    assert.match(info.stdout, /^prod:$/m);
+
     const run = await promisify(execFile)(process.execPath, ["src/cli/try-nats.ts"], {
       cwd: ROOT,
       env: { ...env, ...vars },

@@ -1,0 +1,184 @@
+/**
+ * `info`, `list` and `env`: what an app connects to, like `dokku nats:info`, `nats:list`, and
+ * the files a developer needs to connect from their own machine. The credentials are printed
+ * only when asked for by name, and only to a caller the API server lets read the Secret.
+ */
+import { X509Certificate } from "node:crypto";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { AppObject } from "../../contract/app-object.ts";
+import { CA_KEY, CREDS_KEY } from "../../contract/app-secret.ts";
+import type { EnvironmentStatus } from "../../crds/app.ts";
+import { environmentsOf, listApps, oneEnvironment, readApp, readAppSecret } from "./apps.ts";
+import {
+  CLUSTER_OPTIONS,
+  CLUSTER_USAGE,
+  UsageError,
+  connectCluster,
+  text,
+  type Command,
+} from "./command.ts";
+
+const FIELDS = ["url", "dsn", "secret", "status", "account", "ca", "creds"] as const;
+
+function ready(app: AppObject): string {
+  const condition = app.status?.conditions?.find((c) => c.type === "Ready");
+  if (!condition) return "Unknown (not reconciled yet)";
+  return `${condition.status} (${condition.reason}: ${condition.message})`;
+}
+
+function environmentStatus(app: AppObject, environment: EnvironmentStatus): string {
+  if (environment.ready) return "ready";
+  const degraded = app.status?.conditions?.find((c) => c.type === "Degraded");
+  return degraded?.status === "True"
+    ? `not ready: ${degraded.reason}: ${degraded.message}`
+    : "not ready";
+}
+
+/** Each CA of the bundle with its expiry (two during a rotation). */
+function caExpiries(bundle: string): string {
+  const pems = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const expiries = pems
+    .map((pem) => new X509Certificate(pem))
+    .sort((a, b) => a.validToDate.getTime() - b.validToDate.getTime())
+    .map((c) => `${c.validToDate.toISOString()} (${c.subject.replace(/\n/g, ", ")})`);
+  return expiries.length > 0 ? expiries.join("; ") : "no certificate in the bundle";
+}
+
+export const info: Command = {
+  summary: "what an App's environments connect to (like dokku nats:info)",
+  usage:
+    "nats-tenancy info APP [-n NS] [--env ENV] [--url|--dsn|--secret|--status|--account|--ca|--creds]\n" +
+    "  --env ENV   one environment (needed with a single field when the App has several)\n" +
+    "  --url, --dsn, --secret, --status, --account   print that field alone\n" +
+    "  --ca        print the CA bundle apps verify the servers with\n" +
+    "  --creds     print the credentials (only asked for by name; needs read access to the Secret)\n" +
+    CLUSTER_USAGE,
+  options: {
+    ...CLUSTER_OPTIONS,
+    env: { type: "string" },
+    ...Object.fromEntries(FIELDS.map((f) => [f, { type: "boolean" }])),
+  },
+  run: async (values, positionals, output) => {
+    const [name, ...extra] = positionals;
+    if (!name || extra.length > 0) throw new UsageError("give exactly one APP");
+    const fields = FIELDS.filter((f) => values[f] === true);
+    if (fields.length > 1) throw new UsageError(`choose one of --${fields.join(", --")}`);
+    const cluster = connectCluster(values);
+    const app = await readApp(cluster, cluster.namespace, name);
+    const only = text(values, "env");
+    const [field] = fields;
+    if (field) {
+      const environment = oneEnvironment(app, only);
+      const secret = (): Promise<Record<string, string>> =>
+        readAppSecret(cluster, cluster.namespace, environment.secret);
+      const answers: Record<(typeof FIELDS)[number], () => Promise<string>> = {
+        url: () => Promise.resolve(environment.url ?? ""),
+        dsn: () => Promise.resolve(environment.url ?? ""),
+        secret: () => Promise.resolve(environment.secret),
+        status: () => Promise.resolve(environmentStatus(app, environment)),
+        account: () => Promise.resolve(environment.account ?? ""),
+        ca: async () => (await secret())[CA_KEY]?.trimEnd() ?? "",
+        creds: async () => (await secret())[CREDS_KEY]?.trimEnd() ?? "",
+      };
+      output.out(`${await answers[field]()}\n`);
+      return;
+    }
+    const lines = [`App ${cluster.namespace}/${name}: Ready ${ready(app)}`];
+    for (const environment of environmentsOf(app, only)) {
+      let ca: string;
+      try {
+        ca = caExpiries(
+          (await readAppSecret(cluster, cluster.namespace, environment.secret))[CA_KEY] ?? "",
+        );
+      } catch (error) {
+        ca = `unknown: ${error instanceof Error ? error.message : String(error)}`;
+      }
+      lines.push(
+        `${environment.name}:`,
+        `  url:        ${environment.url ?? "(not yet)"}`,
+        `  secret:     ${environment.secret}`,
+        `  status:     ${environmentStatus(app, environment)}`,
+        `  account:    ${environment.account ?? "(not yet)"}`,
+        `  servers:    ${environment.servers === undefined ? "all" : String(environment.servers)} acknowledged the current account`,
+        `  ca expires: ${ca}`,
+      );
+    }
+    output.out(`${lines.join("\n")}\n`);
+  },
+};
+
+export const list: Command = {
+  summary: "Apps with their environments and readiness (like dokku nats:list)",
+  usage:
+    "nats-tenancy list [-n NS | -A]\n  -A, --all-namespaces  every namespace\n" + CLUSTER_USAGE,
+  options: { ...CLUSTER_OPTIONS, "all-namespaces": { type: "boolean", short: "A" } },
+  run: async (values, positionals, output) => {
+    if (positionals.length > 0) throw new UsageError("list takes no arguments");
+    const cluster = connectCluster(values);
+    const all = values["all-namespaces"] === true;
+    const apps = await listApps(cluster, all ? undefined : cluster.namespace);
+    const rows = [["NAMESPACE", "APP", "READY", "ENVIRONMENTS"]];
+    for (const app of apps) {
+      const condition = app.status?.conditions?.find((c) => c.type === "Ready");
+      const environments = (app.status?.environments ?? [])
+        .map((e) => `${e.name}${e.ready ? "" : " (not ready)"}`)
+        .join(", ");
+      rows.push([
+        app.metadata.namespace,
+        app.metadata.name,
+        condition ? `${condition.status} ${condition.reason}` : "Unknown",
+        environments || "-",
+      ]);
+    }
+    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => r[i]?.length ?? 0))) ?? [];
+    output.out(
+      rows
+        .map((r) =>
+          r
+            .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+            .join("  ")
+            .trimEnd(),
+        )
+        .join("\n") + "\n",
+    );
+  },
+};
+
+/** Single quotes for a POSIX shell. */
+function quoted(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+export const env: Command = {
+  summary: "write nats.creds and ca.crt for local development, and print the variables",
+  usage:
+    "nats-tenancy env APP --env ENV [--dir DIR] [-n NS]\n" +
+    "  --dir DIR   where to write the files (default ./nats-APP-ENV); the creds get mode 0600\n" +
+    'Then: eval "$(nats-tenancy env APP --env ENV)"\n' +
+    CLUSTER_USAGE,
+  options: { ...CLUSTER_OPTIONS, env: { type: "string" }, dir: { type: "string" } },
+  run: async (values, positionals, output) => {
+    const [name, ...extra] = positionals;
+    if (!name || extra.length > 0) throw new UsageError("give exactly one APP");
+    const cluster = connectCluster(values);
+    const app = await readApp(cluster, cluster.namespace, name);
+    const environment = oneEnvironment(app, text(values, "env"));
+    const secret = await readAppSecret(cluster, cluster.namespace, environment.secret);
+    const dir = resolve(text(values, "dir") ?? `nats-${name}-${environment.name}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const credsFile = join(dir, "nats.creds");
+    const caFile = join(dir, "ca.crt");
+    writeFileSync(credsFile, secret[CREDS_KEY] ?? "", { mode: 0o600 });
+    // An existing file keeps its mode on write: make sure.
+    chmodSync(credsFile, 0o600);
+    writeFileSync(caFile, secret[CA_KEY] ?? "");
+    output.out(
+      [
+        `export NATS_URL=${quoted(secret.NATS_URL ?? environment.url ?? "")}`,
+        `export NATS_CREDENTIALS_FILE=${quoted(credsFile)}`,
+        `export NATS_CA_FILE=${quoted(caFile)}`,
+      ].join("\n") + "\n",
+    );
+  },
+};

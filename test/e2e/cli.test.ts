@@ -1,0 +1,245 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { describe, test } from "node:test";
+import { RbacAuthorizationV1Api } from "@kubernetes/client-node";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import type { AppObject } from "../../src/contract/app-object.ts";
+import { APP_GROUP } from "../../src/crds/app.ts";
+import { waitUntil } from "../../src/embedded/wait.ts";
+import { toolchain } from "./harness.ts";
+import { appsApi, useOperatorStack } from "./operator-harness.ts";
+
+const ROOT = join(import.meta.dirname, "../..");
+const TOOL = join(ROOT, "bin/nats-tenancy");
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program the way a shell would, with Node 24 first on PATH for the tool's shebang. */
+function run(command: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      command,
+      args,
+      {
+        env: {
+          ...process.env,
+          PATH: `${join(ROOT, "bin")}:${dirname(process.execPath)}:${process.env.PATH ?? ""}`,
+          ...env,
+        },
+        timeout: 60_000,
+      },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** The variables `nats-tenancy env` printed, as a shell's eval would set them. */
+function exported(stdout: string): Record<string, string> {
+  return Object.fromEntries(
+    [...stdout.matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1] ?? "", m[2] ?? ""]),
+  );
+}
+
+describe("the nats-tenancy tool", () => {
+  const stack = useOperatorStack();
+
+  test("iterapp.toml applied, updated and turned off; info, list and env answer; the kubectl plugin is the same tool", async () => {
+    const s = stack();
+    const operator = await s.startOperator({ identity: "cli" });
+    await operator.waitReady();
+    const namespace = "iterapp";
+    await s.core.createNamespace({ body: { metadata: { name: namespace } } });
+    const kubeconfig = s.stack.controlPlane.kubeconfigPath;
+    const dir = mkdtempSync(join(tmpdir(), "nats-tenancy-cli-"));
+    const open: NatsConnection[] = [];
+    try {
+      const file = join(dir, "iterapp.toml");
+      const tool = (...args: string[]) =>
+        run(TOOL, [...args, "--kubeconfig", kubeconfig, "-n", namespace]);
+      const apps = appsApi(s.custom);
+      const waitReady = async (check: (app: AppObject) => boolean = () => true) => {
+        await waitUntil(
+          "lolipop Ready",
+          async () => {
+            const app = await apps.get(namespace, "lolipop");
+            const ready = app?.status?.conditions?.find((c) => c.type === "Ready");
+            return (
+              app !== undefined &&
+              ready?.status === "True" &&
+              ready.observedGeneration === app.metadata.generation &&
+              check(app)
+            );
+          },
+          { timeoutMs: 30_000, intervalMs: 250 },
+        );
+      };
+
+      // Bad input: the file, line, column and key; exit 1; nothing applied.
+      writeFileSync(file, "port = 3000\n\n[nats]\nconections = 2\n");
+      const bad = await tool("iterapp", file, "--app", "lolipop", "--apply");
+      assert.equal(bad.code, 1, bad.stderr);
+      assert.match(bad.stderr, /iterapp\.toml:4:1: nats\.conections: is not a known field/);
+      assert.equal(await apps.get(namespace, "lolipop"), undefined);
+      const usage = await tool("iterapp", file);
+      assert.equal(usage.code, 2);
+      assert.match(usage.stderr, /--app NAME is required/);
+
+      writeFileSync(file, "port = 3000\nnats = true\n");
+      const applied = await tool("iterapp", file, "--app", "lolipop", "--apply");
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.match(
+        applied.stdout,
+        /App iterapp\/lolipop applied: NATS on, environments prod, test/,
+      );
+      await waitReady();
+
+      // env: files for local development, and the variables; try-nats connects with them.
+      const envDir = join(dir, "prod");
+      const env = await tool("env", "lolipop", "--env", "prod", "--dir", envDir);
+      assert.equal(env.code, 0, env.stderr);
+      const variables = exported(env.stdout);
+      assert.deepEqual(Object.keys(variables).sort(), [
+        "NATS_CA_FILE",
+        "NATS_CREDENTIALS_FILE",
+        "NATS_URL",
+      ]);
+      assert.equal(statSync(variables.NATS_CREDENTIALS_FILE ?? "").mode & 0o777, 0o600);
+      const roundTrip = await run(
+        process.execPath,
+        [join(ROOT, "src/cli/try-nats.ts"), "--request-reply"],
+        variables,
+      );
+      assert.equal(roundTrip.code, 0, roundTrip.stderr);
+      assert.match(roundTrip.stdout, /request-reply on hello: reply to request/);
+
+      // info: one field alone, like dokku nats:info --dsn; all of it otherwise.
+      const dsn = await tool("info", "lolipop", "--env", "prod", "--dsn");
+      assert.equal(dsn.code, 0, dsn.stderr);
+      assert.equal(dsn.stdout.trim(), variables.NATS_URL);
+      const which = await tool("info", "lolipop", "--url");
+      assert.equal(which.code, 2);
+      assert.match(which.stderr, /which environment\? add --env \(prod, test\)/);
+      const all = await tool("info", "lolipop");
+      assert.equal(all.code, 0, all.stderr);
+      assert.match(all.stdout, /^App iterapp\/lolipop: Ready True \(AccountsReady/);
+      assert.match(
+        all.stdout,
+        /prod:\n {2}url: {8}tls:\/\/.*\n {2}secret: {5}lolipop-prod-nats\n {2}status: {5}ready\n {2}account: {4}A[A-Z0-9]{55}\n {2}servers: {4}3 acknowledged/,
+      );
+      assert.match(all.stdout, /ca expires: \d{4}-\d\d-\d\dT/);
+      assert.doesNotMatch(all.stdout, /NKEY|BEGIN NATS/, "info printed credentials unasked");
+      const creds = await tool("info", "lolipop", "--env", "prod", "--creds");
+      assert.equal(
+        creds.stdout,
+        `${readFileSync(variables.NATS_CREDENTIALS_FILE ?? "", "utf8").trimEnd()}\n`,
+      );
+
+      // Someone allowed to read Apps but not Secrets: the info, never the credentials.
+      const rbac = s.kc.makeApiClient(RbacAuthorizationV1Api);
+      await rbac.createNamespacedRole({
+        namespace,
+        body: {
+          metadata: { name: "app-viewer" },
+          rules: [{ apiGroups: [APP_GROUP], resources: ["apps"], verbs: ["get", "list"] }],
+        },
+      });
+      await rbac.createNamespacedRoleBinding({
+        namespace,
+        body: {
+          metadata: { name: "app-viewer" },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "app-viewer" },
+          subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "viewer" }],
+        },
+      });
+      const viewer = await s.stack.controlPlane.kubeconfigFor("viewer");
+      const asViewer = (...args: string[]) =>
+        run(TOOL, [...args, "--kubeconfig", viewer, "-n", namespace]);
+      const denied = await asViewer("info", "lolipop", "--env", "prod", "--creds");
+      assert.equal(denied.code, 1);
+      assert.match(
+        denied.stderr,
+        /you may not read Secret iterapp\/lolipop-prod-nats \(forbidden\)/,
+      );
+      assert.equal(denied.stdout, "");
+      const seen = await asViewer("info", "lolipop", "--env", "prod");
+      assert.equal(seen.code, 0, seen.stderr);
+      assert.match(seen.stdout, /url: {8}tls:\/\//);
+      assert.match(seen.stdout, /ca expires: unknown: you may not read Secret/);
+
+      // kubectl's wide view gives the URL.
+      const { kubectl } = await toolchain();
+      const wide = await run(kubectl, [
+        "get",
+        "natsapp",
+        "-o",
+        "wide",
+        "-n",
+        namespace,
+        "--kubeconfig",
+        kubeconfig,
+      ]);
+      assert.equal(wide.code, 0, wide.stderr);
+      assert.match(wide.stdout, /ENVIRONMENTS\s+URL\s+AGE/);
+      assert.match(wide.stdout, /\["prod","test"\]\s+tls:\/\/localhost:\d+\s/);
+
+      // A [nats] table with a limit: the account is re-issued and the limit holds.
+      writeFileSync(file, "[nats]\nconnections = 2\n");
+      const limited = await tool("iterapp", file, "--app", "lolipop", "--apply");
+      assert.equal(limited.code, 0, limited.stderr);
+      await waitReady((app) => app.metadata.generation === 2);
+      const credsText = readFileSync(variables.NATS_CREDENTIALS_FILE ?? "", "utf8");
+      const connectAsApp = () =>
+        connect({
+          servers: variables.NATS_URL ?? "",
+          authenticator: credsAuthenticator(new TextEncoder().encode(credsText)),
+          tls: { caFile: variables.NATS_CA_FILE ?? "" },
+          reconnect: false,
+        });
+      for (let i = 0; i < 2; i++) open.push(await connectAsApp());
+      await assert.rejects(connectAsApp(), /maximum (account )?connections|exceeded/i);
+
+      // list -A: every App; the kubectl plugin answers the same.
+      const listed = await tool("list", "-A");
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, /^NAMESPACE\s+APP\s+READY\s+ENVIRONMENTS$/m);
+      assert.match(listed.stdout, /^iterapp\s+lolipop\s+True AccountsReady\s+prod, test$/m);
+      const plugin = await run(kubectl, ["nats-tenancy", "list", "-A", "--kubeconfig", kubeconfig]);
+      assert.equal(plugin.code, 0, plugin.stderr);
+      assert.equal(plugin.stdout, listed.stdout);
+
+      // nats = false deletes accounts: said first, done only with --yes.
+      writeFileSync(file, "nats = false\n");
+      const refused = await tool("iterapp", file, "--app", "lolipop", "--apply");
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.stderr,
+        /deletes the NATS accounts of prod, test \(their credentials stop working\); run again with --yes/,
+      );
+      assert.deepEqual((await apps.get(namespace, "lolipop"))?.spec, {
+        nats: { connections: 2 },
+        environments: ["prod", "test"],
+      });
+      const off = await tool("iterapp", file, "--app", "lolipop", "--apply", "--yes");
+      assert.equal(off.code, 0, off.stderr);
+      assert.match(off.stdout, /NATS off/);
+      await waitReady((app) => (app.status?.environments ?? []).length === 0);
+      await assert.rejects(connectAsApp(), /authorization|expired|violation/i);
+      const gone = await run(process.execPath, [join(ROOT, "src/cli/try-nats.ts")], variables);
+      assert.notEqual(gone.code, 0, "the deleted account's credentials still work");
+    } finally {
+      await Promise.allSettled(open.map((c) => c.close()));
+      rmSync(dir, { recursive: true, force: true });
+      await operator.stop();
+    }
+  });
+});
