@@ -2,7 +2,9 @@
  * An App as the controller reads it from the informer: metadata it relies on is required, the
  * spec is unknown until checked (an object stored before the schema tightened may not fit).
  */
-import type { AppStatus } from "../crds/app.ts";
+import type { CustomObjectsApi } from "@kubernetes/client-node";
+import { APP_RESOURCE, type AppStatus } from "../crds/app.ts";
+import { unlessNotFound } from "../kube/api-errors.ts";
 
 export interface AppObject {
   apiVersion?: string;
@@ -32,4 +34,15 @@ export function asAppObject(value: unknown): AppObject | undefined {
   )
     return undefined;
   return value as AppObject;
+}
+
+/** An App read from the API server; undefined when there is none. */
+export async function readAppObject(
+  custom: CustomObjectsApi,
+  namespace: string,
+  name: string,
+): Promise<AppObject | undefined> {
+  return asAppObject(
+    await unlessNotFound(custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name })),
+  );
 }

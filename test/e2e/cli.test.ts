@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
 import { RbacAuthorizationV1Api } from "@kubernetes/client-node";
-import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+// As apps connect: the `nats` v2 package.
+import { connect, credsAuthenticator, type NatsConnection } from "nats";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { APP_GROUP } from "../../src/crds/app.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";

@@ -282,6 +282,7 @@ describe("App CRD on a real API server", () => {
         ["Ready", '.status.conditions[?(@.type=="Ready")].status'],
         ["Reason", '.status.conditions[?(@.type=="Ready")].reason'],
         ["Environments", ".spec.environments"],
+        ["URL", ".status.environments[0].url"],
         ["Age", ".metadata.creationTimestamp"],
       ],
     );

@@ -1,25 +1,13 @@
 /** Reading Apps and their Secrets for the tool, with answers a person can act on. */
 import type { V1Secret } from "@kubernetes/client-node";
-import { asAppObject, type AppObject } from "../../contract/app-object.ts";
+import { asAppObject, readAppObject, type AppObject } from "../../contract/app-object.ts";
 import { APP_RESOURCE, type EnvironmentStatus } from "../../crds/app.ts";
 import { statusOf, unlessNotFound } from "../../kube/api-errors.ts";
 import { decodeSecretData } from "../../kube/read-secret.ts";
 import { CommandError, UsageError, type Cluster } from "./command.ts";
 
-export async function findApp(
-  cluster: Cluster,
-  namespace: string,
-  name: string,
-): Promise<AppObject | undefined> {
-  return asAppObject(
-    await unlessNotFound(
-      cluster.custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name }),
-    ),
-  );
-}
-
 export async function readApp(cluster: Cluster, namespace: string, name: string) {
-  const app = await findApp(cluster, namespace, name);
+  const app = await readAppObject(cluster.custom, namespace, name);
   if (!app) throw new CommandError(`App ${namespace}/${name} not found`);
   return app;
 }

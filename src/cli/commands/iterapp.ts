@@ -8,7 +8,7 @@ import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { stringify } from "yaml";
 import { APP_RESOURCE, natsRequest } from "../../crds/app.ts";
 import { iterappApp, type IterappApp } from "../../crds/iterapp-toml.ts";
-import { findApp } from "./apps.ts";
+import { readAppObject } from "../../contract/app-object.ts";
 import {
   CLUSTER_OPTIONS,
   CLUSTER_USAGE,
@@ -35,7 +35,11 @@ function namespaceFor(values: Record<string, string | boolean | undefined>): str
 
 /** Environments of the stored App that have accounts the new spec no longer wants. */
 async function accountsRemoved(cluster: Cluster, wanted: IterappApp): Promise<string[]> {
-  const stored = await findApp(cluster, wanted.metadata.namespace, wanted.metadata.name);
+  const stored = await readAppObject(
+    cluster.custom,
+    wanted.metadata.namespace,
+    wanted.metadata.name,
+  );
   const keeps = natsRequest(wanted.spec) ? wanted.spec.environments : [];
   return (stored?.status?.environments ?? [])
     .filter((e) => e.account !== undefined && !keeps.includes(e.name))

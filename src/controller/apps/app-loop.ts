@@ -12,10 +12,8 @@ import type { Logger } from "pino";
 import type { Ceilings } from "../../accounts/ceilings.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import type { SecretStore } from "../../accounts/key-store.ts";
-import { asAppObject, type AppObject } from "../../contract/app-object.ts";
+import { asAppObject, readAppObject, type AppObject } from "../../contract/app-object.ts";
 import { APP_LABEL } from "../../contract/app-secret.ts";
-import { APP_RESOURCE } from "../../crds/app.ts";
-import { unlessNotFound } from "../../kube/api-errors.ts";
 import { readSecret } from "../../kube/read-secret.ts";
 import { scrubSecrets } from "../../observability/logger.ts";
 import type { Metrics } from "../../observability/metrics.ts";
@@ -125,7 +123,7 @@ export class AppLoop implements Loop {
       namespaceApps: (namespace) =>
         this.apps.list(namespace).flatMap((object) => asAppObject(object) ?? []),
       getApp: (namespace, name) => this.apps.get(namespace, name),
-      readApp: (namespace, name) => readApp(custom, namespace, name),
+      readApp: (namespace, name) => readAppObject(custom, namespace, name),
       getSecret: (namespace, name) => this.secrets.get(namespace, name),
       readSecret: (namespace, name) => readSecret(core, namespace, name),
       writes: kubernetesAppWrites(kubeConfig, "nats-tenancy", (resource) => {
@@ -234,13 +232,3 @@ export class AppLoop implements Loop {
 }
 
 const RESULT_LABELS = { done: "success", requeueAfter: "requeue", retry: "error" } as const;
-
-async function readApp(
-  custom: CustomObjectsApi,
-  namespace: string,
-  name: string,
-): Promise<AppObject | undefined> {
-  return asAppObject(
-    await unlessNotFound(custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name })),
-  );
-}
