@@ -8,7 +8,8 @@
  *    the floor (goal: at most 1.5).
  * 3. A restart over those accounts: time until the new leader is ready and idle, and the API
  *    writes and NATS pushes it made (goal: none).
- * 4. The operator's resident memory at the end.
+ * 4. The operator's resident memory at the end, and its CPU time per app-environment during
+ *    the burst (from /proc, user + system).
  *
  * Run: node bench/controller.ts [--apps 1000] [--parallel 16] [--concurrency 32]
  */
@@ -57,6 +58,16 @@ function rssMiB(pid: number | undefined): string {
   if (!pid) return "?";
   const line = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(pid)}/status`, "utf8"));
   return line?.[1] ? `${(Number(line[1]) / 1024).toFixed(0)} MiB` : "?";
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  const stat = readFileSync(`/proc/${String(pid)}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start at the state, field 3.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 const tools = await ensureToolchain(() => undefined);
@@ -108,6 +119,7 @@ try {
   const first = await launchOperator(stack, operatorKubeconfig, flags);
   await first.waitReady();
 
+  const cpuBefore = cpuSeconds(first.process.pid);
   let started = Date.now();
   await pool(APPS, PARALLEL, (i) => {
     const namespace = namespaces[i % NAMESPACES] ?? "";
@@ -144,10 +156,12 @@ try {
   while ((await allReady()) < APPS) await new Promise((r) => setTimeout(r, 1000));
   const readyMs = Date.now() - started;
   const firstWrites = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length;
+  const cpuMs = ((cpuSeconds(first.process.pid) - cpuBefore) * 1000) / environments;
   console.log(
     `${String(APPS)} Apps x 2 environments: created in ${seconds(createdMs)}, all Ready after ${seconds(readyMs)}` +
       ` (${(readyMs / floorMs).toFixed(2)}x the floor; goal <= 1.5x); ${String(firstWrites)} API writes` +
-      ` (${(firstWrites / environments).toFixed(1)} per environment); operator RSS ${rssMiB(first.process.pid)}`,
+      ` (${(firstWrites / environments).toFixed(1)} per environment); operator CPU ${cpuMs.toFixed(1)} ms` +
+      ` per environment (goal <= 3 ms); operator RSS ${rssMiB(first.process.pid)}`,
   );
   await first.stop();
   await pooled.closeConnections();
