@@ -53,19 +53,20 @@ function over(name: CeilingName, ceiling: number): string {
   return `over ${theCeiling(name, ceiling)}`;
 }
 
-/** The effective value of each limit, defaults applied, as the account would get it. */
+/**
+ * The effective value of each limit, defaults applied, as the account would get it (streams and
+ * consumers are 0 there without JetStream, so their ceilings only bite with it on).
+ */
 function effectiveLimits(request: AccountRequest): Record<LimitName, number | undefined> {
   const limits = accountLimits(request);
-  const jetstream = (limits.mem_storage ?? 0) !== 0 || (limits.disk_storage ?? 0) !== 0;
   return {
     connections: limits.conn,
     payload: limits.payload,
     subscriptions: limits.subs,
     "jetstream.memory": limits.mem_storage,
     "jetstream.storage": limits.disk_storage,
-    // Only meaningful with JetStream on: an account without it has none either way.
-    "jetstream.streams": jetstream ? limits.streams : undefined,
-    "jetstream.consumers": jetstream ? limits.consumer : undefined,
+    "jetstream.streams": limits.streams,
+    "jetstream.consumers": limits.consumer,
   };
 }
 

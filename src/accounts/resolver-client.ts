@@ -82,13 +82,6 @@ export function majorityOf(servers: number): number {
  */
 const STRAGGLER_MS = 750;
 
-interface Collected {
-  /** The non-empty answers (each server answers a request once). */
-  texts: string[];
-  /** Every answer, empty ones included (a lookup of an account a server lacks). */
-  answered: number;
-}
-
 /** The JWT failed the checks made before it is sent. */
 export class InvalidClaimsError extends ResolverError {
   override name = "InvalidClaimsError";
@@ -156,7 +149,9 @@ export class ResolverClient {
     payload: string,
     maxWait: number,
     quorum?: number,
-  ): Promise<Collected> {
+  ): Promise<string[]> {
+    // The non-empty answers; `answered` also counts empty ones (a lookup of an account a
+    // server lacks), which still mean that server has answered.
     const texts: string[] = [];
     let answered = 0;
     return new Promise((resolve, reject) => {
@@ -165,7 +160,7 @@ export class ResolverClient {
         clearTimeout(deadline);
         clearTimeout(straggler);
         subscription.unsubscribe();
-        resolve({ texts, answered });
+        resolve(texts);
       };
       const subscription = this.connection.subscribe(createInbox(), {
         callback: (error, msg) => {
@@ -198,7 +193,7 @@ export class ResolverClient {
     needed: number,
     quorum?: number,
   ): Promise<ReplyBody[]> {
-    const { texts } = await this.collect(subject, payload, this.timeoutMs, quorum);
+    const texts = await this.collect(subject, payload, this.timeoutMs, quorum);
     const replies = texts.map((text) => JSON.parse(text) as ReplyBody);
     if (replies.length < needed)
       throw new ResolverTimeoutError(operation, this.expected, needed, replies.map(serverName));
@@ -285,7 +280,7 @@ export class ResolverClient {
    * without the account answers nothing on 2.9 and an empty message on later versions.
    */
   async lookup(account: string): Promise<string[]> {
-    const { texts } = await this.collect(
+    const texts = await this.collect(
       `$SYS.REQ.ACCOUNT.${account}.CLAIMS.LOOKUP`,
       "",
       Math.min(this.timeoutMs, 2000),

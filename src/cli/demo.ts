@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { APP_LABEL, ENVIRONMENT_LABEL, appSecretName } from "../contract/app-secret.ts";
-import { DEFAULT_EXCLUDED_NAMESPACES, MUTATE_PODS_PATH } from "../contract/webhook-registration.ts";
+import { MUTATE_PODS_PATH, type WebhookSettings } from "../contract/webhook-registration.ts";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../crds/app.ts";
 import { startLocalStack } from "../embedded/local-stack.ts";
 import { freePort } from "../embedded/ports.ts";
@@ -16,6 +16,7 @@ import { waitUntil } from "../embedded/wait.ts";
 import { decodeSecretData } from "../kube/read-secret.ts";
 import { createLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
+import { parseOptions } from "./options.ts";
 import { startOperatorProcess } from "./run-operator.ts";
 
 const say = (line = ""): void => {
@@ -45,15 +46,8 @@ export async function runDemo(): Promise<void> {
     kubeConfig: kc,
     settings: {
       ...stack.settings,
-      webhook: {
-        configName: "nats-tenancy",
-        tlsSecret: "nats-tenancy-webhook-tls",
-        service: "nats-tenancy-webhook",
-        servicePort: 443,
-        url: `https://127.0.0.1:${String(webhookPort)}${MUTATE_PODS_PATH}`,
-        registration: "operator",
-        excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
-      },
+      // The operator's own defaults (names, registration by the operator), registered by URL.
+      webhook: webhookSettings(`https://127.0.0.1:${String(webhookPort)}${MUTATE_PODS_PATH}`),
     },
     webhook: { host: "127.0.0.1", port: webhookPort },
     logger: createLogger({
@@ -140,6 +134,12 @@ export async function runDemo(): Promise<void> {
   say();
   say("Ctrl-C stops everything and removes its files.");
   await new Promise(() => undefined);
+}
+
+function webhookSettings(url: string): WebhookSettings {
+  const { webhook } = parseOptions([`--webhook-url=${url}`], {}).settings;
+  if (!webhook) throw new Error("the operator's options gave no webhook settings");
+  return webhook;
 }
 
 /**

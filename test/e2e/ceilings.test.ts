@@ -6,7 +6,13 @@ import { decodeJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
-import { appManifest, appsApi, secretValues, useOperatorStack } from "./operator-harness.ts";
+import {
+  appManifest,
+  appsApi,
+  readyAtGeneration,
+  secretValues,
+  useOperatorStack,
+} from "./operator-harness.ts";
 
 const CEILINGS = [
   "--max-connections=100",
@@ -49,10 +55,6 @@ describe("tenant ceilings", () => {
     );
     return found;
   }
-
-  const ready = (app: AppObject | undefined): boolean =>
-    condition(app, "Ready")?.status === "True" &&
-    condition(app, "Ready")?.observedGeneration === app?.metadata.generation;
 
   test("an App over a ceiling is refused when applied, naming the ceiling; within them it works, and other changes pass", async () => {
     const s = stack();
@@ -100,8 +102,8 @@ describe("tenant ceilings", () => {
         namespace,
         appManifest(namespace, name, { nats: { connections: 100 }, environments: ["prod"] }),
       );
-    await waitFor(namespace, "one", "Ready", ready);
-    await waitFor(namespace, "two", "Ready", ready);
+    await waitFor(namespace, "one", "Ready", readyAtGeneration);
+    await waitFor(namespace, "two", "Ready", readyAtGeneration);
     assert.match(
       await refusal(
         apps.create(
@@ -133,7 +135,7 @@ describe("tenant ceilings", () => {
       namespace,
       appManifest(namespace, "three", { nats: { connections: 1 }, environments: ["prod"] }),
     );
-    await waitFor(namespace, "three", "Ready", ready);
+    await waitFor(namespace, "three", "Ready", readyAtGeneration);
     await operator.stop();
   });
 
@@ -148,7 +150,7 @@ describe("tenant ceilings", () => {
       namespace,
       appManifest(namespace, "old", { nats: { connections: 500 }, environments: ["prod"] }),
     );
-    const stored = await waitFor(namespace, "old", "Ready", ready);
+    const stored = await waitFor(namespace, "old", "Ready", readyAtGeneration);
     const account = stored?.status?.environments?.[0];
     assert.ok(account?.account);
     const secret = await s.core.readNamespacedSecret({ namespace, name: "old-prod-nats" });
@@ -194,7 +196,7 @@ describe("tenant ceilings", () => {
       args: ["--max-connections=1000"],
     });
     await raised.waitReady();
-    await waitFor(namespace, "old", "Ready again", ready);
+    await waitFor(namespace, "old", "Ready again", readyAtGeneration);
     await raised.stop();
   });
 });

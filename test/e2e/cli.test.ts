@@ -11,7 +11,7 @@ import type { AppObject } from "../../src/contract/app-object.ts";
 import { APP_GROUP } from "../../src/crds/app.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { toolchain } from "./harness.ts";
-import { appsApi, useOperatorStack } from "./operator-harness.ts";
+import { appsApi, readyAtGeneration, useOperatorStack } from "./operator-harness.ts";
 
 const ROOT = join(import.meta.dirname, "../..");
 const TOOL = join(ROOT, "bin/nats-tenancy");
@@ -73,13 +73,7 @@ describe("the nats-tenancy tool", () => {
           "lolipop Ready",
           async () => {
             const app = await apps.get(namespace, "lolipop");
-            const ready = app?.status?.conditions?.find((c) => c.type === "Ready");
-            return (
-              app !== undefined &&
-              ready?.status === "True" &&
-              ready.observedGeneration === app.metadata.generation &&
-              check(app)
-            );
+            return app !== undefined && readyAtGeneration(app) && check(app);
           },
           { timeoutMs: 30_000, intervalMs: 250 },
         );

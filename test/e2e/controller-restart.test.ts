@@ -22,6 +22,7 @@ import { waitUntil } from "../../src/embedded/wait.ts";
 import {
   appManifest,
   appsApi,
+  readyAtGeneration,
   secretValues,
   useOperatorStack,
   type OperatorStack,
@@ -50,9 +51,7 @@ async function allReady(s: OperatorStack, namespace: string, count: number): Pro
   const apps = appsApi(s.custom);
   for (let i = 0; i < count; i++) {
     const app = await apps.get(namespace, `app-${String(i)}`);
-    const ready = app?.status?.conditions?.find((c) => c.type === "Ready");
-    if (ready?.status !== "True" || ready.observedGeneration !== app?.metadata.generation)
-      return false;
+    if (!readyAtGeneration(app)) return false;
   }
   return true;
 }

@@ -12,6 +12,7 @@ import { waitUntil } from "../../src/embedded/wait.ts";
 import {
   appManifest,
   appsApi,
+  readyAtGeneration,
   secretValues,
   useOperatorStack,
   type OperatorStack,
@@ -85,14 +86,6 @@ async function waitApp(
   );
 }
 
-function readyAt(app: {
-  metadata: { generation?: number };
-  status?: { conditions?: { type: string; status: string; observedGeneration?: number }[] };
-}): boolean {
-  const ready = app.status?.conditions?.find((c) => c.type === "Ready");
-  return ready?.status === "True" && ready.observedGeneration === app.metadata.generation;
-}
-
 async function accountsOnServers(s: OperatorStack): Promise<Map<string, string[]>> {
   const resolver = await s.resolver();
   try {
@@ -120,7 +113,7 @@ describe("App controller on a real API server and NATS cluster", () => {
     );
     const prod = await waitSecret(s, "shop", "orders-prod-nats");
     const test_ = await waitSecret(s, "shop", "orders-test-nats");
-    await waitApp(s, "shop", "orders", "Ready at its generation", readyAt);
+    await waitApp(s, "shop", "orders", "Ready at its generation", readyAtGeneration);
 
     assert.equal(prod.NATS_URL, s.stack.settings.appUrl);
     assert.equal(prod.NATS_CREDENTIALS, prod["nats.creds"]);
@@ -192,7 +185,7 @@ describe("App controller on a real API server and NATS cluster", () => {
       "shop",
       "orders",
       "re-issued with connections 2",
-      (app) => readyAt(app) && (app.status?.environments?.[0]?.revision ?? 0) > before,
+      (app) => readyAtGeneration(app) && (app.status?.environments?.[0]?.revision ?? 0) > before,
     );
     const resolver = await s.resolver();
     try {
@@ -211,7 +204,7 @@ describe("App controller on a real API server and NATS cluster", () => {
     try {
       assert.ok(await refused(one), "a third connection was allowed with connections: 2");
       await apps.patchSpec("shop", "orders", { nats: { connections: 5 } });
-      await waitApp(s, "shop", "orders", "connections 5", (app) => readyAt(app));
+      await waitApp(s, "shop", "orders", "connections 5", (app) => readyAtGeneration(app));
       await waitUntil("a third connection", async () => !(await refused(one)), {
         timeoutMs: 10_000,
       });
@@ -239,7 +232,7 @@ describe("App controller on a real API server and NATS cluster", () => {
       "shop",
       "orders",
       "only prod",
-      (app) => readyAt(app) && app.status?.environments?.length === 1,
+      (app) => readyAtGeneration(app) && app.status?.environments?.length === 1,
     );
     for (const accounts of (await accountsOnServers(s)).values())
       assert.ok(!accounts.includes(account));
@@ -377,7 +370,7 @@ describe("App controller on a real API server and NATS cluster", () => {
       appManifest("toggle", "api", { nats: true, environments: ["prod"] }),
     );
     const before = await waitSecret(s, "toggle", "api-prod-nats");
-    await waitApp(s, "toggle", "api", "Ready", readyAt);
+    await waitApp(s, "toggle", "api", "Ready", readyAtGeneration);
     const account = (await apps.get("toggle", "api"))?.status?.environments?.[0]?.account ?? "";
 
     await apps.patchSpec("toggle", "api", { nats: false });
@@ -387,7 +380,7 @@ describe("App controller on a real API server and NATS cluster", () => {
       "api",
       "NATS off",
       (app) =>
-        readyAt(app) &&
+        readyAtGeneration(app) &&
         app.status?.conditions?.find((c) => c.type === "Ready")?.reason === "NatsDisabled" &&
         (app.metadata.finalizers ?? []).length === 0,
     );

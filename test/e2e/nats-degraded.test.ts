@@ -3,12 +3,13 @@ import { describe, test } from "node:test";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
-import { appManifest, appsApi, secretValues, useOperatorStack } from "./operator-harness.ts";
-
-function ready(app: AppObject | undefined): boolean {
-  const condition = app?.status?.conditions?.find((c) => c.type === "Ready");
-  return condition?.status === "True" && condition.observedGeneration === app?.metadata.generation;
-}
+import {
+  appManifest,
+  appsApi,
+  readyAtGeneration,
+  secretValues,
+  useOperatorStack,
+} from "./operator-harness.ts";
 
 describe("NATS degraded, not blocked", () => {
   const stack = useOperatorStack();
@@ -62,7 +63,7 @@ describe("NATS degraded, not blocked", () => {
         found = await Promise.all(names.map(async (name) => apps.get(namespace, name))).then(
           (list) => list.filter((app): app is AppObject => app !== undefined),
         );
-        return found.length === names.length && found.every(ready);
+        return found.length === names.length && found.every(readyAtGeneration);
       },
       { timeoutMs, intervalMs: 500 },
     );

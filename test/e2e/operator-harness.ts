@@ -131,6 +131,12 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
   };
 }
 
+/** Ready, and for the App's current generation (not a status left from before a change). */
+export function readyAtGeneration(app: AppObject | undefined): boolean {
+  const ready = app?.status?.conditions?.find((c) => c.type === "Ready");
+  return ready?.status === "True" && ready.observedGeneration === app?.metadata.generation;
+}
+
 export function appManifest(
   namespace: string,
   name: string,

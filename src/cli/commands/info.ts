@@ -21,8 +21,12 @@ import {
 
 const FIELDS = ["url", "dsn", "secret", "status", "account", "ca", "creds"] as const;
 
+function readyCondition(app: AppObject) {
+  return app.status?.conditions?.find((c) => c.type === "Ready");
+}
+
 function ready(app: AppObject): string {
-  const condition = app.status?.conditions?.find((c) => c.type === "Ready");
+  const condition = readyCondition(app);
   if (!condition) return "Unknown (not reconciled yet)";
   return `${condition.status} (${condition.reason}: ${condition.message})`;
 }
@@ -120,7 +124,7 @@ export const list: Command = {
     const apps = await listApps(cluster, all ? undefined : cluster.namespace);
     const rows = [["NAMESPACE", "APP", "READY", "ENVIRONMENTS"]];
     for (const app of apps) {
-      const condition = app.status?.conditions?.find((c) => c.type === "Ready");
+      const condition = readyCondition(app);
       const environments = (app.status?.environments ?? [])
         .map((e) => `${e.name}${e.ready ? "" : " (not ready)"}`)
         .join(", ");

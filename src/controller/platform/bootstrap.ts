@@ -85,10 +85,10 @@ async function refuseOverInstallation(
   missing: { entry: string; what: string; startOver: string },
 ): Promise<void> {
   const accounts = (await store.list()).filter((name) => parseAccountEntryName(name)).length;
+  if (!natsConfig && accounts === 0) return;
   const trusted = natsConfig?.[OPERATOR_JWT]
     ? ` the NATS servers trust operator ${parseJwt(natsConfig[OPERATOR_JWT]).sub},`
     : "";
-  if (!natsConfig && accounts === 0) return;
   throw new PlatformMissingError(
     `the ${missing.what} Secret ${settings.namespace}/${missing.entry} is missing, but` +
       `${trusted} the NATS config Secret ${settings.natsConfigSecret} ${natsConfig ? "exists" : "is missing"} ` +
