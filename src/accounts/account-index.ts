@@ -1,10 +1,10 @@
 /**
  * Which environments have keys in the store, per app, and each one's account public key once
- * it is known: loaded once from the store when this replica starts leading (names only), then
- * kept current by the reconciler, the only writer, which learns each key as it loads or mints
- * the account. Saves listing every account Secret on every reconcile, and lets drift repair
+ * it is known: loaded once from the store when this replica starts leading, then kept current
+ * by the reconciler, the only writer, which learns each key as it loads or mints the account. Saves listing every account Secret on every reconcile, and lets drift repair
  * compare the servers' lists with the stored accounts without reading them all.
  */
+import { parseJwt } from "./jwt.ts";
 import { parseAccountEntryName, type SecretStore } from "./key-store.ts";
 
 export function appKey(namespace: string, app: string): string {
@@ -25,11 +25,15 @@ export class AccountIndex {
   /** Read after every reconcile (the accounts metric): kept, not counted each time. */
   private total = 0;
 
+  /**
+   * Reads every entry once: their public keys come with them, so drift repair after a restart
+   * reads nothing more, whatever the reconciler has not got to yet.
+   */
   static async load(store: SecretStore): Promise<AccountIndex> {
     const index = new AccountIndex();
-    for (const name of await store.list()) {
+    for await (const { name, data } of store.entries()) {
       const entry = parseAccountEntryName(name);
-      if (entry) index.add(entry.namespace, entry.app, entry.environment);
+      if (entry) index.add(entry.namespace, entry.app, entry.environment, publicKeyOf(data));
     }
     return index;
   }
@@ -79,5 +83,14 @@ export class AccountIndex {
 
   get size(): number {
     return this.total;
+  }
+}
+
+/** An incomplete or damaged entry: unknown, read again (and reported) where it is used. */
+function publicKeyOf(data: Record<string, string>): string | undefined {
+  try {
+    return data.accountJwt ? parseJwt(data.accountJwt).sub : undefined;
+  } catch {
+    return undefined;
   }
 }

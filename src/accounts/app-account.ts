@@ -39,6 +39,32 @@ const APP_USER_TEMPLATE: Partial<User> = {
 export const APP_USER_ROLE = "app";
 
 /**
+ * What an account's JWTs are made of besides its keys. mintAppAccount issues from these and
+ * nothing else (the user's claims derive from the keys and the name), so JWTs that keep their
+ * keys change exactly when the recipe does.
+ */
+function recipeOf(spec: AccountSpec, operator: Pick<OperatorIdentity, "signing">) {
+  return {
+    name: accountName(spec),
+    limits: accountLimits(spec.limits),
+    role: APP_USER_ROLE,
+    template: APP_USER_TEMPLATE,
+    issuer: operator.signing.publicKey,
+  };
+}
+
+/**
+ * The recipe as text, to be recorded beside what was issued from it: an equal recipe later
+ * means minting again from the same keys would change nothing.
+ */
+export function accountRecipe(
+  spec: AccountSpec,
+  operator: Pick<OperatorIdentity, "signing">,
+): string {
+  return JSON.stringify(recipeOf(spec, operator));
+}
+
+/**
  * Validates `spec` (throws AccountSpecError, before anything is signed), then keeps every key
  * and JWT of `previous` that still matches and issues the rest. iat strictly increases.
  */
@@ -56,16 +82,17 @@ export function mintAppAccount(
     ? NKey.fromSeed(previous.signingSeed, "account")
     : NKey.generate("account");
   const user = previous ? NKey.fromSeed(previous.userSeed, "user") : NKey.generate("user");
-  const name = accountName(spec);
+  const recipe = recipeOf(spec, operator);
+  const { name } = recipe;
 
   const scope: SigningKey = {
     kind: "user_scope",
     key: signing.publicKey,
-    role: APP_USER_ROLE,
-    template: APP_USER_TEMPLATE,
+    role: recipe.role,
+    template: recipe.template,
   };
   const accountClaims: Partial<Account> = {
-    limits: accountLimits(spec.limits),
+    limits: recipe.limits,
     signing_keys: [scope],
   };
   const accountJwt = keepOrIssue(

@@ -18,6 +18,13 @@ export interface SecretStore {
   delete(name: string): Promise<void>;
   /** Names of every entry. */
   list(): Promise<string[]>;
+  /** Every entry with its data, read a page at a time. */
+  entries(): AsyncIterable<StoreEntry>;
+}
+
+export interface StoreEntry {
+  name: string;
+  data: Record<string, string>;
 }
 
 export class KeyStoreError extends Error {

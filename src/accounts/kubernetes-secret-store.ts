@@ -5,8 +5,8 @@
 import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
 import { MANAGED_BY, applySecret, createSecret, secretData } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
-import { readSecretData } from "../kube/read-secret.ts";
-import type { SecretStore } from "./key-store.ts";
+import { decodeSecretData, readSecretData } from "../kube/read-secret.ts";
+import type { SecretStore, StoreEntry } from "./key-store.ts";
 
 export const KEYS_LABEL = "nats-tenancy.io/keys";
 
@@ -51,6 +51,11 @@ export class KubernetesSecretStore implements SecretStore {
 
   async list(): Promise<string[]> {
     const names: string[] = [];
+    for await (const { name } of this.entries()) names.push(name);
+    return names;
+  }
+
+  async *entries(): AsyncIterable<StoreEntry> {
     let next: string | undefined;
     do {
       const page = await this.api.listNamespacedSecret({
@@ -59,9 +64,11 @@ export class KubernetesSecretStore implements SecretStore {
         limit: 500,
         ...(next ? { _continue: next } : {}),
       });
-      names.push(...page.items.map((s) => s.metadata?.name ?? "").filter((n) => n !== ""));
+      for (const secret of page.items) {
+        const name = secret.metadata?.name;
+        if (name) yield { name, data: decodeSecretData(secret) };
+      }
       next = page.metadata?._continue;
     } while (next);
-    return names;
   }
 }

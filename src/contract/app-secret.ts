@@ -4,12 +4,15 @@
  * (type, provider, url) so binding libraries find them too. Never a seed of the account or
  * operator: the creds hold only the pods user's own key.
  */
+import { createHash } from "node:crypto";
 import type { V1OwnerReference, V1Secret } from "@kubernetes/client-node";
 import { MANAGED_BY, secretData } from "../kube/apply-secret.ts";
 import { decodeSecretData, sameSecretData } from "../kube/read-secret.ts";
 
 export const APP_LABEL = "nats-tenancy.io/app";
 export const ENVIRONMENT_LABEL = "nats-tenancy.io/environment";
+/** A digest of what the Secret was written from and of what it holds (see appSecretUnchanged). */
+export const DIGEST_ANNOTATION = "nats-tenancy.io/digest";
 
 /** File names inside the Secret (and inside the volume the webhook mounts). */
 export const CREDS_KEY = "nats.creds";
@@ -27,7 +30,15 @@ export interface AppSecretInput {
   url: string;
   creds: string;
   caBundle: string;
+  /**
+   * What the creds were made from besides the account's keys (the account, its revision and
+   * recipe): the same source and keys make the same creds.
+   */
+  madeFrom: string;
 }
+
+/** Known before the creds are: what decides whether the Secret is still what it should be. */
+export type AppSecretSource = Omit<AppSecretInput, "creds">;
 
 export function appSecretValues(input: AppSecretInput): Record<string, string> {
   return {
@@ -41,7 +52,17 @@ export function appSecretValues(input: AppSecretInput): Record<string, string> {
   };
 }
 
+/** Over the data as stored (base64), so checking a cached Secret decodes nothing. */
+function digest(source: AppSecretSource, data: Record<string, string>): string {
+  const hash = createHash("sha256").update(
+    JSON.stringify([source.madeFrom, source.owner.uid, source.url, source.caBundle]),
+  );
+  for (const key of Object.keys(data).sort()) hash.update(`\n${key}=${data[key] ?? ""}`);
+  return hash.digest("base64url");
+}
+
 export function appSecret(input: AppSecretInput): V1Secret {
+  const data = secretData(appSecretValues(input));
   return {
     apiVersion: "v1",
     kind: "Secret",
@@ -50,9 +71,10 @@ export function appSecret(input: AppSecretInput): V1Secret {
       name: appSecretName(input.app, input.environment),
       namespace: input.namespace,
       labels: { ...MANAGED_BY, [APP_LABEL]: input.app, [ENVIRONMENT_LABEL]: input.environment },
+      annotations: { [DIGEST_ANNOTATION]: digest(input, data) },
       ownerReferences: [input.owner],
     },
-    data: secretData(appSecretValues(input)),
+    data,
   };
 }
 
@@ -68,12 +90,35 @@ export function secretOwner(
   return app && environment ? { app, environment } : undefined;
 }
 
-/** True when `existing` already is what `appSecret(input)` would write. */
-export function appSecretCurrent(existing: V1Secret | undefined, input: AppSecretInput): boolean {
-  if (!existing) return false;
+function ownedAs(existing: V1Secret, input: AppSecretSource): boolean {
   const owner = secretOwner(existing);
   if (owner?.app !== input.app || owner.environment !== input.environment) return false;
   const refs = existing.metadata?.ownerReferences ?? [];
-  if (!refs.some((r) => r.uid === input.owner.uid && r.controller === true)) return false;
-  return sameSecretData(decodeSecretData(existing), appSecretValues(input));
+  return refs.some((r) => r.uid === input.owner.uid && r.controller === true);
+}
+
+/**
+ * True when `existing` already is what `appSecret(input)` would write. A Secret written before
+ * the digest was recorded still counts when its content does: adding the digest alone is not
+ * worth a write to every Secret.
+ */
+export function appSecretCurrent(existing: V1Secret | undefined, input: AppSecretInput): boolean {
+  if (!existing || !ownedAs(existing, input)) return false;
+  if (!sameSecretData(decodeSecretData(existing), appSecretValues(input))) return false;
+  const recorded = existing.metadata?.annotations?.[DIGEST_ANNOTATION];
+  return recorded === undefined || recorded === digest(input, existing.data ?? {});
+}
+
+/**
+ * True when `existing` was written from exactly this source and its data not touched since,
+ * which is known without the creds (and so without reading the account's keys): the digest it
+ * records covers the source and the data it was written with.
+ */
+export function appSecretUnchanged(
+  existing: V1Secret | undefined,
+  input: AppSecretSource,
+): boolean {
+  if (!existing || !ownedAs(existing, input)) return false;
+  const recorded = existing.metadata?.annotations?.[DIGEST_ANNOTATION];
+  return recorded !== undefined && recorded === digest(input, existing.data ?? {});
 }

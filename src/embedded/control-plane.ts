@@ -89,7 +89,8 @@ function httpGet(
   });
 }
 
-// Writes only, at Metadata level: enough to count who changed what, without logging bodies.
+// Writes, and reads of single Secrets, at Metadata level: enough to count who changed what and
+// who read which keys, without logging bodies.
 const AUDIT_POLICY = [
   "apiVersion: audit.k8s.io/v1",
   "kind: Policy",
@@ -97,6 +98,9 @@ const AUDIT_POLICY = [
   "rules:",
   "- level: Metadata",
   "  verbs: [create, update, patch, delete, deletecollection]",
+  "- level: Metadata",
+  "  verbs: [get]",
+  "  resources: [{ group: '', resources: [secrets] }]",
   "- level: None",
   "",
 ].join("\n");

@@ -234,6 +234,10 @@ export class WorkQueue<K extends string = string> {
 
   private async run(key: K): Promise<void> {
     let followUpMs: number | undefined;
+    // A reconcile that finds everything current never waits on I/O: without this hop one key
+    // after another would run in one chain of microtasks, and timers (the Lease renewal among
+    // them) and sockets would wait for the whole queue.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       const result = await this.process(key);
       this.failureCounts.delete(key);

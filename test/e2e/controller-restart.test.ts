@@ -163,6 +163,21 @@ describe("operator restarts", () => {
     }
   });
 
+  test("a restart with everything in place reads no account's keys, nor signs anything", async () => {
+    const s = stack();
+    const readsBefore = s.operatorSecretReads().length;
+    const operator = await s.startOperator({ identity: "fourth" });
+    await operator.waitReady();
+    await operator.waitSettled(3000);
+    assert.ok((await operator.metric("nats_tenancy_reconcile_total")) >= APPS);
+    const accountReads = s
+      .operatorSecretReads()
+      .slice(readsBefore)
+      .filter((r) => parseAccountEntryName(r.name));
+    assert.deepEqual(accountReads, [], "the restarted operator read stored accounts one by one");
+    await operator.stop();
+  });
+
   test("a server that lost its resolver directory gets its accounts back at the next resync", async () => {
     const s = stack();
     const operator = await s.startOperator({ identity: "resync", resyncSeconds: 2 });

@@ -23,10 +23,12 @@ import { decodeSecretData, readSecretData } from "../../src/kube/read-secret.ts"
 import { toolchain } from "./harness.ts";
 import {
   OPERATOR_USER,
+  auditSecretReads,
   auditWrites,
   countPushes,
   launchOperator,
   operatorAccess,
+  type AuditedRequest,
   type OperatorFlags,
   type RunningOperator,
 } from "./operator-process.ts";
@@ -48,7 +50,9 @@ export interface OperatorStack {
   webhookPort: number;
   startOperator: (flags?: OperatorFlags) => Promise<RunningOperator>;
   /** Writes (create/update/patch/delete) the operator made, Lease renewals excepted. */
-  operatorWrites: () => { verb: string; resource: string; name: string }[];
+  operatorWrites: () => AuditedRequest[];
+  /** Every Secret the operator read one by one. */
+  operatorSecretReads: () => AuditedRequest[];
   /** The operator's own system user, for list/lookup from the test. */
   resolver: () => Promise<ResolverClient>;
   /** Counts every CLAIMS.UPDATE / CLAIMS.DELETE request any server receives. */
@@ -97,6 +101,7 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
         return operator;
       },
       operatorWrites: () => auditWrites(started.controlPlane.auditLog, OPERATOR_USER),
+      operatorSecretReads: () => auditSecretReads(started.controlPlane.auditLog, OPERATOR_USER),
       resolver: () =>
         ResolverClient.connect({
           servers: started.nats.tlsUrls,

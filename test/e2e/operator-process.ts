@@ -169,14 +169,30 @@ interface AuditEvent {
   verb: string;
   stage: string;
   user?: { username?: string };
-  objectRef?: { resource?: string; name?: string; apiGroup?: string };
+  objectRef?: { resource?: string; namespace?: string; name?: string; apiGroup?: string };
   responseStatus?: { code?: number };
 }
 
-export function auditWrites(
-  path: string,
-  user: string,
-): { verb: string; resource: string; name: string }[] {
+const WRITE_VERBS = new Set(["create", "update", "patch", "delete", "deletecollection"]);
+
+export interface AuditedRequest {
+  verb: string;
+  resource: string;
+  namespace: string;
+  name: string;
+}
+
+/** Every write `user` made, from the API server's audit log. */
+export function auditWrites(path: string, user: string): AuditedRequest[] {
+  return auditedRequests(path, user).filter((r) => WRITE_VERBS.has(r.verb));
+}
+
+/** Every Secret `user` read one by one. */
+export function auditSecretReads(path: string, user: string): AuditedRequest[] {
+  return auditedRequests(path, user).filter((r) => r.verb === "get" && r.resource === "secrets");
+}
+
+function auditedRequests(path: string, user: string): AuditedRequest[] {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -197,6 +213,7 @@ export function auditWrites(
     .map((e) => ({
       verb: e.verb,
       resource: e.objectRef?.resource ?? "",
+      namespace: e.objectRef?.namespace ?? "",
       name: e.objectRef?.name ?? "",
     }));
 }

@@ -1,16 +1,27 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { AccountIndex } from "../../src/accounts/account-index.ts";
-import type { SecretStore } from "../../src/accounts/key-store.ts";
+import { mintAppAccount } from "../../src/accounts/app-account.ts";
+import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/identities.ts";
+import type { SecretStore, StoreEntry } from "../../src/accounts/key-store.ts";
+
+/** A store holding these entries, each with the data given (none by default). */
+function storeOf(entries: Record<string, Record<string, string>>): SecretStore {
+  return {
+    async *entries(): AsyncIterable<StoreEntry> {
+      await Promise.resolve();
+      for (const [name, data] of Object.entries(entries)) yield { name, data };
+    },
+  } as unknown as SecretStore;
+}
 
 test("the index counts each stored account once, through adds, repeats and removals", async () => {
-  const names = [
-    "nats-account.shop.orders.prod",
-    "nats-account.shop.orders.test",
-    "nats-account.web.api.prod",
-    "nats-tenancy-operator",
-  ];
-  const store = { list: () => Promise.resolve(names) } as unknown as SecretStore;
+  const store = storeOf({
+    "nats-account.shop.orders.prod": {},
+    "nats-account.shop.orders.test": {},
+    "nats-account.web.api.prod": {},
+    "nats-tenancy-operator": {},
+  });
   const index = await AccountIndex.load(store);
   assert.equal(index.size, 3);
   assert.deepEqual(index.environments("shop", "orders"), ["prod", "test"]);
@@ -26,9 +37,7 @@ test("the index counts each stored account once, through adds, repeats and remov
 });
 
 test("the index learns each account's public key without losing it to a later add", async () => {
-  const store = {
-    list: () => Promise.resolve(["nats-account.shop.orders.prod"]),
-  } as unknown as SecretStore;
+  const store = storeOf({ "nats-account.shop.orders.prod": {} });
   const index = await AccountIndex.load(store);
   assert.deepEqual(index.accounts(), [
     { namespace: "shop", app: "orders", environment: "prod", account: undefined },
@@ -40,5 +49,23 @@ test("the index learns each account's public key without losing it to a later ad
   assert.deepEqual(
     index.accounts().map((a) => `${a.environment}=${String(a.account)}`),
     ["prod=APUBLIC", "test=ATEST"],
+  );
+});
+
+test("loading the index learns each stored account's public key from its JWT", async () => {
+  const operator = loadOperatorIdentity("test", generateOperatorSeeds());
+  const minted = mintAppAccount(
+    { namespace: "shop", app: "orders", environment: "prod", limits: {} },
+    operator,
+  );
+  const index = await AccountIndex.load(
+    storeOf({
+      "nats-account.shop.orders.prod": { ...minted.stored },
+      "nats-account.shop.orders.test": { accountJwt: "damaged" },
+    }),
+  );
+  assert.deepEqual(
+    index.accounts().map((a) => `${a.environment}=${String(a.account)}`),
+    [`prod=${minted.publicKey}`, "test=undefined"],
   );
 });

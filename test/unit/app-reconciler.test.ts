@@ -24,25 +24,31 @@ import type { EventInput } from "../../src/kube/events.ts";
 const identity = loadOperatorIdentity("test", generateOperatorSeeds());
 
 class MemoryStore implements SecretStore {
-  readonly entries = new Map<string, Record<string, string>>();
+  readonly data = new Map<string, Record<string, string>>();
+  reads = 0;
   get(name: string) {
-    return Promise.resolve(this.entries.get(name));
+    this.reads++;
+    return Promise.resolve(this.data.get(name));
   }
   create(name: string, data: Record<string, string>) {
-    if (this.entries.has(name)) return Promise.resolve(false);
-    this.entries.set(name, data);
+    if (this.data.has(name)) return Promise.resolve(false);
+    this.data.set(name, data);
     return Promise.resolve(true);
   }
   put(name: string, data: Record<string, string>) {
-    this.entries.set(name, data);
+    this.data.set(name, data);
     return Promise.resolve();
   }
   delete(name: string) {
-    this.entries.delete(name);
+    this.data.delete(name);
     return Promise.resolve();
   }
   list() {
-    return Promise.resolve([...this.entries.keys()]);
+    return Promise.resolve([...this.data.keys()]);
+  }
+  async *entries() {
+    await Promise.resolve();
+    for (const [name, data] of this.data) yield { name, data };
   }
 }
 
@@ -192,6 +198,49 @@ describe("the App reconciler", () => {
     assert.equal(s.servers.pushes, pushes, "an unchanged account was pushed again");
   });
 
+  test("an environment as its status and Secret record it reads no keys; what changed since is put right", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod", "test"] });
+    await s.reconciler.reconcile("shop/orders");
+    const decoded = (key: string) =>
+      Buffer.from(
+        s.cluster.secrets.get("shop/orders-prod-nats")?.data?.[key] ?? "",
+        "base64",
+      ).toString("utf8");
+    const unchanged = async (why: string) => {
+      const { writes } = s.cluster;
+      const { pushes } = s.servers;
+      s.store.reads = 0;
+      assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+      assert.equal(s.store.reads, 0, `${why}: stored keys were read`);
+      assert.equal(s.cluster.writes, writes, `${why}: something was written`);
+      assert.equal(s.servers.pushes, pushes, `${why}: something was pushed`);
+    };
+    await unchanged("as created");
+
+    s.ca.bundle = "-----BEGIN CERTIFICATE-----\nrotated\n-----END CERTIFICATE-----\n";
+    await s.reconciler.reconcile("shop/orders");
+    assert.equal(decoded("ca.crt"), s.ca.bundle);
+    await unchanged("after the CA bundle reached the Secrets");
+
+    const secret = s.cluster.secrets.get("shop/orders-prod-nats");
+    assert.ok(secret?.data);
+    secret.data.NATS_URL = Buffer.from("nats://elsewhere:4222").toString("base64");
+    await s.reconciler.reconcile("shop/orders");
+    assert.equal(decoded("NATS_URL"), "tls://nats:4222", "an edited Secret was left as it is");
+    await unchanged("after the edited Secret was put right");
+
+    const app = s.cluster.app("shop", "orders");
+    const revision = app.status?.environments?.[0]?.revision;
+    app.spec = { nats: { connections: 5 }, environments: ["prod", "test"] };
+    app.metadata.generation = 2;
+    const { pushes } = s.servers;
+    await s.reconciler.reconcile("shop/orders");
+    assert.equal(s.servers.pushes, pushes + 2, "a new limit was not pushed");
+    assert.notEqual(s.cluster.app("shop", "orders").status?.environments?.[0]?.revision, revision);
+    await unchanged("after the new limit");
+  });
+
   test("someone else's Secret in the way: the other environment proceeds, the App looks again later, one Event", async () => {
     const s = setup();
     s.cluster.secrets.set("shop/web-prod-nats", {
@@ -231,7 +280,7 @@ describe("the App reconciler", () => {
     const app = s.cluster.app("shop", "orders");
     app.spec = { nats: "yes", environments: ["prod", "Not A Label"] };
     app.metadata.generation = 2;
-    const accounts = s.store.entries.size;
+    const accounts = s.store.data.size;
     assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
     const degraded = s.condition("orders", "Degraded");
     assert.ok(degraded);
@@ -243,7 +292,7 @@ describe("the App reconciler", () => {
       s.cluster.app("shop", "orders").status?.environments?.map((e) => e.name),
       ["prod"],
     );
-    assert.equal(s.store.entries.size, accounts, "keys were removed");
+    assert.equal(s.store.data.size, accounts, "keys were removed");
     assert.equal(s.servers.accounts.size, 1, "the account left the servers");
     assert.ok(s.cluster.secrets.has("shop/orders-prod-nats"));
   });
@@ -299,7 +348,7 @@ describe("the App reconciler", () => {
     const s = setup(ceilings);
     s.addApp("orders", { nats: { connections: 50 }, environments: ["prod"] });
     assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
-    const stored = structuredClone(s.store.entries.get("nats-account.shop.orders.prod"));
+    const stored = structuredClone(s.store.data.get("nats-account.shop.orders.prod"));
     const pushes = s.servers.pushes;
 
     ceilings.limits.connections = 10;
@@ -311,7 +360,7 @@ describe("the App reconciler", () => {
       degraded.message,
       /spec\.nats\.connections is 50, over the ceiling of 10 \(--max-connections/,
     );
-    assert.deepEqual(s.store.entries.get("nats-account.shop.orders.prod"), stored);
+    assert.deepEqual(s.store.data.get("nats-account.shop.orders.prod"), stored);
     assert.equal(s.servers.pushes, pushes, "the account was pushed with other limits");
     assert.equal(s.cluster.app("shop", "orders").status?.environments?.[0]?.ready, true);
     s.ca.bundle = "-----BEGIN CERTIFICATE-----\nrotated\n-----END CERTIFICATE-----\n";
@@ -322,12 +371,12 @@ describe("the App reconciler", () => {
       /rotated/,
       "the held App's Secret missed the new CA",
     );
-    assert.deepEqual(s.store.entries.get("nats-account.shop.orders.prod"), stored);
+    assert.deepEqual(s.store.data.get("nats-account.shop.orders.prod"), stored);
 
     s.addApp("web", { nats: true, environments: ["prod"] });
     assert.deepEqual(await s.reconciler.reconcile("shop/web"), { kind: "done" });
     assert.equal(s.condition("web", "Degraded")?.reason, "OverCeiling");
-    assert.equal(s.store.entries.has("nats-account.shop.web.prod"), false);
+    assert.equal(s.store.data.has("nats-account.shop.web.prod"), false);
     assert.equal(s.cluster.secrets.has("shop/web-prod-nats"), false);
 
     ceilings.limits.connections = 1000;
@@ -355,7 +404,7 @@ describe("the App reconciler", () => {
     assert.equal(s.cluster.secrets.size, 0);
     assert.deepEqual(s.index.environments("shop", "orders"), []);
     assert.deepEqual(
-      [...s.store.entries.keys()].filter((k) => k.startsWith("nats-account.")),
+      [...s.store.data.keys()].filter((k) => k.startsWith("nats-account.")),
       [],
     );
   });

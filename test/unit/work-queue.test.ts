@@ -474,6 +474,25 @@ describe("WorkQueue", () => {
     await queue.drain();
   });
 
+  test("keys whose runs never wait on I/O still let timers fire between them", async () => {
+    const processed: string[] = [];
+    const queue = new WorkQueue({
+      concurrency: 4,
+      process: (key: string) => {
+        processed.push(key);
+        return Promise.resolve(undefined);
+      },
+    });
+    const firedAfter = new Promise<number>((resolve) =>
+      setTimeout(() => {
+        resolve(processed.length);
+      }, 0),
+    );
+    for (let key = 0; key < 5_000; key++) queue.add(String(key));
+    await queue.idle();
+    assert.ok((await firedAfter) < 5_000, "the timer waited for the whole queue");
+  });
+
   test("concurrency must be a positive integer", () => {
     for (const concurrency of [0, -1, 1.5, Number.NaN]) {
       assert.throws(

@@ -8,7 +8,7 @@
 import { ApiException, type V1OwnerReference, type V1Secret } from "@kubernetes/client-node";
 import type { Account } from "@nats-io/jwt";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
-import { mintAppAccount } from "../../accounts/app-account.ts";
+import { accountRecipe, mintAppAccount } from "../../accounts/app-account.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
@@ -30,8 +30,14 @@ import {
   requestFromLimits,
   validateAccountSpec,
   type AccountRequest,
+  type AccountSpec,
 } from "../../accounts/spec.ts";
-import { namespaceOverCeiling, specOverCeilings, type Ceilings } from "../../accounts/ceilings.ts";
+import {
+  namespaceOverCeiling,
+  specOverCeilings,
+  type Ceilings,
+  type NamespaceMember,
+} from "../../accounts/ceilings.ts";
 import {
   APP_API_VERSION,
   APP_KIND,
@@ -48,7 +54,9 @@ import {
   appSecret,
   appSecretCurrent,
   appSecretName,
+  appSecretUnchanged,
   secretOwner,
+  type AppSecretSource,
 } from "../../contract/app-secret.ts";
 import {
   appStatus,
@@ -324,8 +332,19 @@ export class AppReconciler {
     request: AccountRequest | undefined,
   ): string | undefined {
     const { ceilings } = this.deps;
+    const issues = specOverCeilings(ceilings, wanted, request);
+    // Looks at every App of the namespace: only when there is such a ceiling.
+    const crowded =
+      request && ceilings.appsPerNamespace !== undefined
+        ? namespaceOverCeiling(ceilings, this.namespaceMembers(app), app.metadata.uid)
+        : undefined;
+    if (crowded) issues.push(crowded);
+    return issues.length > 0 ? issues.join("; ") : undefined;
+  }
+
+  private namespaceMembers(app: AppObject): NamespaceMember[] {
     const { namespace, uid } = app.metadata;
-    const members = this.deps
+    return this.deps
       .namespaceApps(namespace)
       .filter((other) => !other.metadata.deletionTimestamp || other.metadata.uid === uid)
       .map((other) => ({
@@ -334,11 +353,6 @@ export class AppReconciler {
         creationTimestamp: new Date(other.metadata.creationTimestamp ?? 0).toISOString(),
         hasAccounts: this.deps.index.environments(namespace, other.metadata.name).length > 0,
       }));
-    const issues = [
-      ...specOverCeilings(ceilings, wanted, request),
-      ...(request ? [namespaceOverCeiling(ceilings, members, uid)].flatMap((i) => i ?? []) : []),
-    ];
-    return issues.length > 0 ? issues.join("; ") : undefined;
   }
 
   /** Held while the App has accounts, so deleting the App waits for them to be deleted. */
@@ -414,11 +428,23 @@ export class AppReconciler {
     const cachedConflict = existingSecret && conflict(existingSecret);
     if (cachedConflict) throw cachedConflict;
     const where = { namespace, app: name, environment };
+    const secretBase = {
+      namespace,
+      app: name,
+      environment,
+      owner: owner(app),
+      url: deps.appUrl,
+      caBundle: deps.caBundle(),
+    };
     // The index lists every stored account (loaded at start, kept by the only writer): a new
     // environment needs no read that would only answer 404.
-    const previous = deps.index.environments(namespace, name).includes(environment)
-      ? await loadAccount(deps.store, where)
-      : undefined;
+    const stored = deps.index.environments(namespace, name).includes(environment);
+    const before = app.status?.environments?.find((e) => e.name === environment);
+    if (stored && request !== KEEP_LIMITS) {
+      const unchanged = this.unchanged({ ...where, limits: request }, secretBase, before);
+      if (unchanged) return unchanged;
+    }
+    const previous = stored ? await loadAccount(deps.store, where) : undefined;
     const limits =
       request !== KEEP_LIMITS
         ? request
@@ -443,7 +469,6 @@ export class AppReconciler {
     }
     deps.index.add(namespace, name, environment, minted.publicKey);
     const revision = parseJwt(minted.stored.accountJwt).iat;
-    const before = app.status?.environments?.find((e) => e.name === environment);
     // The status records what the servers acknowledged (a status from before `servers` was
     // recorded: every server); a restart with it current and complete pushes nothing.
     let servers = before?.servers ?? deps.expectedServers;
@@ -458,13 +483,9 @@ export class AppReconciler {
       if (minted.changed) changes.push({ environment, change: previous ? "updated" : "created" });
     }
     const secretInput = {
-      namespace,
-      app: name,
-      environment,
-      owner: owner(app),
-      url: deps.appUrl,
+      ...secretBase,
       creds: minted.creds,
-      caBundle: deps.caBundle(),
+      madeFrom: issuedFrom(accountSpec, identity, minted.publicKey, revision),
     };
     // The cache holds only the operator's labelled Secrets. On a miss a create, never an apply:
     // a forced apply would silently take over someone else's Secret of that name.
@@ -488,6 +509,36 @@ export class AppReconciler {
       ready: true,
       revision,
       servers,
+    };
+  }
+
+  /**
+   * The environment as its status records it, when nothing it was made from has changed since:
+   * the status names the account and revision every server acknowledged, and the app Secret's
+   * digest says it was written from that account, this recipe, CA bundle and URL, and not
+   * edited since. Then the stored keys need not be read: a restart over thousands of Apps
+   * reads no account and signs nothing.
+   */
+  private unchanged(
+    spec: AccountSpec,
+    secretBase: Omit<AppSecretSource, "madeFrom">,
+    before: EnvironmentStatus | undefined,
+  ): EnvironmentStatus | undefined {
+    const { deps } = this;
+    if (!before?.ready || !before.account || before.revision === undefined) return undefined;
+    if (lacksServers(before, deps.expectedServers)) return undefined;
+    const secret = deps.getSecret(spec.namespace, appSecretName(spec.app, spec.environment));
+    const issued = issuedFrom(spec, deps.identity(), before.account, before.revision);
+    if (!appSecretUnchanged(secret, { ...secretBase, madeFrom: issued })) return undefined;
+    deps.index.add(spec.namespace, spec.app, spec.environment, before.account);
+    return {
+      name: spec.environment,
+      account: before.account,
+      secret: appSecretName(spec.app, spec.environment),
+      url: deps.appUrl,
+      ready: true,
+      revision: before.revision,
+      servers: before.servers ?? deps.expectedServers,
     };
   }
 
@@ -570,6 +621,16 @@ export class AppReconciler {
       });
     }
   }
+}
+
+/** What an app Secret's creds were made from, besides the account's keys. */
+function issuedFrom(
+  spec: AccountSpec,
+  identity: OperatorIdentity,
+  account: string,
+  revision: number,
+): string {
+  return JSON.stringify([accountRecipe(spec, identity), account, revision]);
 }
 
 function nameIssues(namespace: string, name: string): string[] {
