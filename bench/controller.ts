@@ -11,7 +11,9 @@
  * 4. The operator's resident memory at the end, and its CPU time per app-environment during
  *    the burst (from /proc, user + system).
  *
- * Run: node bench/controller.ts [--apps 1000] [--parallel 16] [--concurrency 32]
+ * Each run starts a fresh stack; with --runs N the figures are summed up as min/median/max.
+ *
+ * Run: node bench/controller.ts [--apps 1000] [--runs 3] [--parallel 16] [--concurrency 32]
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -35,11 +37,13 @@ const { values } = parseArgs({
     apps: { type: "string", default: "1000" },
     parallel: { type: "string", default: "16" },
     concurrency: { type: "string", default: "32" },
+    runs: { type: "string", default: "1" },
     /** Writes a CPU profile of each operator process into this directory. */
     "cpu-prof": { type: "string" },
   },
 });
 const APPS = Number(values.apps);
+const RUNS = Number(values.runs);
 const PARALLEL = Number(values.parallel);
 const NAMESPACES = 10;
 
@@ -54,10 +58,10 @@ async function pool(n: number, parallel: number, task: (i: number) => Promise<un
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
-function rssMiB(pid: number | undefined): string {
-  if (!pid) return "?";
+function rssMiB(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
   const line = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(pid)}/status`, "utf8"));
-  return line?.[1] ? `${(Number(line[1]) / 1024).toFixed(0)} MiB` : "?";
+  return line?.[1] ? Math.round(Number(line[1]) / 1024) : Number.NaN;
 }
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
@@ -71,125 +75,191 @@ function cpuSeconds(pid: number | undefined): number {
 }
 
 const tools = await ensureToolchain(() => undefined);
-const nats = tools.natsServers.at(-1);
-if (!nats) throw new Error("no nats-server");
-const stack = await startLocalStack({ toolchain: tools, natsBinary: nats.path });
-try {
-  const kc = stack.controlPlane.kubeConfig();
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const namespaces = Array.from({ length: NAMESPACES }, (_, i) => `bench-${String(i)}`);
-  for (const name of [...namespaces, "floor"])
-    await core.createNamespace({ body: { metadata: { name } } });
-  const environments = APPS * 2;
+const natsServer = tools.natsServers.at(-1);
+if (!natsServer) throw new Error("no nats-server");
+const natsBinary = natsServer.path;
 
-  // An app Secret holds a .creds text (~1 KiB) and the CA bundle (~0.7 KiB) besides the URL.
-  const payload = Buffer.from("x".repeat(2_600)).toString("base64");
-  const floor = async (label: string, api: CoreV1Api): Promise<number> => {
-    const start = Date.now();
-    await pool(environments, PARALLEL, (i) =>
-      api.createNamespacedSecret({
-        namespace: "floor",
-        body: { metadata: { name: `${label}-${String(i)}` }, data: { payload } },
-      }),
+/** One run's figures, in the units printed. */
+interface Figures {
+  floorS: number;
+  readyS: number;
+  ratio: number;
+  writesPerEnv: number;
+  cpuMsPerEnv: number;
+  restartS: number;
+  restartWrites: number;
+  rssIdleMiB: number;
+  rssBurstMiB: number;
+  rssRestartMiB: number;
+  /** V8's heap in use: what RSS holds beyond it is the heap's slack, code and buffers. */
+  heapRestartMiB: number;
+}
+
+async function run(): Promise<Figures> {
+  const stack = await startLocalStack({ toolchain: tools, natsBinary });
+  try {
+    const kc = stack.controlPlane.kubeConfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const namespaces = Array.from({ length: NAMESPACES }, (_, i) => `bench-${String(i)}`);
+    for (const name of [...namespaces, "floor"])
+      await core.createNamespace({ body: { metadata: { name } } });
+    const environments = APPS * 2;
+
+    // An app Secret holds a .creds text (~1 KiB) and the CA bundle (~0.7 KiB) besides the URL.
+    const payload = Buffer.from("x".repeat(2_600)).toString("base64");
+    const floor = async (label: string, api: CoreV1Api): Promise<number> => {
+      const start = Date.now();
+      await pool(environments, PARALLEL, (i) =>
+        api.createNamespacedSecret({
+          namespace: "floor",
+          body: { metadata: { name: `${label}-${String(i)}` }, data: { payload } },
+        }),
+      );
+      return Date.now() - start;
+    };
+    // client-node as it comes (a TLS handshake per request), and with pooled connections as the
+    // operator uses it: the latter is the floor.
+    const plainMs = await floor("plain", core);
+    const pooled = new PooledKubeConfig();
+    pooled.loadFromFile(stack.controlPlane.kubeconfigPath);
+    const floorMs = await floor("pooled", pooled.makeApiClient(CoreV1Api));
+    const pooledCustom = pooled.makeApiClient(CustomObjectsApi);
+    console.log(
+      `floor: ${String(environments)} Secret creates, ${String(PARALLEL)} at a time: ${seconds(floorMs)}` +
+        ` with pooled connections (${seconds(plainMs)} with client-node's default of one connection per request)`,
     );
-    return Date.now() - start;
-  };
-  // client-node as it comes (a TLS handshake per request), and with pooled connections as the
-  // operator uses it: the latter is the floor.
-  const plainMs = await floor("plain", core);
-  const pooled = new PooledKubeConfig();
-  pooled.loadFromFile(stack.controlPlane.kubeconfigPath);
-  const floorMs = await floor("pooled", pooled.makeApiClient(CoreV1Api));
-  const pooledCustom = pooled.makeApiClient(CustomObjectsApi);
-  console.log(
-    `floor: ${String(environments)} Secret creates, ${String(PARALLEL)} at a time: ${seconds(floorMs)}` +
-      ` with pooled connections (${seconds(plainMs)} with client-node's default of one connection per request)`,
-  );
 
-  const { kubeconfig: operatorKubeconfig, identity } = await operatorAccess(stack);
-  const flags = {
-    concurrency: Number(values.concurrency),
-    logLevel: "warn",
-    resyncSeconds: 3600,
-    ...(values["cpu-prof"]
-      ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${values["cpu-prof"]}`] }
-      : {}),
-  };
-  const first = await launchOperator(stack, operatorKubeconfig, flags);
-  await first.waitReady();
+    const { kubeconfig: operatorKubeconfig, identity } = await operatorAccess(stack);
+    const flags = {
+      concurrency: Number(values.concurrency),
+      logLevel: "warn",
+      resyncSeconds: 3600,
+      ...(values["cpu-prof"]
+        ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${values["cpu-prof"]}`] }
+        : {}),
+    };
+    const first = await launchOperator(stack, operatorKubeconfig, flags);
+    await first.waitReady();
+    const rssIdle = rssMiB(first.process.pid);
+    console.log(`operator RSS idle, leading with no App: ${String(rssIdle)} MiB (goal <= 120 MiB)`);
 
-  const cpuBefore = cpuSeconds(first.process.pid);
-  let started = Date.now();
-  await pool(APPS, PARALLEL, (i) => {
-    const namespace = namespaces[i % NAMESPACES] ?? "";
-    return pooledCustom.createNamespacedCustomObject({
-      ...APP_RESOURCE,
-      namespace,
-      body: {
-        apiVersion: APP_API_VERSION,
-        kind: APP_KIND,
-        metadata: { name: `app-${String(i)}`, namespace },
-        spec: { nats: true, environments: ["prod", "test"] },
-      },
+    const cpuBefore = cpuSeconds(first.process.pid);
+    let started = Date.now();
+    await pool(APPS, PARALLEL, (i) => {
+      const namespace = namespaces[i % NAMESPACES] ?? "";
+      return pooledCustom.createNamespacedCustomObject({
+        ...APP_RESOURCE,
+        namespace,
+        body: {
+          apiVersion: APP_API_VERSION,
+          kind: APP_KIND,
+          metadata: { name: `app-${String(i)}`, namespace },
+          spec: { nats: true, environments: ["prod", "test"] },
+        },
+      });
     });
-  });
-  const createdMs = Date.now() - started;
-  const allReady = async (): Promise<number> => {
-    let ready = 0;
-    let token: string | undefined;
-    do {
-      const page = await listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, 500, token);
-      for (const app of page.items) {
-        const condition = app.status?.conditions?.find((c) => c.type === "Ready");
-        if (
-          condition?.status === "True" &&
-          condition.observedGeneration === app.metadata.generation
-        )
-          ready++;
-      }
-      token = page.metadata._continue;
-    } while (token);
-    return ready;
-  };
-  // Listing every App is itself load on the API server: once a second is precise enough.
-  while ((await allReady()) < APPS) await new Promise((r) => setTimeout(r, 1000));
-  const readyMs = Date.now() - started;
-  const firstWrites = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length;
-  const cpuMs = ((cpuSeconds(first.process.pid) - cpuBefore) * 1000) / environments;
-  console.log(
-    `${String(APPS)} Apps x 2 environments: created in ${seconds(createdMs)}, all Ready after ${seconds(readyMs)}` +
-      ` (${(readyMs / floorMs).toFixed(2)}x the floor; goal <= 1.5x); ${String(firstWrites)} API writes` +
-      ` (${(firstWrites / environments).toFixed(1)} per environment); operator CPU ${cpuMs.toFixed(1)} ms` +
-      ` per environment (goal <= 3 ms); operator RSS ${rssMiB(first.process.pid)}`,
-  );
-  await first.stop();
-  await pooled.closeConnections();
+    const createdMs = Date.now() - started;
+    const allReady = async (): Promise<number> => {
+      let ready = 0;
+      let token: string | undefined;
+      do {
+        const page = await listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, 500, token);
+        for (const app of page.items) {
+          const condition = app.status?.conditions?.find((c) => c.type === "Ready");
+          if (
+            condition?.status === "True" &&
+            condition.observedGeneration === app.metadata.generation
+          )
+            ready++;
+        }
+        token = page.metadata._continue;
+      } while (token);
+      return ready;
+    };
+    // Listing every App is itself load on the API server: once a second is precise enough.
+    while ((await allReady()) < APPS) await new Promise((r) => setTimeout(r, 1000));
+    const readyMs = Date.now() - started;
+    const firstWrites = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length;
+    const cpuMs = ((cpuSeconds(first.process.pid) - cpuBefore) * 1000) / environments;
+    const rssBurst = rssMiB(first.process.pid);
+    console.log(
+      `${String(APPS)} Apps x 2 environments: created in ${seconds(createdMs)}, all Ready after ${seconds(readyMs)}` +
+        ` (${(readyMs / floorMs).toFixed(2)}x the floor; goal <= 1.5x); ${String(firstWrites)} API writes` +
+        ` (${(firstWrites / environments).toFixed(1)} per environment); operator CPU ${cpuMs.toFixed(1)} ms` +
+        ` per environment (goal <= 3 ms); operator RSS ${String(rssBurst)} MiB`,
+    );
+    await first.stop();
+    await pooled.closeConnections();
 
-  const pushes = await countPushes(stack, identity);
-  const writesBefore = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length;
-  started = Date.now();
-  const second = await launchOperator(stack, operatorKubeconfig, flags);
-  await second.waitReady();
-  await second.waitSettled(2000);
-  // waitSettled ends after 2 s without a reconcile: that quiet time is not convergence.
-  const convergedMs = Date.now() - started - 2000;
-  const restartWriteList = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).slice(
-    writesBefore,
-  );
-  const restartWrites = restartWriteList.length;
-  const byKind = new Map<string, number>();
-  for (const { verb, resource } of restartWriteList)
-    byKind.set(`${verb} ${resource}`, (byKind.get(`${verb} ${resource}`) ?? 0) + 1);
-  console.log(
-    `restart over ${String(environments)} accounts: converged in ${seconds(convergedMs)}` +
-      ` (process start to idle), ${String(restartWrites)} API writes and` +
-      ` ${String(pushes.updates() + pushes.deletes())} NATS pushes (goal: none);` +
-      (byKind.size > 0 ? ` writes: ${JSON.stringify(Object.fromEntries(byKind))};` : "") +
-      ` operator RSS ${rssMiB(second.process.pid)}`,
-  );
-  await pushes.close();
-  await second.stop();
-} finally {
-  await stack.stop();
+    const pushes = await countPushes(stack, identity);
+    const writesBefore = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).length;
+    started = Date.now();
+    const second = await launchOperator(stack, operatorKubeconfig, flags);
+    await second.waitReady();
+    await second.waitSettled(2000);
+    // waitSettled ends after 2 s without a reconcile: that quiet time is not convergence.
+    const convergedMs = Date.now() - started - 2000;
+    const rssRestart = rssMiB(second.process.pid);
+    const heapRestart = Math.round(
+      (await second.metric("nats_tenancy_nodejs_heap_size_used_bytes")) / 2 ** 20,
+    );
+    const restartWriteList = auditWrites(stack.controlPlane.auditLog, OPERATOR_USER).slice(
+      writesBefore,
+    );
+    const restartWrites = restartWriteList.length;
+    const byKind = new Map<string, number>();
+    for (const { verb, resource } of restartWriteList)
+      byKind.set(`${verb} ${resource}`, (byKind.get(`${verb} ${resource}`) ?? 0) + 1);
+    console.log(
+      `restart over ${String(environments)} accounts: converged in ${seconds(convergedMs)}` +
+        ` (process start to idle), ${String(restartWrites)} API writes and` +
+        ` ${String(pushes.updates() + pushes.deletes())} NATS pushes (goal: none);` +
+        (byKind.size > 0 ? ` writes: ${JSON.stringify(Object.fromEntries(byKind))};` : "") +
+        ` operator RSS ${String(rssRestart)} MiB (heap in use ${String(heapRestart)} MiB)`,
+    );
+    await pushes.close();
+    await second.stop();
+    return {
+      floorS: floorMs / 1000,
+      readyS: readyMs / 1000,
+      ratio: readyMs / floorMs,
+      writesPerEnv: firstWrites / environments,
+      cpuMsPerEnv: cpuMs,
+      restartS: convergedMs / 1000,
+      restartWrites: restartWrites + pushes.updates() + pushes.deletes(),
+      rssIdleMiB: rssIdle,
+      rssBurstMiB: rssBurst,
+      rssRestartMiB: rssRestart,
+      heapRestartMiB: heapRestart,
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+const runs: Figures[] = [];
+for (let i = 0; i < RUNS; i++) runs.push(await run());
+if (RUNS > 1) {
+  const spread = (key: keyof Figures, digits: number): string => {
+    const sorted = runs.map((r) => r[key]).sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+    const [min = Number.NaN, max = Number.NaN] = [sorted[0], sorted.at(-1)];
+    return [min, median, max].map((v) => v.toFixed(digits)).join(" / ");
+  };
+  console.log(`${String(RUNS)} runs of ${String(APPS)} Apps x 2 environments, min / median / max:`);
+  for (const [label, key, digits] of [
+    ["floor (s)", "floorS", 1],
+    ["all Ready (s)", "readyS", 1],
+    ["ratio to the floor", "ratio", 2],
+    ["API writes per environment", "writesPerEnv", 2],
+    ["operator CPU per environment (ms)", "cpuMsPerEnv", 1],
+    ["restart converged (s)", "restartS", 1],
+    ["restart writes + pushes", "restartWrites", 0],
+    ["operator RSS idle (MiB)", "rssIdleMiB", 0],
+    ["operator RSS after the burst (MiB)", "rssBurstMiB", 0],
+    ["operator RSS after the restart (MiB)", "rssRestartMiB", 0],
+    ["operator heap in use after the restart (MiB)", "heapRestartMiB", 0],
+  ] as const)
+    console.log(`  ${label}: ${spread(key, digits)}`);
 }

@@ -32,9 +32,10 @@ export class PooledKubeConfig extends KubeConfig {
     const key = this.materialKey();
     const pooled = this.dispatchers.get(key);
     if (pooled) {
+      // The fresh one was never used, so it holds no connection, timer or socket and is left to
+      // the garbage collector: closing it costs an error object (a stack trace) per request,
+      // profiled at about 2% of the operator's CPU in a burst.
       context.setDispatcher(pooled);
-      // Never used for a request, so it holds no connection; closing frees it at once.
-      void fresh.close().catch(() => undefined);
       return;
     }
     this.dispatchers.set(key, fresh);
