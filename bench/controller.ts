@@ -21,6 +21,7 @@ import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../src/crds/app.ts";
 import { startLocalStack } from "../src/embedded/local-stack.ts";
 import { ensureToolchain } from "../src/embedded/toolchain.ts";
+import { waitUntil } from "../src/embedded/wait.ts";
 import { createLogger } from "../src/observability/logger.ts";
 import { watchApps } from "../src/runtime/informers.ts";
 import { PooledKubeConfig } from "../src/kube/kube-config.ts";
@@ -202,6 +203,13 @@ async function run(): Promise<Figures> {
     started = Date.now();
     const second = await launchOperator(stack, operatorKubeconfig, flags);
     await second.waitReady();
+    // Ready and leading comes before the term's loops have listed anything: a quiet queue then
+    // is not convergence, so every App must have been looked at first.
+    await waitUntil(
+      "every App reconciled after the restart",
+      async () => (await second.metric("nats_tenancy_reconcile_total")) >= APPS,
+      { timeoutMs: 600_000, intervalMs: 100, processes: [second.process] },
+    );
     await second.waitSettled(2000);
     // waitSettled ends after 2 s without a reconcile: that quiet time is not convergence.
     const convergedMs = Date.now() - started - 2000;
