@@ -61,6 +61,11 @@ export class AccountIndex {
     if (environments.size === 0) this.byApp.delete(key);
   }
 
+  /** The stored account's public key, if known. */
+  account(namespace: string, app: string, environment: string): string | undefined {
+    return this.byApp.get(appKey(namespace, app))?.get(environment);
+  }
+
   environments(namespace: string, app: string): string[] {
     return [...(this.byApp.get(appKey(namespace, app))?.keys() ?? [])].sort();
   }

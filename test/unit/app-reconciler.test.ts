@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import type { V1Secret } from "@kubernetes/client-node";
 import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/identities.ts";
 import type { SecretStore } from "../../src/accounts/key-store.ts";
+import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { NO_CEILINGS, type Ceilings } from "../../src/accounts/ceilings.ts";
@@ -239,6 +240,20 @@ describe("the App reconciler", () => {
     assert.equal(s.servers.pushes, pushes + 2, "a new limit was not pushed");
     assert.notEqual(s.cluster.app("shop", "orders").status?.environments?.[0]?.revision, revision);
     await unchanged("after the new limit");
+
+    // Keys replaced by hand with another account's: the stored keys decide, not the status.
+    const replacement = mintAppAccount(
+      { namespace: "shop", app: "orders", environment: "prod", limits: { connections: 5 } },
+      identity,
+    );
+    s.store.data.set("nats-account.shop.orders.prod", { ...replacement.stored });
+    s.index.add("shop", "orders", "prod", replacement.publicKey);
+    await s.reconciler.reconcile("shop/orders");
+    assert.equal(
+      s.cluster.app("shop", "orders").status?.environments?.[0]?.account,
+      replacement.publicKey,
+    );
+    await unchanged("after the replaced keys");
   });
 
   test("someone else's Secret in the way: the other environment proceeds, the App looks again later, one Event", async () => {
