@@ -1,8 +1,9 @@
 /**
  * Which environments have keys in the store, per app, and each one's account public key once
  * it is known: loaded once from the store when this replica starts leading, then kept current
- * by the reconciler, the only writer, which learns each key as it loads or mints the account. Saves listing every account Secret on every reconcile, and lets drift repair
- * compare the servers' lists with the stored accounts without reading them all.
+ * by the reconciler, the only writer, which learns each key as it loads or mints the account.
+ * Saves listing every account Secret on every reconcile, and lets drift repair compare the
+ * servers' lists with the stored accounts without reading them all.
  */
 import { parseJwt } from "./jwt.ts";
 import { parseAccountEntryName, type SecretStore } from "./key-store.ts";
