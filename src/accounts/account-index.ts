@@ -6,7 +6,7 @@
  * servers' lists with the stored accounts without reading them all.
  */
 import { parseJwt } from "./jwt.ts";
-import { parseAccountEntryName, type SecretStore } from "./key-store.ts";
+import { parseAccountEntryName, storedAccount, type SecretStore } from "./key-store.ts";
 
 export function appKey(namespace: string, app: string): string {
   return `${namespace}/${app}`;
@@ -34,7 +34,7 @@ export class AccountIndex {
     const index = new AccountIndex();
     for await (const { name, data } of store.entries()) {
       const entry = parseAccountEntryName(name);
-      if (entry) index.add(entry.namespace, entry.app, entry.environment, publicKeyOf(data));
+      if (entry) index.add(entry.namespace, entry.app, entry.environment, publicKeyOf(name, data));
     }
     return index;
   }
@@ -93,9 +93,9 @@ export class AccountIndex {
 }
 
 /** An incomplete or damaged entry: unknown, read again (and reported) where it is used. */
-function publicKeyOf(data: Record<string, string>): string | undefined {
+function publicKeyOf(name: string, data: Record<string, string>): string | undefined {
   try {
-    return data.accountJwt ? parseJwt(data.accountJwt).sub : undefined;
+    return parseJwt(storedAccount(name, data).accountJwt).sub;
   } catch {
     return undefined;
   }

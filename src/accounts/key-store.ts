@@ -103,13 +103,18 @@ export async function ensureOperatorSeeds(
   return pick(OPERATOR_ENTRY, winner, OPERATOR_KEYS);
 }
 
+/** The account an entry holds; throws KeyStoreError when it is incomplete. */
+export function storedAccount(name: string, data: Record<string, string>): StoredAccount {
+  return pick(name, data, ACCOUNT_KEYS);
+}
+
 export async function loadAccount(
   store: SecretStore,
   spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
 ): Promise<StoredAccount | undefined> {
   const name = accountEntryName(spec);
   const data = await store.get(name);
-  return data ? pick(name, data, ACCOUNT_KEYS) : undefined;
+  return data ? storedAccount(name, data) : undefined;
 }
 
 export async function saveAccount(

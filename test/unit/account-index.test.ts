@@ -52,7 +52,7 @@ test("the index learns each account's public key without losing it to a later ad
   );
 });
 
-test("loading the index learns each stored account's public key from its JWT", async () => {
+test("loading the index learns each complete stored account's public key from its JWT", async () => {
   const operator = loadOperatorIdentity("test", generateOperatorSeeds());
   const minted = mintAppAccount(
     { namespace: "shop", app: "orders", environment: "prod", limits: {} },
@@ -62,10 +62,11 @@ test("loading the index learns each stored account's public key from its JWT", a
     storeOf({
       "nats-account.shop.orders.prod": { ...minted.stored },
       "nats-account.shop.orders.test": { accountJwt: "damaged" },
+      "nats-account.shop.orders.staging": { accountJwt: minted.stored.accountJwt },
     }),
   );
   assert.deepEqual(
     index.accounts().map((a) => `${a.environment}=${String(a.account)}`),
-    [`prod=${minted.publicKey}`, "test=undefined"],
+    [`prod=${minted.publicKey}`, "test=undefined", "staging=undefined"],
   );
 });

@@ -527,13 +527,13 @@ export class AppReconciler {
     const { deps } = this;
     if (!before?.ready || !before.account || before.revision === undefined) return undefined;
     if (lacksServers(before, deps.expectedServers)) return undefined;
-    // The stored keys are another account's (replaced by hand): they decide, not the status.
-    const stored = deps.index.account(spec.namespace, spec.app, spec.environment);
-    if (stored !== undefined && stored !== before.account) return undefined;
+    // The stored keys decide, not the status: keys of another account (replaced by hand), or
+    // an entry the index could not read (incomplete, reported by the full path), go that way.
+    if (deps.index.account(spec.namespace, spec.app, spec.environment) !== before.account)
+      return undefined;
     const secret = deps.getSecret(spec.namespace, appSecretName(spec.app, spec.environment));
     const issued = issuedFrom(spec, deps.identity(), before.account, before.revision);
     if (!appSecretUnchanged(secret, { ...secretBase, madeFrom: issued })) return undefined;
-    deps.index.learn(spec.namespace, spec.app, spec.environment, before.account);
     return {
       name: spec.environment,
       account: before.account,
