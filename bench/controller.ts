@@ -31,6 +31,7 @@ import {
   countPushes,
   launchOperator,
   operatorAccess,
+  readyAtGeneration,
 } from "../test/e2e/operator-process.ts";
 
 const { values } = parseArgs({
@@ -153,13 +154,8 @@ async function run(): Promise<Figures> {
       label: "bench apps",
       logger: createLogger({ level: "silent" }),
       onChange: (app) => {
-        const condition = app.status?.conditions?.find((c) => c.type === "Ready");
         const key = `${app.metadata.namespace}/${app.metadata.name}`;
-        if (
-          condition?.status === "True" &&
-          condition.observedGeneration === app.metadata.generation
-        )
-          ready.add(key);
+        if (readyAtGeneration(app)) ready.add(key);
         else ready.delete(key);
         if (ready.size === APPS) allReady.resolve(undefined);
       },

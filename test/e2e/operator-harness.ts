@@ -21,6 +21,8 @@ import { freePort } from "../../src/embedded/ports.ts";
 import { unlessNotFound } from "../../src/kube/api-errors.ts";
 import { decodeSecretData, readSecretData } from "../../src/kube/read-secret.ts";
 import { toolchain } from "./harness.ts";
+
+export { readyAtGeneration };
 import {
   OPERATOR_USER,
   auditSecretReads,
@@ -28,6 +30,7 @@ import {
   countPushes,
   launchOperator,
   operatorAccess,
+  readyAtGeneration,
   type AuditedRequest,
   type OperatorFlags,
   type RunningOperator,
@@ -134,12 +137,6 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
     if (!current) throw new Error("the operator stack did not start (see its before hook)");
     return current;
   };
-}
-
-/** Ready, and for the App's current generation (not a status left from before a change). */
-export function readyAtGeneration(app: AppObject | undefined): boolean {
-  const ready = app?.status?.conditions?.find((c) => c.type === "Ready");
-  return ready?.status === "True" && ready.observedGeneration === app?.metadata.generation;
 }
 
 export function appManifest(

@@ -19,6 +19,7 @@ import { readSecretData } from "../../src/kube/read-secret.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { ManagedProcess } from "../../src/embedded/process.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
+import type { AppObject } from "../../src/contract/app-object.ts";
 import { systemUserCreds } from "./fixtures/system-user.ts";
 
 export const OPERATOR_USER = "nats-tenancy-operator";
@@ -171,6 +172,12 @@ interface AuditEvent {
   user?: { username?: string };
   objectRef?: { resource?: string; namespace?: string; name?: string; apiGroup?: string };
   responseStatus?: { code?: number };
+}
+
+/** Ready, and for the App's current generation (not a status left from before a change). */
+export function readyAtGeneration(app: AppObject | undefined): boolean {
+  const ready = app?.status?.conditions?.find((c) => c.type === "Ready");
+  return ready?.status === "True" && ready.observedGeneration === app?.metadata.generation;
 }
 
 const WRITE_VERBS = new Set(["create", "update", "patch", "delete", "deletecollection"]);

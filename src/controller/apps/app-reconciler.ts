@@ -440,9 +440,17 @@ export class AppReconciler {
     // environment needs no read that would only answer 404.
     const stored = deps.index.environments(namespace, name).includes(environment);
     const before = app.status?.environments?.find((e) => e.name === environment);
+    const readyAs = (held: HeldAccount): EnvironmentStatus => ({
+      name: environment,
+      secret: secretName,
+      url: deps.appUrl,
+      ready: true,
+      ...held,
+    });
     if (stored && request !== KEEP_LIMITS) {
-      const unchanged = this.unchanged({ ...where, limits: request }, secretBase, before);
-      if (unchanged) return unchanged;
+      const spec = { ...where, limits: request };
+      const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
+      if (recorded) return readyAs(recorded);
     }
     const previous = stored ? await loadAccount(deps.store, where) : undefined;
     const limits =
@@ -501,29 +509,23 @@ export class AppReconciler {
     } else if (!appSecretCurrent(existingSecret, secretInput)) {
       await deps.writes.applySecret(appSecret(secretInput));
     }
-    return {
-      name: environment,
-      account: minted.publicKey,
-      secret: secretName,
-      url: deps.appUrl,
-      ready: true,
-      revision,
-      servers,
-    };
+    return readyAs({ account: minted.publicKey, revision, servers });
   }
 
   /**
-   * The environment as its status records it, when nothing it was made from has changed since:
-   * the status names the account and revision every server acknowledged, and the app Secret's
-   * digest says it was written from that account, this recipe, CA bundle and URL, and not
-   * edited since. Then the stored keys need not be read: a restart over thousands of Apps
+   * The account the status records, when nothing the environment was made from has changed
+   * since: the status names the account and revision every server acknowledged, and the app
+   * Secret's digest says it was written from that account, this recipe, CA bundle and URL, and
+   * not edited since. Then the stored keys need not be read: a restart over thousands of Apps
    * reads no account and signs nothing.
    */
-  private unchanged(
+  private recordedAsIs(
     spec: AccountSpec,
-    secretBase: Omit<AppSecretSource, "madeFrom">,
+    identity: OperatorIdentity,
     before: EnvironmentStatus | undefined,
-  ): EnvironmentStatus | undefined {
+    secret: V1Secret | undefined,
+    secretBase: Omit<AppSecretSource, "madeFrom">,
+  ): HeldAccount | undefined {
     const { deps } = this;
     if (!before?.ready || !before.account || before.revision === undefined) return undefined;
     if (lacksServers(before, deps.expectedServers)) return undefined;
@@ -531,15 +533,10 @@ export class AppReconciler {
     // an entry the index could not read (incomplete, reported by the full path), go that way.
     if (deps.index.account(spec.namespace, spec.app, spec.environment) !== before.account)
       return undefined;
-    const secret = deps.getSecret(spec.namespace, appSecretName(spec.app, spec.environment));
-    const issued = issuedFrom(spec, deps.identity(), before.account, before.revision);
-    if (!appSecretUnchanged(secret, { ...secretBase, madeFrom: issued })) return undefined;
+    const madeFrom = issuedFrom(spec, identity, before.account, before.revision);
+    if (!appSecretUnchanged(secret, { ...secretBase, madeFrom })) return undefined;
     return {
-      name: spec.environment,
       account: before.account,
-      secret: appSecretName(spec.app, spec.environment),
-      url: deps.appUrl,
-      ready: true,
       revision: before.revision,
       servers: before.servers ?? deps.expectedServers,
     };
@@ -624,6 +621,13 @@ export class AppReconciler {
       });
     }
   }
+}
+
+/** A ready environment's account, as the servers acknowledged it. */
+interface HeldAccount {
+  account: string;
+  revision: number;
+  servers: number;
 }
 
 /** What an app Secret's creds were made from, besides the account's keys. */
