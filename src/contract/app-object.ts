@@ -6,6 +6,13 @@ import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { APP_RESOURCE, type AppStatus } from "../crds/app.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
 
+/**
+ * Holds an App that has accounts until the controller deleted them. Set at admission by the
+ * webhook (so creating an App costs the controller no write) and by the controller when the
+ * webhook was away; removed only by the controller.
+ */
+export const FINALIZER = "nats-tenancy.io/accounts";
+
 export interface AppObject {
   apiVersion?: string;
   kind?: string;
@@ -22,6 +29,10 @@ export interface AppObject {
   };
   spec?: unknown;
   status?: AppStatus;
+}
+
+export function holdsFinalizer(app: { metadata: { finalizers?: string[] } }): boolean {
+  return (app.metadata.finalizers ?? []).includes(FINALIZER);
 }
 
 /** Narrows what an informer delivered; objects without these fields are not Apps to act on. */

@@ -10,7 +10,9 @@
  *
  * Apps: failure policy Ignore. The webhook refuses an App over the platform team's ceilings
  * with a message where the user sees it; while it is down the controller still holds such an
- * App (Degraded, OverCeiling), so an outage never blocks anyone's App.
+ * App (Degraded, OverCeiling), so an outage never blocks anyone's App. A second webhook in the
+ * MutatingWebhookConfiguration adds the controller's finalizer to a new App with accounts;
+ * while it is down the controller adds it itself.
  */
 import {
   AdmissionregistrationV1Api,
@@ -56,6 +58,8 @@ export interface WebhookSettings {
 export const MUTATE_PODS_PATH = "/mutate-pods";
 /** Where the webhook serves App reviews. */
 export const VALIDATE_APPS_PATH = "/validate-apps";
+/** Where the webhook adds the finalizer to new Apps. */
+export const MUTATE_APPS_PATH = "/mutate-apps";
 
 export type WebhookRegistration = "operator" | "ca-bundle";
 
@@ -158,6 +162,25 @@ export function webhookConfiguration(
           ],
         },
       },
+      {
+        name: "finalizer.apps.nats-tenancy.io",
+        admissionReviewVersions: ["v1"],
+        sideEffects: "None",
+        failurePolicy: "Ignore",
+        timeoutSeconds: 5,
+        reinvocationPolicy: "Never",
+        matchPolicy: "Equivalent",
+        clientConfig: clientConfig(settings, operatorNamespace, caBundle, MUTATE_APPS_PATH),
+        rules: [
+          {
+            apiGroups: [APP_GROUP],
+            apiVersions: [APP_VERSION],
+            operations: ["CREATE"],
+            resources: [APP_PLURAL],
+            scope: "Namespaced",
+          },
+        ],
+      },
     ],
   };
 }
@@ -170,9 +193,6 @@ function sameConfiguration(
   current: WebhookConfiguration | undefined,
   desired: WebhookConfiguration,
 ): boolean {
-  const a = current?.webhooks?.[0];
-  const b = desired.webhooks?.[0];
-  if (!a || !b || current.webhooks?.length !== 1) return false;
   const pick = (w: Webhook) =>
     JSON.stringify([
       w.name,
@@ -190,7 +210,8 @@ function sameConfiguration(
       w.namespaceSelector ?? {},
       w.rules?.map((r) => [r.apiGroups, r.apiVersions, r.operations, r.resources, r.scope]),
     ]);
-  return pick(a) === pick(b);
+  const all = (c: WebhookConfiguration | undefined) => (c?.webhooks ?? []).map(pick).join("\n");
+  return current !== undefined && all(current) === all(desired);
 }
 
 export interface WebhookTls {

@@ -285,3 +285,10 @@ export function natsRequest(spec: AppSpec): AccountRequest | undefined {
   const { jetstream, ...limits } = nats;
   return jetstream ? { ...limits, jetstream: { ...jetstream } } : limits;
 }
+
+/** The environments a spec has accounts for: none when NATS is off or the spec is malformed. */
+export function natsEnvironments(spec: unknown): string[] {
+  if (appSpecIssues(spec).length > 0) return [];
+  const valid = spec as AppSpec;
+  return natsRequest(valid) ? [...valid.environments] : [];
+}

@@ -25,6 +25,7 @@ export interface Metrics {
   observeQueue: (source: QueueStats | undefined) => void;
   webhookReviews: Counter<"outcome" | "reason">;
   webhookReviewDuration: Histogram;
+  driftRepairDuration: Histogram;
 }
 
 export interface QueueStats {
@@ -116,7 +117,7 @@ export function createMetrics(): Metrics {
     }),
     webhookReviews: new Counter({
       name: `${PREFIX}webhook_reviews_total`,
-      help: "Admission reviews answered: pods by outcome (inject, skip, reject, invalid), Apps (allow, reject), with a reason code.",
+      help: "Admission reviews answered: pods by outcome (inject, skip, reject, invalid), Apps (allow, reject, mutate), with a reason code.",
       labelNames: ["outcome", "reason"],
       registers,
     }),
@@ -124,6 +125,12 @@ export function createMetrics(): Metrics {
       name: `${PREFIX}webhook_review_duration_seconds`,
       help: "Time to answer one admission review, from its body parsed to its answer ready.",
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+    driftRepairDuration: new Histogram({
+      name: `${PREFIX}drift_repair_duration_seconds`,
+      help: "Time to compare every server's accounts with the stored ones and repair the difference.",
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
   };

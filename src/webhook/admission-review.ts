@@ -1,9 +1,10 @@
 /**
  * AdmissionReview v1 in, AdmissionReview v1 out: for pods, whose patch is a JSONPatch computed
- * by diffing the pod with its mutated copy (so what is sent is exactly what injectPod changed),
- * and for Apps, which are only allowed or refused.
+ * by diffing the pod with its mutated copy (so what is sent is exactly what injectPod changed);
+ * for Apps created, which may get the finalizer; and for Apps stored, which are only allowed or
+ * refused.
  */
-import fastJsonPatch from "fast-json-patch";
+import fastJsonPatch, { type Operation } from "fast-json-patch";
 import { asAppObject, type AppObject } from "../contract/app-object.ts";
 import { APP_GROUP, APP_KIND } from "../crds/app.ts";
 import { injectPod, type Decision, type Pod } from "./pod-injection.ts";
@@ -83,6 +84,54 @@ export function parseAppReview(body: unknown): AppReview {
   };
 }
 
+/**
+ * An App about to be created, before the API server fills in its uid (mutating admission runs
+ * first), so only what a mutation looks at is checked.
+ */
+export interface AppCreation {
+  uid: string;
+  namespace: string;
+  app: { metadata: { name?: string; finalizers?: string[] }; spec?: unknown };
+}
+
+export function parseAppCreation(body: unknown): AppCreation {
+  const request = reviewRequest(body);
+  const kind = request.kind;
+  if (!isObject(kind) || kind.kind !== APP_KIND || kind.group !== APP_GROUP)
+    throw new ReviewError(`the request is not for a ${APP_GROUP} ${APP_KIND}`);
+  if (request.operation !== "CREATE")
+    throw new ReviewError(`the operation ${String(request.operation)} is not mutated here`);
+  const app = request.object;
+  if (!isObject(app) || !isObject(app.metadata))
+    throw new ReviewError("the request's object is not an App with metadata");
+  const { finalizers } = app.metadata;
+  if (
+    finalizers !== undefined &&
+    !(Array.isArray(finalizers) && finalizers.every((f) => typeof f === "string"))
+  )
+    throw new ReviewError("the App's metadata.finalizers is not a list of strings");
+  return {
+    uid: request.uid,
+    namespace: typeof request.namespace === "string" ? request.namespace : "",
+    app: app as AppCreation["app"],
+  };
+}
+
+/** Allowed as it is, or with the object changed by `operations`. */
+export function patched(uid: string, operations: Operation[]): ReviewResponse {
+  if (operations.length === 0) return verdict(uid, undefined);
+  return {
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    response: {
+      uid,
+      allowed: true,
+      patchType: "JSONPatch",
+      patch: Buffer.from(JSON.stringify(operations)).toString("base64"),
+    },
+  };
+}
+
 /** Allowed, or refused with the reason (403, shown by kubectl as the webhook's message). */
 export function verdict(uid: string, refusal: string | undefined): ReviewResponse {
   return {
@@ -126,16 +175,5 @@ export function reviewResponse(review: PodReview, decision: Decision): ReviewRes
   if (decision.action === "reject") return verdict(review.uid, decision.reason);
   if (decision.action === "skip") return verdict(review.uid, undefined);
   const mutated = injectPod(review.pod, decision.target);
-  const operations = fastJsonPatch.compare(review.pod, mutated);
-  if (operations.length === 0) return verdict(review.uid, undefined);
-  return {
-    apiVersion: "admission.k8s.io/v1",
-    kind: "AdmissionReview",
-    response: {
-      uid: review.uid,
-      allowed: true,
-      patchType: "JSONPatch",
-      patch: Buffer.from(JSON.stringify(operations)).toString("base64"),
-    },
-  };
+  return patched(review.uid, fastJsonPatch.compare(review.pod, mutated));
 }

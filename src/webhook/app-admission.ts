@@ -1,4 +1,7 @@
 /**
+ * What a new App gets at admission: the finalizer, when it asks for accounts. The controller
+ * would otherwise add it with a write of its own before its first account.
+ *
  * Whether an App may be stored: refused when it asks for more than the platform team's ceilings
  * allow, with every breach named. Only a change of the spec is judged: the controller's own
  * updates (its finalizer) and anything else about an App already stored always pass, so a
@@ -6,9 +9,18 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { namespaceFull, specOverCeilings, type Ceilings } from "../accounts/ceilings.ts";
-import type { AppObject } from "../contract/app-object.ts";
-import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
-import type { AppReview } from "./admission-review.ts";
+import type { Operation } from "fast-json-patch";
+import { FINALIZER, holdsFinalizer, type AppObject } from "../contract/app-object.ts";
+import { appSpecIssues, natsEnvironments, natsRequest, type AppSpec } from "../crds/app.ts";
+import type { AppCreation, AppReview } from "./admission-review.ts";
+
+/** The JSONPatch that adds the finalizer to an App being created with accounts; none else. */
+export function finalizeApp({ app }: AppCreation): Operation[] {
+  if (natsEnvironments(app.spec).length === 0 || holdsFinalizer(app)) return [];
+  return app.metadata.finalizers
+    ? [{ op: "add", path: "/metadata/finalizers/-", value: FINALIZER }]
+    : [{ op: "add", path: "/metadata/finalizers", value: [FINALIZER] }];
+}
 
 /** The reason to refuse the App, or undefined to allow it. */
 export function judgeApp(

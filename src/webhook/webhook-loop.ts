@@ -1,9 +1,10 @@
 /**
  * The webhook as every replica runs it, leader or not (the Service sends reviews to any of
- * them): pods get their credentials injected, Apps over the platform team's ceilings are
- * refused. A cache of Apps to answer from memory within the API server's timeout, the serving
- * certificate read from the Secret the leader keeps and swapped in place when it changes, and
- * an Event on the pod's owner for pods refused or skipped, repeats counted in one Event.
+ * them): pods get their credentials injected, new Apps with accounts get the controller's
+ * finalizer, Apps over the platform team's ceilings are refused. A cache of Apps to answer from
+ * memory within the API server's timeout, the serving certificate read from the Secret the
+ * leader keeps and swapped in place when it changes, and an Event on the pod's owner for pods
+ * refused or skipped, repeats counted in one Event.
  */
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
@@ -11,12 +12,12 @@ import { asAppObject, type AppObject } from "../contract/app-object.ts";
 import { appSecretName } from "../contract/app-secret.ts";
 import { watchApps, type WatchedResource } from "../runtime/informers.ts";
 import type { Loop, Readiness } from "../runtime/loop.ts";
-import { appSpecIssues, natsRequest, type AppSpec } from "../crds/app.ts";
+import { natsEnvironments } from "../crds/app.ts";
 import { EventSeries } from "../kube/events.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Ceilings } from "../accounts/ceilings.ts";
 import type { AppReview, PodReview } from "./admission-review.ts";
-import { judgeApp } from "./app-admission.ts";
+import { finalizeApp, judgeApp } from "./app-admission.ts";
 import { decide, type AppView, type Decision } from "./pod-injection.ts";
 import {
   excludedNamespaces,
@@ -41,13 +42,6 @@ export interface WebhookLoopOptions {
 
 const COMPONENT = "nats-tenancy-webhook";
 
-/** The environments a valid App with NATS on has accounts for; none otherwise. */
-function natsEnvironments(app: AppObject): string[] {
-  if (appSpecIssues(app.spec).length > 0) return [];
-  const spec = app.spec as AppSpec;
-  return natsRequest(spec) ? [...spec.environments] : [];
-}
-
 /**
  * What the webhook knows of an App, from the cache of every App: `neighbours` are the other
  * Apps of its namespace, whose Secret names may collide with its own (App `a-b` environment `c`
@@ -65,7 +59,7 @@ export function appView(
       (e) => e.name === environment && e.secret === secret && e.ready,
     ) === true;
   return {
-    environments: natsEnvironments(app),
+    environments: natsEnvironments(app.spec),
     secretName: (environment) => appSecretName(name, environment),
     terminating: app.metadata.deletionTimestamp !== undefined,
     contestedBy: (environment) => {
@@ -73,7 +67,7 @@ export function appView(
       if (holds(environment, secret)) return undefined;
       for (const other of neighbours()) {
         if (other.metadata.uid === app.metadata.uid) continue;
-        const rival = natsEnvironments(other).find(
+        const rival = natsEnvironments(other.spec).find(
           (e) => appSecretName(other.metadata.name, e) === secret,
         );
         if (rival !== undefined) return { app: other.metadata.name, environment: rival };
@@ -146,6 +140,14 @@ export class WebhookLoop implements Loop {
               judgeApp(review, this.options.ceilings, () => this.namespaceApps(review.namespace)),
             onAppVerdict: (review, refusal, seconds) => {
               this.reportApp(review, refusal, seconds);
+            },
+            mutateApp: finalizeApp,
+            onAppMutation: (_creation, operations, seconds) => {
+              this.options.metrics.webhookReviewDuration.observe(seconds);
+              this.options.metrics.webhookReviews.inc({
+                outcome: operations.length > 0 ? "mutate" : "allow",
+                reason: operations.length > 0 ? "FinalizerAdded" : "NoAccounts",
+              });
             },
             onInvalid: () => {
               this.options.metrics.webhookReviews.inc({ outcome: "invalid", reason: "BadReview" });

@@ -1,18 +1,26 @@
 /**
- * The HTTPS endpoint the API server calls for pods and Apps. Its certificate comes from the operator's
- * CA and is swapped in place (new TLS handshakes get it; no restart, no dropped request).
- * Whatever arrives that is not a pod AdmissionReview is answered 400 with what is wrong, never
- * a crash: the API server may be misconfigured, the port may be probed.
+ * The HTTPS endpoint the API server calls for pods and Apps. Its certificate comes from the
+ * operator's CA and is swapped in place (new TLS handshakes get it; no restart, no dropped
+ * request). Whatever arrives that is not a review of what its path serves is answered 400 with
+ * what is wrong, never a crash: the API server may be misconfigured, the port may be probed.
  */
 import Fastify, { LogController, type FastifyError } from "fastify";
 import type { Logger } from "pino";
-import { MUTATE_PODS_PATH, VALIDATE_APPS_PATH } from "../contract/webhook-registration.ts";
+import type { Operation } from "fast-json-patch";
+import {
+  MUTATE_APPS_PATH,
+  MUTATE_PODS_PATH,
+  VALIDATE_APPS_PATH,
+} from "../contract/webhook-registration.ts";
 import {
   ReviewError,
+  parseAppCreation,
   parseAppReview,
+  patched,
   parsePodReview,
   reviewResponse,
   verdict,
+  type AppCreation,
   type AppReview,
   type PodReview,
   type ReviewResponse,
@@ -38,6 +46,9 @@ export interface WebhookServerOptions {
   /** Why an App may not be stored, or undefined to allow it. */
   judgeApp?: (review: AppReview) => string | undefined;
   onAppVerdict?: (review: AppReview, refusal: string | undefined, seconds: number) => void;
+  /** What to change in an App being created. */
+  mutateApp?: (creation: AppCreation) => Operation[];
+  onAppMutation?: (creation: AppCreation, operations: Operation[], seconds: number) => void;
   /** A request that is not a review of what its path serves (answered 400). */
   onInvalid?: (error: ReviewError) => void;
   logger: Logger;
@@ -104,6 +115,11 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     const response = reviewResponse(review, decision);
     options.onDecision?.(review, decision, elapsed(started));
     return response;
+  });
+  serve(MUTATE_APPS_PATH, parseAppCreation, (creation, started) => {
+    const operations = options.mutateApp?.(creation) ?? [];
+    options.onAppMutation?.(creation, operations, elapsed(started));
+    return patched(creation.uid, operations);
   });
   serve(VALIDATE_APPS_PATH, parseAppReview, (review, started) => {
     const refusal = options.judgeApp?.(review);

@@ -23,7 +23,7 @@ import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/trans
 import { loadOperatorIdentity } from "../../src/accounts/identities.ts";
 import { ensureOperatorSeeds } from "../../src/accounts/key-store.ts";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
-import { FINALIZER } from "../../src/controller/apps/app-writes.ts";
+import { FINALIZER } from "../../src/contract/app-object.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator-image.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";

@@ -14,7 +14,7 @@ import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { CA_ENTRY } from "../../src/ca/ca-store.ts";
-import { FINALIZER } from "../../src/controller/apps/app-writes.ts";
+import { FINALIZER } from "../../src/contract/app-object.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { listCustomObjectsPage } from "../../src/kube/custom-list.ts";
 import { readSecretData } from "../../src/kube/read-secret.ts";

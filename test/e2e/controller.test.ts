@@ -7,7 +7,7 @@ import { AdmissionregistrationV1Api } from "@kubernetes/client-node";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { accountEntryName } from "../../src/accounts/key-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
-import { FINALIZER } from "../../src/controller/apps/app-writes.ts";
+import { FINALIZER, holdsFinalizer, type AppObject } from "../../src/contract/app-object.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import {
   appManifest,
@@ -393,6 +393,50 @@ describe("App controller on a real API server and NATS cluster", () => {
     const after = await waitSecret(s, "toggle", "api-prod-nats");
     assert.notEqual(after.NATS_CREDENTIALS, before.NATS_CREDENTIALS);
     assert.ok(!(await refused(after)));
+  });
+
+  test("a new App gets the finalizer at admission, one turned on later from the controller; delete removes either", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    await createNamespace(s, "admit");
+    const writesBefore = s.operatorWrites().length;
+    const finalizerPatches = (name: string) =>
+      s
+        .operatorWrites()
+        .slice(writesBefore)
+        .filter((w) => w.resource === "apps" && w.subresource === "" && w.name === name).length;
+    const early = (await apps.create(
+      "admit",
+      appManifest("admit", "early", { nats: true, environments: ["prod"] }),
+    )) as AppObject;
+    assert.deepEqual(early.metadata.finalizers, [FINALIZER], "the webhook did not add it");
+    const late = (await apps.create(
+      "admit",
+      appManifest("admit", "late", { nats: false, environments: ["prod"] }),
+    )) as AppObject;
+    assert.equal(late.metadata.finalizers, undefined, "an App without accounts got it");
+    await waitApp(s, "admit", "early", "Ready", readyAtGeneration);
+    assert.equal(finalizerPatches("early"), 0, "the controller wrote the finalizer too");
+
+    await apps.patchSpec("admit", "late", { nats: true });
+    await waitApp(
+      s,
+      "admit",
+      "late",
+      "Ready and held",
+      (app) => readyAtGeneration(app) && holdsFinalizer(app),
+    );
+    assert.equal(finalizerPatches("late"), 1);
+
+    // The admission's entry belongs to the creator's field manager, not the operator's: an
+    // apply without it would leave it there, and the App would never go.
+    for (const name of ["early", "late"]) {
+      await apps.delete("admit", name);
+      await waitUntil(`${name} gone`, async () => (await apps.get("admit", name)) === undefined, {
+        timeoutMs: 30_000,
+      });
+    }
+    assert.equal(await secretValues(s.core, "admit", "early-prod-nats"), undefined);
   });
 
   test("deleting the App deletes its accounts on every server, refuses its credentials, removes the finalizer", async () => {

@@ -43,7 +43,7 @@ export interface OperatorFlags {
   leaseSeconds?: number;
   logLevel?: string;
   /**
-   * The pod webhook: where this process serves it, and the URL it registers (one URL per stack,
+   * The webhook (pods and Apps): where this process serves it, and the URL it registers (one URL per stack,
    * so that a restarted operator finds the registration it wrote unchanged). Off when absent.
    */
   webhook?: { port: number; registeredPort: number };
@@ -170,7 +170,13 @@ interface AuditEvent {
   verb: string;
   stage: string;
   user?: { username?: string };
-  objectRef?: { resource?: string; namespace?: string; name?: string; apiGroup?: string };
+  objectRef?: {
+    resource?: string;
+    subresource?: string;
+    namespace?: string;
+    name?: string;
+    apiGroup?: string;
+  };
   responseStatus?: { code?: number };
 }
 
@@ -185,6 +191,8 @@ const WRITE_VERBS = new Set(["create", "update", "patch", "delete", "deletecolle
 export interface AuditedRequest {
   verb: string;
   resource: string;
+  /** "status" for a status write; empty for the object itself. */
+  subresource: string;
   namespace: string;
   name: string;
 }
@@ -220,6 +228,7 @@ function auditedRequests(path: string, user: string): AuditedRequest[] {
     .map((e) => ({
       verb: e.verb,
       resource: e.objectRef?.resource ?? "",
+      subresource: e.objectRef?.subresource ?? "",
       namespace: e.objectRef?.namespace ?? "",
       name: e.objectRef?.name ?? "",
     }));

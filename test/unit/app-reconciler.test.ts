@@ -18,7 +18,8 @@ import {
   PARTIAL_RECHECK_MS,
   type AccountServers,
 } from "../../src/controller/apps/app-reconciler.ts";
-import { FINALIZER, type AppWrites } from "../../src/controller/apps/app-writes.ts";
+import { FINALIZER } from "../../src/contract/app-object.ts";
+import type { AppWrites } from "../../src/controller/apps/app-writes.ts";
 import type { AppStatus } from "../../src/crds/app.ts";
 import type { EventInput } from "../../src/kube/events.ts";
 

@@ -11,8 +11,12 @@ import {
   type CaState,
 } from "../../src/ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../../src/ca/leaves.ts";
-import { MUTATE_PODS_PATH, VALIDATE_APPS_PATH } from "../../src/contract/webhook-registration.ts";
-import { judgeApp } from "../../src/webhook/app-admission.ts";
+import {
+  MUTATE_APPS_PATH,
+  MUTATE_PODS_PATH,
+  VALIDATE_APPS_PATH,
+} from "../../src/contract/webhook-registration.ts";
+import { finalizeApp, judgeApp } from "../../src/webhook/app-admission.ts";
 import {
   MAX_REVIEW_BYTES,
   startWebhookServer,
@@ -96,6 +100,7 @@ describe("webhook server", () => {
         judgeApp(review, { appsPerNamespace: 1, limits: { connections: 10 } }, () => [
           { metadata: { name: "first", namespace: "shop", uid: "u1" } },
         ]),
+      mutateApp: finalizeApp,
       logger: pino({ level: "silent" }),
     });
   });
@@ -181,6 +186,57 @@ describe("webhook server", () => {
       VALIDATE_APPS_PATH,
     );
     assert.equal(notAnApp.status, 400);
+  });
+
+  test("a new App with accounts gets the finalizer at admission, before it has a uid; others get nothing", async () => {
+    const creation = (metadata: object, spec: unknown, operation = "CREATE") =>
+      JSON.stringify({
+        apiVersion: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        request: {
+          uid: "m1",
+          kind: { group: "nats-tenancy.io", version: "v1alpha1", kind: "App" },
+          namespace: "shop",
+          operation,
+          object: { apiVersion: "nats-tenancy.io/v1alpha1", kind: "App", metadata, spec },
+        },
+      });
+    const patchOf = async (body: string): Promise<unknown> => {
+      const reply = await post(server.port, ca, body, "application/json", MUTATE_APPS_PATH);
+      assert.equal(reply.status, 200, reply.body);
+      const { response } = JSON.parse(reply.body) as {
+        response: { uid: string; allowed: boolean; patchType?: string; patch?: string };
+      };
+      assert.equal(response.uid, "m1");
+      assert.equal(response.allowed, true);
+      if (!response.patch) return undefined;
+      assert.equal(response.patchType, "JSONPatch");
+      return JSON.parse(Buffer.from(response.patch, "base64").toString());
+    };
+    const wants = { nats: true, environments: ["prod", "test"] };
+    assert.deepEqual(await patchOf(creation({ generateName: "orders-" }, wants)), [
+      { op: "add", path: "/metadata/finalizers", value: ["nats-tenancy.io/accounts"] },
+    ]);
+    assert.deepEqual(
+      await patchOf(creation({ name: "orders", finalizers: ["example.com/hold"] }, wants)),
+      [{ op: "add", path: "/metadata/finalizers/-", value: "nats-tenancy.io/accounts" }],
+    );
+    for (const [metadata, spec] of [
+      [{ name: "a", finalizers: ["nats-tenancy.io/accounts"] }, wants],
+      [{ name: "b" }, { nats: false, environments: ["prod"] }],
+      [{ name: "c" }, { nats: true, environments: [] }],
+      [{ name: "d" }, { nats: "yes", environments: ["prod"] }],
+    ] as const)
+      assert.equal(await patchOf(creation(metadata, spec)), undefined, metadata.name);
+    for (const [body, message] of [
+      [creation({ name: "e" }, wants, "UPDATE"), /UPDATE is not mutated here/],
+      [creation({ name: "f", finalizers: "x" }, wants), /finalizers is not a list of strings/],
+      [JSON.stringify(review), /not for a nats-tenancy.io App/],
+    ] as const) {
+      const reply = await post(server.port, ca, body, "application/json", MUTATE_APPS_PATH);
+      assert.equal(reply.status, 400, reply.body);
+      assert.match(reply.body, message);
+    }
   });
 
   test("a renewed certificate is served to new connections without a restart", async () => {

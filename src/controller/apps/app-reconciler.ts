@@ -49,7 +49,7 @@ import {
 import { apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
 import type { AccountIndex } from "../../accounts/account-index.ts";
-import type { AppObject } from "../../contract/app-object.ts";
+import { holdsFinalizer, type AppObject } from "../../contract/app-object.ts";
 import {
   appSecret,
   appSecretCurrent,
@@ -65,7 +65,7 @@ import {
   sameStatus,
   type StatusInput,
 } from "./app-status.ts";
-import { FINALIZER, type AppWrites } from "./app-writes.ts";
+import type { AppWrites } from "./app-writes.ts";
 import { NatsUnavailableError } from "../nats-link.ts";
 
 /**
@@ -179,10 +179,6 @@ function outcomeOf(problems: AppProblem[]): ReconcileOutcome {
   const blocked = problems.find((p) => p.remedy === "recheck");
   if (blocked) return requeueAfter(CONFLICT_RECHECK_MS, `${blocked.reason}: ${blocked.message}`);
   return done;
-}
-
-function holdsFinalizer(app: AppObject): boolean {
-  return (app.metadata.finalizers ?? []).includes(FINALIZER);
 }
 
 function owner(app: AppObject): V1OwnerReference {

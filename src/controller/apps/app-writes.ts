@@ -1,7 +1,8 @@
 /**
  * Every write the App reconciler makes to the API server, each server-side applied under the
- * operator's field manager (Secrets, the finalizer, status) or a plain create (Events). One
- * place, so writes can be counted and nothing writes behind the metrics' back.
+ * operator's field manager (Secrets, the finalizer, status), a plain create (Events) or a JSON
+ * patch (the finalizer's removal). One place, so writes can be counted and nothing writes
+ * behind the metrics' back.
  */
 import {
   CoreV1Api,
@@ -13,12 +14,10 @@ import {
 } from "@kubernetes/client-node";
 import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../../crds/app.ts";
 import type { AppStatus } from "../../crds/app.ts";
-import type { AppObject as App } from "../../contract/app-object.ts";
+import { FINALIZER, type AppObject as App } from "../../contract/app-object.ts";
 import { FIELD_MANAGER, applySecret, createSecret } from "../../kube/apply-secret.ts";
 import { unlessNotFound } from "../../kube/api-errors.ts";
 import { recordEvent, type EventInput } from "../../kube/events.ts";
-
-export const FINALIZER = "nats-tenancy.io/accounts";
 
 export interface AppWrites {
   /** Creates the Secret; false, writing nothing, when one of that name exists. */
@@ -68,22 +67,39 @@ export function kubernetesAppWrites(
     },
     async setFinalizer(app, present) {
       onWrite("app");
-      // Applying the list without it releases only this manager's claim on the entry.
+      if (present) {
+        await custom.patchNamespacedCustomObject(
+          {
+            ...target(app),
+            body: {
+              apiVersion: APP_API_VERSION,
+              kind: APP_KIND,
+              metadata: { ...identify(app), finalizers: [FINALIZER] },
+            },
+            fieldManager: FIELD_MANAGER,
+            force: true,
+          },
+          applyOptions,
+        );
+        return;
+      }
+      // Set at admission, the entry belongs to whoever created the App, so an apply that leaves
+      // it out would only drop this manager's claim; it is removed where it stands instead. The
+      // tests make a stale copy fail (and be retried) rather than remove someone else's entry.
+      const index = (app.metadata.finalizers ?? []).indexOf(FINALIZER);
+      if (index < 0) return;
+      const at = `/metadata/finalizers/${String(index)}`;
       await custom.patchNamespacedCustomObject(
         {
           ...target(app),
-          body: {
-            apiVersion: APP_API_VERSION,
-            kind: APP_KIND,
-            metadata: {
-              ...identify(app),
-              finalizers: present ? [FINALIZER] : [],
-            },
-          },
+          body: [
+            { op: "test", path: "/metadata/uid", value: app.metadata.uid },
+            { op: "test", path: at, value: FINALIZER },
+            { op: "remove", path: at },
+          ],
           fieldManager: FIELD_MANAGER,
-          force: true,
         },
-        applyOptions,
+        setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
       );
     },
     async applyStatus(app, status) {

@@ -84,7 +84,8 @@ export class DriftLoop implements Loop {
   private async repairNow(): Promise<void> {
     const { nats, identity, logger, metrics } = this.options;
     if (this.stopped || !nats.isConnected()) return;
-    const report = await repairDrift(nats.resolver(), this.desired(), identity());
+    const timer = metrics.driftRepairDuration.startTimer();
+    const report = await repairDrift(nats.resolver(), this.desired(), identity()).finally(timer);
     // Each unexpected account also got a disabled copy before its delete.
     const pushed = report.missing.size + report.unexpected.size;
     if (pushed === 0) return;
