@@ -6,7 +6,7 @@
  * servers' lists with the stored accounts without reading them all.
  */
 import { parseJwt } from "./jwt.ts";
-import { parseAccountEntryName, storedAccount, type SecretStore } from "./key-store.ts";
+import { entryAccounts, storedAccount, type SecretStore } from "./key-store.ts";
 
 export function appKey(namespace: string, app: string): string {
   return `${namespace}/${app}`;
@@ -32,10 +32,9 @@ export class AccountIndex {
    */
   static async load(store: SecretStore): Promise<AccountIndex> {
     const index = new AccountIndex();
-    for await (const { name, data } of store.entries()) {
-      const entry = parseAccountEntryName(name);
-      if (entry) index.add(entry.namespace, entry.app, entry.environment, publicKeyOf(name, data));
-    }
+    for await (const { name, data } of store.entries())
+      for (const { namespace, app, environment, data: fields } of entryAccounts(name, data))
+        index.add(namespace, app, environment, publicKeyOf(name, fields));
     return index;
   }
 

@@ -3,6 +3,7 @@
  * (Kubernetes Secrets in the operator's namespace, see kubernetes-secret-store.ts); nothing
  * else ever holds a seed.
  */
+import { sameSecretData } from "../kube/read-secret.ts";
 import type { StoredAccount } from "./app-account.ts";
 import { generateOperatorSeeds, type OperatorSeeds } from "./identities.ts";
 import type { AccountSpec } from "./spec.ts";
@@ -14,8 +15,18 @@ export interface SecretStore {
   create(name: string, data: Record<string, string>): Promise<boolean>;
   /** Creates or replaces the entry. */
   put(name: string, data: Record<string, string>): Promise<void>;
-  /** Removes the entry; absent is fine. */
-  delete(name: string): Promise<void>;
+  /** The entry's data and the version to replace it by, or undefined when there is none. */
+  read(name: string): Promise<VersionedEntry | undefined>;
+  /**
+   * Creates the entry (no `version`) or replaces the version read; the new version, or
+   * undefined, writing nothing, when the entry exists (create) or changed since (replace).
+   */
+  write(name: string, data: Record<string, string>, version?: string): Promise<string | undefined>;
+  /**
+   * Removes the entry, only as of `version` when given; absent is fine. False when it changed
+   * since that version.
+   */
+  delete(name: string, version?: string): Promise<boolean>;
   /** Names of every entry. */
   list(): Promise<string[]>;
   /** Every entry with its data, read a page at a time. */
@@ -27,31 +38,80 @@ export interface StoreEntry {
   data: Record<string, string>;
 }
 
+export interface VersionedEntry {
+  data: Record<string, string>;
+  version: string;
+}
+
 export class KeyStoreError extends Error {
   override name = "KeyStoreError";
 }
 
 export const OPERATOR_ENTRY = "nats-tenancy-operator";
+/** One entry per account: how keys were kept before an App's accounts shared one entry. */
 const ACCOUNT_PREFIX = "nats-account.";
+const APP_PREFIX = "nats-app.";
+
+type AccountRef = Pick<AccountSpec, "namespace" | "app" | "environment">;
+type AppRef = Pick<AccountSpec, "namespace" | "app">;
 
 /**
- * `nats-account.<namespace>.<app>.<environment>`: dots cannot occur in DNS labels, so two
- * different (namespace, app, environment) never share an entry, whatever their dashes.
+ * `nats-app.<namespace>.<app>`: every environment's keys of an App, under `<environment>.<key>`,
+ * so an App's accounts are stored (and deleted) with one write. Dots cannot occur in DNS labels,
+ * so two different (namespace, app) never share an entry, whatever their dashes.
  */
-export function accountEntryName(
-  spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
-): string {
-  return `${ACCOUNT_PREFIX}${spec.namespace}.${spec.app}.${spec.environment}`;
+export function appEntryName(ref: AppRef): string {
+  return `${APP_PREFIX}${ref.namespace}.${ref.app}`;
 }
 
-/** The (namespace, app, environment) an entry name stands for; undefined for other entries. */
+/** `nats-account.<namespace>.<app>.<environment>`: an account's own entry, read and migrated. */
+export function accountEntryName(ref: AccountRef): string {
+  return `${ACCOUNT_PREFIX}${ref.namespace}.${ref.app}.${ref.environment}`;
+}
+
+/**
+ * The App an entry of account keys belongs to, with the environment for an account's own entry;
+ * undefined for other entries.
+ */
 export function parseAccountEntryName(
   name: string,
-): Pick<AccountSpec, "namespace" | "app" | "environment"> | undefined {
-  if (!name.startsWith(ACCOUNT_PREFIX)) return undefined;
-  const [namespace, app, environment, ...rest] = name.slice(ACCOUNT_PREFIX.length).split(".");
-  if (!namespace || !app || !environment || rest.length > 0) return undefined;
-  return { namespace, app, environment };
+): (AppRef & { environment?: string }) | undefined {
+  const [prefix, size] = name.startsWith(ACCOUNT_PREFIX)
+    ? [ACCOUNT_PREFIX, 3]
+    : name.startsWith(APP_PREFIX)
+      ? [APP_PREFIX, 2]
+      : ["", 0];
+  const parts = name.slice(prefix.length).split(".");
+  if (size === 0 || parts.length !== size || parts.some((p) => p === "")) return undefined;
+  const [namespace = "", app = "", environment] = parts;
+  return { namespace, app, ...(environment ? { environment } : {}) };
+}
+
+/** One account's fields in an entry, complete or not. */
+export interface EntryAccount extends AccountRef {
+  data: Record<string, string>;
+}
+
+/** The accounts an entry holds: one for an account's own entry, each environment's for an App's. */
+export function entryAccounts(name: string, data: Record<string, string>): EntryAccount[] {
+  const entry = parseAccountEntryName(name);
+  if (!entry) return [];
+  const { namespace, app, environment } = entry;
+  if (environment) return [{ namespace, app, environment, data }];
+  const byEnvironment = new Map<string, Record<string, string>>();
+  for (const [key, value] of Object.entries(data)) {
+    const dot = key.indexOf(".");
+    if (dot <= 0) continue;
+    const fields = byEnvironment.get(key.slice(0, dot)) ?? {};
+    fields[key.slice(dot + 1)] = value;
+    byEnvironment.set(key.slice(0, dot), fields);
+  }
+  return [...byEnvironment].map(([env, fields]) => ({
+    namespace,
+    app,
+    environment: env,
+    data: fields,
+  }));
 }
 
 const OPERATOR_KEYS: (keyof OperatorSeeds)[] = [
@@ -108,35 +168,114 @@ export function storedAccount(name: string, data: Record<string, string>): Store
   return pick(name, data, ACCOUNT_KEYS);
 }
 
+/** An App's stored accounts, read together so that they are written together. */
+export interface AppKeys extends AppRef {
+  /** Every environment's account that is complete. */
+  accounts: Map<string, StoredAccount>;
+  /** Environments whose keys are incomplete: reported, never replaced automatically. */
+  damaged: Map<string, KeyStoreError>;
+  /** The App's entry as read; undefined when it has none. */
+  entry: VersionedEntry | undefined;
+  /** Complete accounts still in an entry of their own: moved into the App's on its next write. */
+  separate: Set<string>;
+}
+
+export function noKeys(ref: AppRef): AppKeys {
+  return {
+    namespace: ref.namespace,
+    app: ref.app,
+    accounts: new Map(),
+    damaged: new Map(),
+    entry: undefined,
+    separate: new Set(),
+  };
+}
+
+function admit(keys: AppKeys, account: EntryAccount, name: string, separate: boolean): void {
+  try {
+    keys.accounts.set(account.environment, storedAccount(name, account.data));
+    if (separate) keys.separate.add(account.environment);
+  } catch (error) {
+    if (!(error instanceof KeyStoreError)) throw error;
+    keys.damaged.set(account.environment, error);
+  }
+}
+
+/**
+ * Reads an App's entry, and the own entry of each of `environments` it lacks (accounts stored
+ * before an App's accounts shared one entry). With no environments, reads nothing.
+ */
+export async function loadAppKeys(
+  store: SecretStore,
+  ref: AppRef,
+  environments: readonly string[],
+): Promise<AppKeys> {
+  const keys = noKeys(ref);
+  if (environments.length === 0) return keys;
+  const name = appEntryName(ref);
+  keys.entry = await store.read(name);
+  for (const account of entryAccounts(name, keys.entry?.data ?? {}))
+    admit(keys, account, `${name} (${account.environment})`, false);
+  for (const environment of environments) {
+    if (keys.accounts.has(environment) || keys.damaged.has(environment)) continue;
+    const own = accountEntryName({ ...ref, environment });
+    const data = await store.get(own);
+    if (data) admit(keys, { ...ref, environment, data }, own, true);
+  }
+  return keys;
+}
+
+/** One account: from the App's entry, else from its own. */
 export async function loadAccount(
   store: SecretStore,
-  spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
+  ref: AccountRef,
 ): Promise<StoredAccount | undefined> {
-  const name = accountEntryName(spec);
-  const data = await store.get(name);
-  return data ? storedAccount(name, data) : undefined;
+  const keys = await loadAppKeys(store, ref, [ref.environment]);
+  const damaged = keys.damaged.get(ref.environment);
+  if (damaged) throw damaged;
+  return keys.accounts.get(ref.environment);
 }
 
-export async function saveAccount(
+/**
+ * Stores `put` and forgets `drop` in the App's entry with one write: created, replaced if
+ * unchanged since read, or deleted when nothing is left in it. Accounts still in entries of
+ * their own move in with that write, and those entries go after it. Undefined, writing
+ * nothing, when the App's entry changed since it was read (another writer: read again).
+ */
+export async function saveAppKeys(
   store: SecretStore,
-  spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
-  account: StoredAccount,
-): Promise<void> {
-  await store.put(accountEntryName(spec), { ...account });
-}
+  keys: AppKeys,
+  change: { put?: ReadonlyMap<string, StoredAccount>; drop?: readonly string[] },
+): Promise<AppKeys | undefined> {
+  const put = change.put ?? new Map<string, StoredAccount>();
+  const drop = new Set(change.drop);
+  const data = Object.fromEntries(
+    Object.entries(keys.entry?.data ?? {}).filter(([key]) => !drop.has(key.split(".")[0] ?? "")),
+  );
+  const set = (environment: string, account: StoredAccount) => {
+    for (const key of ACCOUNT_KEYS) data[`${environment}.${key}`] = account[key];
+  };
+  for (const environment of keys.separate) {
+    const account = keys.accounts.get(environment);
+    if (account && !drop.has(environment)) set(environment, account);
+  }
+  for (const [environment, account] of put) set(environment, account);
 
-/** Stores a new account's keys; false, writing nothing, when the entry already exists. */
-export async function createAccount(
-  store: SecretStore,
-  spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
-  account: StoredAccount,
-): Promise<boolean> {
-  return store.create(accountEntryName(spec), { ...account });
-}
+  const name = appEntryName(keys);
+  let entry: VersionedEntry | undefined;
+  if (Object.keys(data).length > 0) {
+    if (keys.entry && sameSecretData(keys.entry.data, data)) entry = keys.entry;
+    else {
+      const version = await store.write(name, data, keys.entry?.version);
+      if (version === undefined) return undefined;
+      entry = { data, version };
+    }
+  } else if (keys.entry && !(await store.delete(name, keys.entry.version))) return undefined;
+  for (const environment of keys.separate)
+    await store.delete(accountEntryName({ ...keys, environment }));
 
-export async function forgetAccount(
-  store: SecretStore,
-  spec: Pick<AccountSpec, "namespace" | "app" | "environment">,
-): Promise<void> {
-  await store.delete(accountEntryName(spec));
+  const accounts = new Map(keys.accounts);
+  for (const environment of drop) accounts.delete(environment);
+  for (const [environment, account] of put) accounts.set(environment, account);
+  return { ...keys, accounts, entry, separate: new Set() };
 }

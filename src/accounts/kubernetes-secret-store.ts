@@ -3,10 +3,16 @@
  * namespace is fixed at construction and never taken from an App.
  */
 import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
-import { MANAGED_BY, applySecret, createSecret, secretData } from "../kube/apply-secret.ts";
-import { unlessNotFound } from "../kube/api-errors.ts";
-import { decodeSecretData, readSecretData } from "../kube/read-secret.ts";
-import type { SecretStore, StoreEntry } from "./key-store.ts";
+import {
+  FIELD_MANAGER,
+  MANAGED_BY,
+  applySecret,
+  createSecret,
+  secretData,
+} from "../kube/apply-secret.ts";
+import { statusOf, unlessNotFound } from "../kube/api-errors.ts";
+import { decodeSecretData, readSecret, readSecretData } from "../kube/read-secret.ts";
+import type { SecretStore, StoreEntry, VersionedEntry } from "./key-store.ts";
 
 export const KEYS_LABEL = "nats-tenancy.io/keys";
 
@@ -45,8 +51,55 @@ export class KubernetesSecretStore implements SecretStore {
     await applySecret(this.api, this.manifest(name, data));
   }
 
-  async delete(name: string): Promise<void> {
-    await unlessNotFound(this.api.deleteNamespacedSecret({ name, namespace: this.namespace }));
+  async read(name: string): Promise<VersionedEntry | undefined> {
+    const secret = await readSecret(this.api, this.namespace, name);
+    const version = secret?.metadata?.resourceVersion;
+    return secret && version ? { data: decodeSecretData(secret), version } : undefined;
+  }
+
+  async write(
+    name: string,
+    data: Record<string, string>,
+    version?: string,
+  ): Promise<string | undefined> {
+    const body = this.manifest(name, data);
+    // The replace's precondition: it fails if the Secret changed since it was read.
+    if (version && body.metadata) body.metadata.resourceVersion = version;
+    try {
+      const written = version
+        ? await this.api.replaceNamespacedSecret({
+            name,
+            namespace: this.namespace,
+            body,
+            fieldManager: FIELD_MANAGER,
+          })
+        : await this.api.createNamespacedSecret({
+            namespace: this.namespace,
+            body,
+            fieldManager: FIELD_MANAGER,
+          });
+      return written.metadata?.resourceVersion;
+    } catch (error) {
+      // Created meanwhile, changed since read, or deleted since read.
+      if (statusOf(error) === 409 || (version && statusOf(error) === 404)) return undefined;
+      throw error;
+    }
+  }
+
+  async delete(name: string, version?: string): Promise<boolean> {
+    try {
+      await unlessNotFound(
+        this.api.deleteNamespacedSecret({
+          name,
+          namespace: this.namespace,
+          ...(version ? { body: { preconditions: { resourceVersion: version } } } : {}),
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (statusOf(error) === 409) return false;
+      throw error;
+    }
   }
 
   async list(): Promise<string[]> {

@@ -23,7 +23,7 @@ import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/trans
 import { loadOperatorIdentity } from "../../src/accounts/identities.ts";
 import { ensureOperatorSeeds } from "../../src/accounts/key-store.ts";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
-import { FINALIZER } from "../../src/contract/app-object.ts";
+import { FINALIZER, type AppObject } from "../../src/contract/app-object.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator-image.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
@@ -42,6 +42,7 @@ import { useHelm, type Helm } from "./fixtures/helm.ts";
 import { systemUserCreds } from "./fixtures/system-user.ts";
 import { natsAppContainer, natsAppImage } from "./fixtures/nats-app-image.ts";
 import { ask, describeNamespace, isReady, podLogs, podsOf } from "./fixtures/pods.ts";
+import { readyAtGeneration } from "./operator-process.ts";
 import { chartSkipReason, useNodeCluster } from "./harness.ts";
 
 const { helms } = await ensureToolchain();
@@ -457,6 +458,29 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
         assert.equal(
           await ask(late, "/request?subject=echo.late&data=z"),
           `${late.metadata?.name ?? ""}: z`,
+        );
+        // A second environment replaces the App's key Secret, as of the version read: the
+        // chart's RBAC lets the controller do that in its own namespace.
+        await c.custom.patchNamespacedCustomObject(
+          {
+            ...APP_RESOURCE,
+            namespace: shop,
+            name: "late",
+            body: { spec: { environments: ["prod", "test"] } },
+          },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        );
+        await waitUntil(
+          "late Ready with test",
+          async () => {
+            const app = (await c.custom.getNamespacedCustomObject({
+              ...APP_RESOURCE,
+              namespace: shop,
+              name: "late",
+            })) as AppObject;
+            return readyAtGeneration(app) && app.status?.environments?.length === 2;
+          },
+          { timeoutMs: 60_000 },
         );
       });
 

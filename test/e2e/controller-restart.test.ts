@@ -7,8 +7,11 @@ import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import {
   OPERATOR_ENTRY,
-  loadAccount,
+  accountEntryName,
+  appEntryName,
+  entryAccounts,
   parseAccountEntryName,
+  storedAccount,
 } from "../../src/accounts/key-store.ts";
 import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
@@ -34,16 +37,12 @@ const APPS = 50;
 async function storedAccounts(s: OperatorStack): Promise<Map<string, string>> {
   const store = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
   const byName = new Map<string, string>();
-  for (const name of await store.list()) {
-    const entry = parseAccountEntryName(name);
-    if (!entry) continue;
-    const stored = await loadAccount(store, entry);
-    if (stored)
+  for await (const { name, data } of store.entries())
+    for (const entry of entryAccounts(name, data))
       byName.set(
         `${entry.namespace}/${entry.app}/${entry.environment}`,
-        parseJwt(stored.accountJwt).sub,
+        parseJwt(storedAccount(name, entry.data).accountJwt).sub,
       );
-  }
   return byName;
 }
 
@@ -176,6 +175,72 @@ describe("operator restarts", () => {
       .filter((r) => parseAccountEntryName(r.name));
     assert.deepEqual(accountReads, [], "the restarted operator read stored accounts one by one");
     await operator.stop();
+  });
+
+  test("accounts an earlier version stored one per entry: a restart writes nothing, they keep working, and move into their App's entry with its next change", async () => {
+    const s = stack();
+    const apps = appsApi(s.custom);
+    const store = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+    await s.core.createNamespace({ body: { metadata: { name: "earlier" } } });
+    const first = await s.startOperator({ identity: "earlier-a" });
+    await first.waitReady();
+    await apps.create(
+      "earlier",
+      appManifest("earlier", "old", { nats: true, environments: ["prod", "test"] }),
+    );
+    await waitUntil("old Ready", async () => readyAtGeneration(await apps.get("earlier", "old")), {
+      timeoutMs: 30_000,
+    });
+    await first.stop();
+    const accounts = (await apps.get("earlier", "old"))?.status?.environments?.map(
+      (e) => e.account,
+    );
+    // Laid out as before keys were kept per App: one entry per account.
+    const group = appEntryName({ namespace: "earlier", app: "old" });
+    const entry = await store.read(group);
+    assert.ok(entry);
+    const own = entryAccounts(group, entry.data);
+    assert.equal(own.length, 2);
+    for (const account of own) await store.put(accountEntryName(account), account.data);
+    assert.ok(await store.delete(group, entry.version));
+
+    const writesBefore = s.operatorWrites().length;
+    const second = await s.startOperator({ identity: "earlier-b" });
+    await second.waitReady();
+    await second.waitSettled(3000);
+    assert.deepEqual(s.operatorWrites().slice(writesBefore), [], "the restart wrote");
+    const prod = await secretValues(s.core, "earlier", "old-prod-nats");
+    const nc = await connect({
+      servers: s.stack.nats.tlsUrls,
+      authenticator: credsAuthenticator(new TextEncoder().encode(prod?.NATS_CREDENTIALS ?? "")),
+      tls: { caFile: s.stack.nats.caFile },
+      reconnect: false,
+    });
+    await nc.close();
+
+    await apps.patchSpec("earlier", "old", { nats: true, environments: ["prod", "test", "dev"] });
+    await waitUntil(
+      "old Ready with dev",
+      async () => {
+        const app = await apps.get("earlier", "old");
+        return readyAtGeneration(app) && app?.status?.environments?.length === 3;
+      },
+      { timeoutMs: 30_000 },
+    );
+    const after = (await apps.get("earlier", "old"))?.status?.environments?.map((e) => e.account);
+    assert.deepEqual(after?.slice(0, 2), accounts, "the stored accounts were not kept");
+    const names: string[] = [];
+    for await (const { name } of store.entries())
+      if (parseAccountEntryName(name)?.namespace === "earlier") names.push(name);
+    assert.deepEqual(names, [group], "the accounts' own entries were left behind");
+    const moved = await store.read(group);
+    assert.deepEqual(
+      entryAccounts(group, moved?.data ?? {})
+        .map((a) => a.environment)
+        .sort(),
+      ["dev", "prod", "test"],
+    );
+    await second.stop();
   });
 
   test("a server that lost its resolver directory gets its accounts back at the next resync", async () => {

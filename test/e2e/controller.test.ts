@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { AdmissionregistrationV1Api } from "@kubernetes/client-node";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { accountEntryName } from "../../src/accounts/key-store.ts";
+import { loadAccount } from "../../src/accounts/key-store.ts";
+import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import { FINALIZER, holdsFinalizer, type AppObject } from "../../src/contract/app-object.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
@@ -238,14 +239,10 @@ describe("App controller on a real API server and NATS cluster", () => {
       assert.ok(!accounts.includes(account));
     assert.ok(await refused(test_), "the removed environment's credentials still connect");
     assert.ok(!(await refused(prod)), "prod stopped working");
-    assert.equal(
-      await secretValues(
-        s.core,
-        s.stack.settings.namespace,
-        accountEntryName({ namespace: "shop", app: "orders", environment: "test" }),
-      ),
-      undefined,
-    );
+    const keys = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+    const where = { namespace: "shop", app: "orders" };
+    assert.equal(await loadAccount(keys, { ...where, environment: "test" }), undefined);
+    assert.ok(await loadAccount(keys, { ...where, environment: "prod" }), "prod's keys went too");
   });
 
   test("a deleted Secret comes back with the same credentials", async () => {

@@ -7,10 +7,12 @@ import {
   KeyStoreError,
   OPERATOR_ENTRY,
   accountEntryName,
+  appEntryName,
   ensureOperatorSeeds,
-  forgetAccount,
   loadAccount,
-  saveAccount,
+  loadAppKeys,
+  noKeys,
+  saveAppKeys,
 } from "../../src/accounts/key-store.ts";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import { useControlPlane } from "./harness.ts";
@@ -36,37 +38,42 @@ describe("key store on Kubernetes Secrets (real API server)", () => {
     assert.deepEqual(await ensureOperatorSeeds(store()), results[0]);
   });
 
-  test("account keys round-trip, one Secret per (namespace, app, environment), only in the operator's namespace", async () => {
+  test("account keys round-trip, one Secret per (namespace, app), only in the operator's namespace", async () => {
     const { core, store } = await setup();
     const s = store();
     const operator = loadOperatorIdentity("test", await ensureOperatorSeeds(s));
-    // Dashes make these two collide in a naive "<ns>-<app>-<env>" name.
-    const a = { namespace: "a-b", app: "c", environment: "prod" };
-    const b = { namespace: "a", app: "b-c", environment: "prod" };
-    const mintedA = mintAppAccount(a, operator);
-    const mintedB = mintAppAccount(b, operator);
-    await saveAccount(s, a, mintedA.stored);
-    await saveAccount(s, b, mintedB.stored);
-    assert.notEqual(accountEntryName(a), accountEntryName(b));
-    assert.deepEqual(await loadAccount(s, a), mintedA.stored);
-    assert.deepEqual(await loadAccount(s, b), mintedB.stored);
-    const again = mintAppAccount(a, operator, await loadAccount(s, a));
+    // Dashes make these two collide in a naive "<ns>-<app>" name.
+    const a = { namespace: "a-b", app: "c" };
+    const b = { namespace: "a", app: "b-c" };
+    const mint = (ref: typeof a, environment: string) =>
+      mintAppAccount({ ...ref, environment }, operator).stored;
+    const [aProd, aTest, bProd] = [mint(a, "prod"), mint(a, "test"), mint(b, "prod")];
+    const savedA = await saveAppKeys(s, noKeys(a), {
+      put: new Map([
+        ["prod", aProd],
+        ["test", aTest],
+      ]),
+    });
+    assert.ok(savedA);
+    assert.ok(await saveAppKeys(s, noKeys(b), { put: new Map([["prod", bProd]]) }));
+    assert.notEqual(appEntryName(a), appEntryName(b));
+    assert.deepEqual(await loadAccount(s, { ...a, environment: "prod" }), aProd);
+    assert.deepEqual(await loadAccount(s, { ...a, environment: "test" }), aTest);
+    assert.deepEqual(await loadAccount(s, { ...b, environment: "prod" }), bProd);
+    const again = mintAppAccount(
+      { ...a, environment: "prod" },
+      operator,
+      await loadAccount(s, { ...a, environment: "prod" }),
+    );
     assert.equal(again.changed, false, "restored keys re-mint nothing");
 
-    const secret = await core.readNamespacedSecret({
-      name: accountEntryName(a),
-      namespace: NAMESPACE,
-    });
+    const secret = await core.readNamespacedSecret({ name: appEntryName(a), namespace: NAMESPACE });
     assert.equal(secret.type, "Opaque");
     assert.equal(secret.metadata?.labels?.["nats-tenancy.io/keys"], "true");
-    assert.ok(
-      secret.metadata.managedFields?.some(
-        (f) => f.manager === "nats-tenancy" && f.operation === "Apply",
-      ),
-    );
+    assert.ok(secret.metadata.managedFields?.some((f) => f.manager === "nats-tenancy"));
     assert.deepEqual(
       (await s.list()).sort(),
-      [OPERATOR_ENTRY, accountEntryName(b), accountEntryName(a)].sort(),
+      [OPERATOR_ENTRY, appEntryName(b), appEntryName(a)].sort(),
     );
 
     // No seed anywhere but the operator's namespace.
@@ -78,9 +85,41 @@ describe("key store on Kubernetes Secrets (real API server)", () => {
       if (item.metadata?.namespace !== NAMESPACE) assert.ok(!/\bS[OAU][A-Z2-7]{40,}/.test(text));
     }
 
-    await forgetAccount(s, a);
-    assert.equal(await loadAccount(s, a), undefined);
-    await forgetAccount(s, a);
+    // A copy read before a's last write is stale: it writes nothing.
+    const stale = await loadAppKeys(s, a, ["prod", "test"]);
+    assert.ok(await saveAppKeys(s, savedA, { drop: ["test"] }));
+    assert.equal(await saveAppKeys(s, stale, { drop: ["prod"] }), undefined);
+    assert.deepEqual(await loadAccount(s, { ...a, environment: "prod" }), aProd);
+    assert.equal(await loadAccount(s, { ...a, environment: "test" }), undefined);
+    const current = await loadAppKeys(s, a, ["prod"]);
+    assert.equal(await saveAppKeys(s, stale, { drop: ["prod"] }), undefined, "a stale delete");
+    assert.ok(await saveAppKeys(s, current, { drop: ["prod"] }));
+    assert.deepEqual(
+      (await s.list()).sort(),
+      [OPERATOR_ENTRY, appEntryName(b)].sort(),
+      "an App's entry with no account left stayed",
+    );
+    // Created meanwhile by someone else: not overwritten.
+    assert.equal(await saveAppKeys(s, noKeys(b), { put: new Map([["prod", aProd]]) }), undefined);
+    assert.deepEqual(await loadAccount(s, { ...b, environment: "prod" }), bProd);
+  });
+
+  test("an account in an entry of its own is read as it is, and moves into its App's entry with the next write", async () => {
+    const { store } = await setup();
+    const s = store();
+    const operator = loadOperatorIdentity("test", await ensureOperatorSeeds(s));
+    const ref = { namespace: "old", app: "orders" };
+    const prod = mintAppAccount({ ...ref, environment: "prod" }, operator).stored;
+    const test_ = mintAppAccount({ ...ref, environment: "test" }, operator).stored;
+    await s.put(accountEntryName({ ...ref, environment: "prod" }), { ...prod });
+    assert.deepEqual(await loadAccount(s, { ...ref, environment: "prod" }), prod);
+    const keys = await loadAppKeys(s, ref, ["prod"]);
+    assert.deepEqual([...keys.separate], ["prod"]);
+    assert.ok(await saveAppKeys(s, keys, { put: new Map([["test", test_]]) }));
+    assert.equal(await s.get(accountEntryName({ ...ref, environment: "prod" })), undefined);
+    const moved = await loadAppKeys(s, ref, ["prod", "test"]);
+    assert.deepEqual(Object.fromEntries(moved.accounts), { prod, test: test_ });
+    assert.equal(moved.separate.size, 0);
   });
 
   test("a damaged entry is reported, not replaced", async () => {

@@ -54,19 +54,32 @@ test("the index learns each account's public key without losing it to a later ad
 
 test("loading the index learns each complete stored account's public key from its JWT", async () => {
   const operator = loadOperatorIdentity("test", generateOperatorSeeds());
-  const minted = mintAppAccount(
-    { namespace: "shop", app: "orders", environment: "prod", limits: {} },
-    operator,
-  );
+  const mint = (app: string, environment: string) =>
+    mintAppAccount({ namespace: "shop", app, environment, limits: {} }, operator);
+  const [prod, web, api] = [mint("orders", "prod"), mint("web", "prod"), mint("web", "dev")];
+  const grouped = (environment: string, data: Record<string, string>) =>
+    Object.fromEntries(Object.entries(data).map(([k, v]) => [`${environment}.${k}`, v]));
   const index = await AccountIndex.load(
     storeOf({
-      "nats-account.shop.orders.prod": { ...minted.stored },
+      "nats-account.shop.orders.prod": { ...prod.stored },
       "nats-account.shop.orders.test": { accountJwt: "damaged" },
-      "nats-account.shop.orders.staging": { accountJwt: minted.stored.accountJwt },
+      "nats-account.shop.orders.staging": { accountJwt: prod.stored.accountJwt },
+      "nats-app.shop.web": {
+        ...grouped("prod", { ...web.stored }),
+        ...grouped("dev", { ...api.stored }),
+        ...grouped("test", { accountJwt: api.stored.accountJwt }),
+      },
     }),
   );
   assert.deepEqual(
-    index.accounts().map((a) => `${a.environment}=${String(a.account)}`),
-    [`prod=${minted.publicKey}`, "test=undefined", "staging=undefined"],
+    index.accounts().map((a) => `${a.app}/${a.environment}=${String(a.account)}`),
+    [
+      `orders/prod=${prod.publicKey}`,
+      "orders/test=undefined",
+      "orders/staging=undefined",
+      `web/prod=${web.publicKey}`,
+      `web/dev=${api.publicKey}`,
+      "web/test=undefined",
+    ],
   );
 });

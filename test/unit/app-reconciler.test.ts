@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Secret } from "@kubernetes/client-node";
 import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/identities.ts";
-import type { SecretStore } from "../../src/accounts/key-store.ts";
+import { loadAccount, type SecretStore } from "../../src/accounts/key-store.ts";
 import { mintAppAccount } from "../../src/accounts/app-account.ts";
+import { parseJwt } from "../../src/accounts/jwt.ts";
 import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { NO_CEILINGS, type Ceilings } from "../../src/accounts/ceilings.ts";
@@ -27,23 +28,47 @@ const identity = loadOperatorIdentity("test", generateOperatorSeeds());
 
 class MemoryStore implements SecretStore {
   readonly data = new Map<string, Record<string, string>>();
+  private readonly versions = new Map<string, number>();
+  private version = 0;
   reads = 0;
   get(name: string) {
     this.reads++;
     return Promise.resolve(this.data.get(name));
   }
+  read(name: string) {
+    this.reads++;
+    const data = this.data.get(name);
+    return Promise.resolve(data && { data, version: String(this.versions.get(name)) });
+  }
+  write(name: string, data: Record<string, string>, version?: string) {
+    const current = this.versions.get(name);
+    if (version === undefined ? current !== undefined : String(current) !== version)
+      return Promise.resolve(undefined);
+    this.set(name, data);
+    return Promise.resolve(String(this.versions.get(name)));
+  }
+  writes = 0;
+  /** Any write: the entry gets a new version. */
+  set(name: string, data: Record<string, string>) {
+    this.writes++;
+    this.data.set(name, data);
+    this.versions.set(name, ++this.version);
+  }
   create(name: string, data: Record<string, string>) {
     if (this.data.has(name)) return Promise.resolve(false);
-    this.data.set(name, data);
+    this.set(name, data);
     return Promise.resolve(true);
   }
   put(name: string, data: Record<string, string>) {
-    this.data.set(name, data);
+    this.set(name, data);
     return Promise.resolve();
   }
-  delete(name: string) {
+  delete(name: string, version?: string) {
+    if (version !== undefined && String(this.versions.get(name)) !== version)
+      return Promise.resolve(false);
     this.data.delete(name);
-    return Promise.resolve();
+    this.versions.delete(name);
+    return Promise.resolve(true);
   }
   list() {
     return Promise.resolve([...this.data.keys()]);
@@ -247,7 +272,10 @@ describe("the App reconciler", () => {
       { namespace: "shop", app: "orders", environment: "prod", limits: { connections: 5 } },
       identity,
     );
-    s.store.data.set("nats-account.shop.orders.prod", { ...replacement.stored });
+    const entry = s.store.data.get("nats-app.shop.orders") ?? {};
+    for (const [key, value] of Object.entries<string>({ ...replacement.stored }))
+      entry[`prod.${key}`] = value;
+    s.store.set("nats-app.shop.orders", entry);
     s.index.add("shop", "orders", "prod", replacement.publicKey);
     await s.reconciler.reconcile("shop/orders");
     assert.equal(
@@ -364,7 +392,8 @@ describe("the App reconciler", () => {
     const s = setup(ceilings);
     s.addApp("orders", { nats: { connections: 50 }, environments: ["prod"] });
     assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
-    const stored = structuredClone(s.store.data.get("nats-account.shop.orders.prod"));
+    const stored = structuredClone(s.store.data.get("nats-app.shop.orders"));
+    assert.ok(stored);
     const pushes = s.servers.pushes;
 
     ceilings.limits.connections = 10;
@@ -376,7 +405,7 @@ describe("the App reconciler", () => {
       degraded.message,
       /spec\.nats\.connections is 50, over the ceiling of 10 \(--max-connections/,
     );
-    assert.deepEqual(s.store.data.get("nats-account.shop.orders.prod"), stored);
+    assert.deepEqual(s.store.data.get("nats-app.shop.orders"), stored);
     assert.equal(s.servers.pushes, pushes, "the account was pushed with other limits");
     assert.equal(s.cluster.app("shop", "orders").status?.environments?.[0]?.ready, true);
     s.ca.bundle = "-----BEGIN CERTIFICATE-----\nrotated\n-----END CERTIFICATE-----\n";
@@ -387,12 +416,12 @@ describe("the App reconciler", () => {
       /rotated/,
       "the held App's Secret missed the new CA",
     );
-    assert.deepEqual(s.store.data.get("nats-account.shop.orders.prod"), stored);
+    assert.deepEqual(s.store.data.get("nats-app.shop.orders"), stored);
 
     s.addApp("web", { nats: true, environments: ["prod"] });
     assert.deepEqual(await s.reconciler.reconcile("shop/web"), { kind: "done" });
     assert.equal(s.condition("web", "Degraded")?.reason, "OverCeiling");
-    assert.equal(s.store.data.has("nats-account.shop.web.prod"), false);
+    assert.equal(s.store.data.has("nats-app.shop.web"), false);
     assert.equal(s.cluster.secrets.has("shop/web-prod-nats"), false);
 
     ceilings.limits.connections = 1000;
@@ -420,8 +449,82 @@ describe("the App reconciler", () => {
     assert.equal(s.cluster.secrets.size, 0);
     assert.deepEqual(s.index.environments("shop", "orders"), []);
     assert.deepEqual(
-      [...s.store.data.keys()].filter((k) => k.startsWith("nats-account.")),
+      [...s.store.data.keys()].filter((k) => k.startsWith("nats-")),
       [],
+    );
+  });
+
+  test("an App's keys are one entry, written once for all its environments; dropping one rewrites it", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod", "test", "dev"] });
+    await s.reconciler.reconcile("shop/orders");
+    assert.deepEqual([...s.store.data.keys()], ["nats-app.shop.orders"]);
+    assert.equal(s.store.writes, 1);
+    const accounts = s.cluster.app("shop", "orders").status?.environments?.map((e) => e.account);
+    for (const [i, environment] of ["prod", "test", "dev"].entries()) {
+      const stored = await loadAccount(s.store, { namespace: "shop", app: "orders", environment });
+      assert.equal(parseJwt(stored?.accountJwt ?? "").sub, accounts?.[i], environment);
+    }
+    s.cluster.app("shop", "orders").spec = { nats: true, environments: ["prod"] };
+    await s.reconciler.reconcile("shop/orders");
+    assert.equal(s.store.writes, 2);
+    assert.deepEqual(
+      Object.keys(s.store.data.get("nats-app.shop.orders") ?? {}).map((k) => k.split(".")[0]),
+      Array(5).fill("prod"),
+    );
+    assert.equal(s.servers.accounts.size, 1);
+  });
+
+  test("accounts stored one per entry keep working as they are, and move into the App's entry with its next write", async () => {
+    const s = setup();
+    const legacy = mintAppAccount(
+      { namespace: "shop", app: "orders", environment: "prod", limits: {} },
+      identity,
+    );
+    s.store.set("nats-account.shop.orders.prod", { ...legacy.stored });
+    s.index.add("shop", "orders", "prod", legacy.publicKey);
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    const writes = s.store.writes;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(
+      s.cluster.app("shop", "orders").status?.environments?.[0]?.account,
+      legacy.publicKey,
+    );
+    assert.equal(s.store.writes, writes, "keys that were fine as they are were written");
+
+    s.cluster.app("shop", "orders").spec = { nats: true, environments: ["prod", "test"] };
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.deepEqual([...s.store.data.keys()], ["nats-app.shop.orders"]);
+    assert.deepEqual(
+      await loadAccount(s.store, { namespace: "shop", app: "orders", environment: "prod" }),
+      legacy.stored,
+    );
+    assert.equal(
+      s.cluster.app("shop", "orders").status?.environments?.[0]?.account,
+      legacy.publicKey,
+    );
+  });
+
+  test("keys another leader stored meanwhile are never replaced: the next run uses them", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    const theirs = mintAppAccount(
+      { namespace: "shop", app: "orders", environment: "prod", limits: {} },
+      identity,
+    );
+    const entry = Object.fromEntries(
+      Object.entries(theirs.stored).map(([key, value]) => [`prod.${key}`, value]),
+    );
+    s.store.set("nats-app.shop.orders", entry);
+    const conflict = await s.reconciler.reconcile("shop/orders");
+    assert.equal(conflict.kind, "retry");
+    assert.equal(s.condition("orders", "Degraded")?.reason, "KeyStoreConflict");
+    assert.deepEqual(s.store.data.get("nats-app.shop.orders"), entry);
+    assert.equal(s.servers.accounts.size, 0, "an account was pushed without its keys stored");
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(
+      s.cluster.app("shop", "orders").status?.environments?.[0]?.account,
+      theirs.publicKey,
     );
   });
 

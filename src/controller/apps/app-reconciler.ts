@@ -8,15 +8,14 @@
 import { ApiException, type V1OwnerReference, type V1Secret } from "@kubernetes/client-node";
 import type { Account } from "@nats-io/jwt";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
-import { accountRecipe, mintAppAccount } from "../../accounts/app-account.ts";
+import { accountRecipe, mintAppAccount, type StoredAccount } from "../../accounts/app-account.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
   KeyStoreError,
-  createAccount,
-  forgetAccount,
-  loadAccount,
-  saveAccount,
+  loadAppKeys,
+  saveAppKeys,
+  type AppKeys,
   type SecretStore,
 } from "../../accounts/key-store.ts";
 import type { ResolverClient } from "../../accounts/resolver-client.ts";
@@ -211,6 +210,40 @@ function validate(app: AppObject): Validated {
   return { valid: true, wanted: request ? [...spec.environments] : [], request };
 }
 
+/** Someone else's Secret where the environment's app Secret belongs, as the problem to report. */
+function secretConflict(
+  secret: V1Secret,
+  app: AppObject,
+  environment: string,
+): AppProblem | undefined {
+  const { namespace, name } = app.metadata;
+  const claimedBy = secretOwner(secret);
+  if (claimedBy?.app === name && claimedBy.environment === environment) return undefined;
+  return new AppProblem(
+    "SecretConflict",
+    `Secret ${namespace}/${appSecretName(name, environment)} already exists and is not this App's ${environment} Secret` +
+      (claimedBy ? ` (it belongs to ${claimedBy.app}/${claimedBy.environment})` : "") +
+      "; rename the App or the environment, or delete that Secret",
+    "recheck",
+  );
+}
+
+/** An environment's account as it should be, before its keys are saved and it is pushed. */
+interface Minted {
+  environment: string;
+  app: AppObject;
+  identity: OperatorIdentity;
+  accountSpec: AccountSpec;
+  minted: ReturnType<typeof mintAppAccount>;
+  /** No keys were stored for it. */
+  created: boolean;
+  existingSecret: V1Secret | undefined;
+  secretBase: Omit<AppSecretSource, "madeFrom">;
+  before: EnvironmentStatus | undefined;
+}
+
+type Prepared = Minted | { environment: string; recorded: EnvironmentStatus };
+
 export class AppReconciler {
   private readonly deps: ReconcilerDeps;
 
@@ -356,35 +389,91 @@ export class AppReconciler {
     if (wanted.length > 0 && !holdsFinalizer(app)) await this.deps.writes.setFinalizer(app, true);
   }
 
-  /** Each environment on its own: one that fails does not hold the others hostage. */
+  /**
+   * Each environment on its own: one that fails does not hold the others hostage. The keys made
+   * for any of them are saved together, with one write, before any of them is pushed.
+   */
   private async ensureEnvironments(
     app: AppObject,
     wanted: string[],
     request: AccountRequest | typeof KEEP_LIMITS,
   ): Promise<StepResult & { environments: EnvironmentStatus[] }> {
+    const { namespace, name } = app.metadata;
     const result: StepResult & { environments: EnvironmentStatus[] } = {
       environments: [],
       changes: [],
       problems: [],
     };
+    // Read once, and only if an environment needs its stored keys.
+    let loaded: Promise<AppKeys> | undefined;
+    const keys = () =>
+      (loaded ??= loadAppKeys(
+        this.deps.store,
+        { namespace, app: name },
+        this.deps.index.environments(namespace, name),
+      ));
+    const prepared: (Prepared | { environment: string; problem: AppProblem })[] = [];
     for (const environment of wanted) {
       try {
-        result.environments.push(
-          await this.ensureEnvironment(app, environment, request, result.changes),
-        );
+        prepared.push(await this.prepareEnvironment(app, environment, request, keys));
       } catch (error) {
-        result.problems.push(describe(error, this.deps.scrub));
-        const before = app.status?.environments?.find((e) => e.name === environment);
-        result.environments.push({
-          ...(before ?? {
-            name: environment,
-            secret: appSecretName(app.metadata.name, environment),
-          }),
-          ready: false,
-        });
+        prepared.push({ environment, problem: describe(error, this.deps.scrub) });
       }
     }
+    const notSaved = await this.saveMinted(app, keys, prepared);
+    for (const step of prepared) {
+      let problem = "problem" in step ? step.problem : undefined;
+      if ("recorded" in step) {
+        result.environments.push(step.recorded);
+        continue;
+      }
+      if ("minted" in step) {
+        if (notSaved && step.minted.changed) problem = notSaved;
+        else
+          try {
+            result.environments.push(await this.publishEnvironment(step, result.changes));
+            continue;
+          } catch (error) {
+            problem = describe(error, this.deps.scrub);
+          }
+      }
+      if (problem) result.problems.push(problem);
+      const before = app.status?.environments?.find((e) => e.name === step.environment);
+      result.environments.push({
+        ...(before ?? { name: step.environment, secret: appSecretName(name, step.environment) }),
+        ready: false,
+      });
+    }
     return result;
+  }
+
+  /**
+   * Saves the keys minted for the App's environments with one write; what stopped it, if
+   * anything did (each of those environments reports it and is not pushed).
+   */
+  private async saveMinted(
+    app: AppObject,
+    keys: () => Promise<AppKeys>,
+    prepared: (Prepared | { environment: string; problem: AppProblem })[],
+  ): Promise<AppProblem | undefined> {
+    const { namespace, name } = app.metadata;
+    const put = new Map<string, StoredAccount>();
+    for (const step of prepared)
+      if ("minted" in step && step.minted.changed) put.set(step.environment, step.minted.stored);
+    if (put.size === 0) return undefined;
+    try {
+      if (await saveAppKeys(this.deps.store, await keys(), { put })) return undefined;
+    } catch (error) {
+      return describe(error, this.deps.scrub);
+    }
+    // Keys the index did not know of (an outgoing leader's last write), or changed since they
+    // were read: never replaced; the next run reads and uses them.
+    for (const environment of put.keys()) this.deps.index.add(namespace, name, environment);
+    return new AppProblem(
+      "KeyStoreConflict",
+      `${[...put.keys()].join(", ")}: account keys changed while new ones were being made; retrying with them`,
+      "retry",
+    );
   }
 
   /** Environments the App no longer lists (all of them with NATS off); then the finalizer goes. */
@@ -399,29 +488,22 @@ export class AppReconciler {
     return removed;
   }
 
-  private async ensureEnvironment(
+  /**
+   * The environment as its status records it, when nothing it was made from changed; else its
+   * account as it should be (minted or re-signed from the stored keys, not saved yet).
+   */
+  private async prepareEnvironment(
     app: AppObject,
     environment: string,
     request: AccountRequest | typeof KEEP_LIMITS,
-    changes: AccountChange[],
-  ): Promise<EnvironmentStatus> {
+    keys: () => Promise<AppKeys>,
+  ): Promise<Prepared> {
     const { namespace, name } = app.metadata;
     const { deps } = this;
     const identity = deps.identity();
     const secretName = appSecretName(name, environment);
-    const conflict = (secret: V1Secret): AppProblem | undefined => {
-      const claimedBy = secretOwner(secret);
-      if (claimedBy?.app === name && claimedBy.environment === environment) return undefined;
-      return new AppProblem(
-        "SecretConflict",
-        `Secret ${namespace}/${secretName} already exists and is not this App's ${environment} Secret` +
-          (claimedBy ? ` (it belongs to ${claimedBy.app}/${claimedBy.environment})` : "") +
-          "; rename the App or the environment, or delete that Secret",
-        "recheck",
-      );
-    };
     const existingSecret = deps.getSecret(namespace, secretName);
-    const cachedConflict = existingSecret && conflict(existingSecret);
+    const cachedConflict = existingSecret && secretConflict(existingSecret, app, environment);
     if (cachedConflict) throw cachedConflict;
     const where = { namespace, app: name, environment };
     const secretBase = {
@@ -436,19 +518,18 @@ export class AppReconciler {
     // environment needs no read that would only answer 404.
     const stored = deps.index.environments(namespace, name).includes(environment);
     const before = app.status?.environments?.find((e) => e.name === environment);
-    const readyAs = (held: HeldAccount): EnvironmentStatus => ({
-      name: environment,
-      secret: secretName,
-      url: deps.appUrl,
-      ready: true,
-      ...held,
-    });
     if (stored && request !== KEEP_LIMITS) {
       const spec = { ...where, limits: request };
       const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
-      if (recorded) return readyAs(recorded);
+      if (recorded) return { environment, recorded: this.readyAs(app, environment, recorded) };
     }
-    const previous = stored ? await loadAccount(deps.store, where) : undefined;
+    let previous: StoredAccount | undefined;
+    if (stored) {
+      const held = await keys();
+      const damaged = held.damaged.get(environment);
+      if (damaged) throw damaged;
+      previous = held.accounts.get(environment);
+    }
     const limits =
       request !== KEEP_LIMITS
         ? request
@@ -457,20 +538,27 @@ export class AppReconciler {
           : undefined;
     if (!limits) throw new KeyStoreError(`${environment}: no stored account to keep`);
     const accountSpec = { ...where, limits };
-    const minted = mintAppAccount(accountSpec, identity, previous, deps.now());
-    if (minted.changed) {
-      if (previous) await saveAccount(deps.store, accountSpec, minted.stored);
-      else if (!(await createAccount(deps.store, accountSpec, minted.stored))) {
-        // Keys the index did not know of (an outgoing leader's last write): never replace
-        // them; the next run loads and uses them.
-        deps.index.add(namespace, name, environment);
-        throw new AppProblem(
-          "KeyStoreConflict",
-          `${environment}: account keys appeared while new ones were being made; retrying with them`,
-          "retry",
-        );
-      }
-    }
+    return {
+      environment,
+      app,
+      identity,
+      accountSpec,
+      minted: mintAppAccount(accountSpec, identity, previous, deps.now()),
+      created: !previous,
+      existingSecret,
+      secretBase,
+      before,
+    };
+  }
+
+  /** Pushes the saved account where the servers lack it, then writes its app Secret. */
+  private async publishEnvironment(
+    step: Minted,
+    changes: AccountChange[],
+  ): Promise<EnvironmentStatus> {
+    const { deps } = this;
+    const { environment, app, identity, accountSpec, minted, existingSecret, before } = step;
+    const { namespace, name } = app.metadata;
     deps.index.add(namespace, name, environment, minted.publicKey);
     const revision = parseJwt(minted.stored.accountJwt).iat;
     // The status records what the servers acknowledged (a status from before `servers` was
@@ -484,20 +572,22 @@ export class AppReconciler {
     ) {
       servers = (await deps.servers().push(minted.stored.accountJwt, identity)).length;
       deps.onPush("update");
-      if (minted.changed) changes.push({ environment, change: previous ? "updated" : "created" });
+      if (minted.changed)
+        changes.push({ environment, change: step.created ? "created" : "updated" });
     }
     const secretInput = {
-      ...secretBase,
+      ...step.secretBase,
       creds: minted.creds,
       madeFrom: issuedFrom(accountSpec, identity, minted.publicKey, revision),
     };
+    const secretName = appSecretName(name, environment);
     // The cache holds only the operator's labelled Secrets. On a miss a create, never an apply:
     // a forced apply would silently take over someone else's Secret of that name.
     if (!existingSecret) {
       if (!(await deps.writes.createSecret(appSecret(secretInput)))) {
         // Ours but not cached yet, or someone else's.
         const found = await deps.readSecret(namespace, secretName);
-        const problem = found && conflict(found);
+        const problem = found && secretConflict(found, app, environment);
         if (problem) throw problem;
         if (!found || !appSecretCurrent(found, secretInput))
           await deps.writes.applySecret(appSecret(secretInput));
@@ -505,7 +595,17 @@ export class AppReconciler {
     } else if (!appSecretCurrent(existingSecret, secretInput)) {
       await deps.writes.applySecret(appSecret(secretInput));
     }
-    return readyAs({ account: minted.publicKey, revision, servers });
+    return this.readyAs(app, environment, { account: minted.publicKey, revision, servers });
+  }
+
+  private readyAs(app: AppObject, environment: string, held: HeldAccount): EnvironmentStatus {
+    return {
+      name: environment,
+      secret: appSecretName(app.metadata.name, environment),
+      url: this.deps.appUrl,
+      ready: true,
+      ...held,
+    };
   }
 
   /**
@@ -539,47 +639,66 @@ export class AppReconciler {
   }
 
   /**
-   * Deletes accounts from every server, then their Secrets, then their keys: a failure leaves
-   * the keys, so the next run tries again rather than forgetting an account still served.
+   * Deletes accounts from every server, then their Secrets, then their keys (those of all of
+   * them with one write): a failure leaves the keys, so the next run tries again rather than
+   * forgetting an account still served.
    */
   private async removeEnvironments(
     namespace: string,
     name: string,
     environments: string[],
   ): Promise<StepResult> {
+    const { deps } = this;
     const result: StepResult = { changes: [], problems: [] };
+    if (environments.length === 0) return result;
+    const fail = (error: unknown) => result.problems.push(describe(error, deps.scrub));
+    let keys: AppKeys;
+    try {
+      keys = await loadAppKeys(
+        deps.store,
+        { namespace, app: name },
+        deps.index.environments(namespace, name),
+      );
+    } catch (error) {
+      fail(error);
+      return result;
+    }
+    const gone: string[] = [];
+    const deleted: string[] = [];
     for (const environment of environments) {
       try {
-        if (await this.removeEnvironment(namespace, name, environment))
-          result.changes.push({ environment, change: "deleted" });
+        const damaged = keys.damaged.get(environment);
+        if (damaged) throw damaged;
+        const stored = keys.accounts.get(environment);
+        if (stored) {
+          await deleteAppAccount(deps.servers(), stored, deps.identity());
+          deps.onPush("delete");
+          deleted.push(environment);
+        }
+        const secretName = appSecretName(name, environment);
+        const secret = deps.getSecret(namespace, secretName);
+        const claimedBy = secretOwner(secret);
+        if (secret && claimedBy?.app === name && claimedBy.environment === environment)
+          await deps.writes.deleteSecret(namespace, secretName);
+        gone.push(environment);
       } catch (error) {
-        result.problems.push(describe(error, this.deps.scrub));
+        fail(error);
       }
     }
-    return result;
-  }
-
-  /** True when it had an account to delete. */
-  private async removeEnvironment(
-    namespace: string,
-    name: string,
-    environment: string,
-  ): Promise<boolean> {
-    const { deps } = this;
-    const spec = { namespace, app: name, environment };
-    const stored = await loadAccount(deps.store, spec);
-    if (stored) {
-      await deleteAppAccount(deps.servers(), stored, deps.identity());
-      deps.onPush("delete");
+    if (gone.length === 0) return result;
+    try {
+      if (!(await saveAppKeys(deps.store, keys, { drop: gone })))
+        throw new AppProblem(
+          "KeyStoreConflict",
+          `${gone.join(", ")}: account keys changed while they were being deleted; retrying`,
+          "retry",
+        );
+      for (const environment of gone) deps.index.remove(namespace, name, environment);
+      for (const environment of deleted) result.changes.push({ environment, change: "deleted" });
+    } catch (error) {
+      fail(error);
     }
-    const secretName = appSecretName(name, environment);
-    const secret = deps.getSecret(namespace, secretName);
-    const claimedBy = secretOwner(secret);
-    if (secret && claimedBy?.app === name && claimedBy.environment === environment)
-      await deps.writes.deleteSecret(namespace, secretName);
-    await forgetAccount(deps.store, spec);
-    deps.index.remove(namespace, name, environment);
-    return stored !== undefined;
+    return result;
   }
 
   /**

@@ -16,7 +16,7 @@ import {
 import {
   OPERATOR_ENTRY,
   ensureOperatorSeeds,
-  parseAccountEntryName,
+  entryAccounts,
   type SecretStore,
 } from "../../accounts/key-store.ts";
 import { parseJwt } from "../../accounts/jwt.ts";
@@ -84,7 +84,8 @@ async function refuseOverInstallation(
   settings: BootstrapSettings,
   missing: { entry: string; what: string; startOver: string },
 ): Promise<void> {
-  const accounts = (await store.list()).filter((name) => parseAccountEntryName(name)).length;
+  let accounts = 0;
+  for await (const { name, data } of store.entries()) accounts += entryAccounts(name, data).length;
   if (!natsConfig && accounts === 0) return;
   const trusted = natsConfig?.[OPERATOR_JWT]
     ? ` the NATS servers trust operator ${parseJwt(natsConfig[OPERATOR_JWT]).sub},`
