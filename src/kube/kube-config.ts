@@ -38,7 +38,15 @@ export class PooledKubeConfig extends KubeConfig {
       context.setDispatcher(pooled);
       return;
     }
-    this.dispatchers.set(key, fresh);
+    // HTTP/1.1 with a pool of keep-alive connections rather than one HTTP/2 connection that
+    // undici and the API server both prefer: measured cheaper in CPU per request here.
+    const http1 = fresh.compose(
+      (dispatch) => (options, handler) =>
+        // Read per request by undici's Agent, though its types lack it.
+        dispatch({ ...options, allowH2: false } as typeof options, handler),
+    );
+    this.dispatchers.set(key, http1);
+    context.setDispatcher(http1);
   }
 
   /** Closes the pooled connections (the process stops, or a test is done with the client). */

@@ -244,6 +244,12 @@ interface Minted {
 
 type Prepared = Minted | { environment: string; recorded: EnvironmentStatus };
 
+/** A published environment, and what changed about its account, if anything did. */
+interface Published {
+  status: EnvironmentStatus;
+  change?: AccountChange;
+}
+
 export class AppReconciler {
   private readonly deps: ReconcilerDeps;
 
@@ -421,26 +427,30 @@ export class AppReconciler {
       }
     }
     const notSaved = await this.saveMinted(app, keys, prepared);
-    for (const step of prepared) {
-      let problem = "problem" in step ? step.problem : undefined;
-      if ("recorded" in step) {
-        result.environments.push(step.recorded);
+    // Environments are independent: published together, an App is Ready sooner.
+    const outcomes = await Promise.all(
+      prepared.map(async (step): Promise<Published | AppProblem> => {
+        if ("recorded" in step) return { status: step.recorded };
+        if ("problem" in step) return step.problem;
+        if (notSaved && step.minted.changed) return notSaved;
+        try {
+          return await this.publishEnvironment(step);
+        } catch (error) {
+          return describe(error, this.deps.scrub);
+        }
+      }),
+    );
+    for (const [i, outcome] of outcomes.entries()) {
+      if (!(outcome instanceof AppProblem)) {
+        result.environments.push(outcome.status);
+        if (outcome.change) result.changes.push(outcome.change);
         continue;
       }
-      if ("minted" in step) {
-        if (notSaved && step.minted.changed) problem = notSaved;
-        else
-          try {
-            result.environments.push(await this.publishEnvironment(step, result.changes));
-            continue;
-          } catch (error) {
-            problem = describe(error, this.deps.scrub);
-          }
-      }
-      if (problem) result.problems.push(problem);
-      const before = app.status?.environments?.find((e) => e.name === step.environment);
+      result.problems.push(outcome);
+      const environment = prepared[i]?.environment ?? "";
+      const before = app.status?.environments?.find((e) => e.name === environment);
       result.environments.push({
-        ...(before ?? { name: step.environment, secret: appSecretName(name, step.environment) }),
+        ...(before ?? { name: environment, secret: appSecretName(name, environment) }),
         ready: false,
       });
     }
@@ -552,10 +562,7 @@ export class AppReconciler {
   }
 
   /** Pushes the saved account where the servers lack it, then writes its app Secret. */
-  private async publishEnvironment(
-    step: Minted,
-    changes: AccountChange[],
-  ): Promise<EnvironmentStatus> {
+  private async publishEnvironment(step: Minted): Promise<Published> {
     const { deps } = this;
     const { environment, app, identity, accountSpec, minted, existingSecret, before } = step;
     const { namespace, name } = app.metadata;
@@ -564,6 +571,7 @@ export class AppReconciler {
     // The status records what the servers acknowledged (a status from before `servers` was
     // recorded: every server); a restart with it current and complete pushes nothing.
     let servers = before?.servers ?? deps.expectedServers;
+    let change: AccountChange | undefined;
     if (
       minted.changed ||
       before?.revision !== revision ||
@@ -572,8 +580,7 @@ export class AppReconciler {
     ) {
       servers = (await deps.servers().push(minted.stored.accountJwt, identity)).length;
       deps.onPush("update");
-      if (minted.changed)
-        changes.push({ environment, change: step.created ? "created" : "updated" });
+      if (minted.changed) change = { environment, change: step.created ? "created" : "updated" };
     }
     const secretInput = {
       ...step.secretBase,
@@ -595,7 +602,8 @@ export class AppReconciler {
     } else if (!appSecretCurrent(existingSecret, secretInput)) {
       await deps.writes.applySecret(appSecret(secretInput));
     }
-    return this.readyAs(app, environment, { account: minted.publicKey, revision, servers });
+    const status = this.readyAs(app, environment, { account: minted.publicKey, revision, servers });
+    return { status, ...(change ? { change } : {}) };
   }
 
   private readyAs(app: AppObject, environment: string, held: HeldAccount): EnvironmentStatus {
