@@ -18,7 +18,8 @@
  * 6. The operator's resident memory, and its CPU time per app-environment during the burst
  *    (from /proc, user + system).
  *
- * The webhook runs as the chart runs it, so new Apps get their finalizer at admission.
+ * The webhook runs in a process of its own, as the chart runs it (new Apps get their finalizer
+ * at admission); the operator figures are the controller's.
  * Each run starts a fresh stack; with --runs N the figures are summed up as min/median/max.
  *
  * Run: node bench/controller.ts [--apps 1000] [--runs 3] [--samples 100] [--parallel 16]
@@ -49,6 +50,7 @@ import {
   operatorAccess,
   readyAtGeneration,
   type AuditedRequest,
+  type RunningOperator,
 } from "../test/e2e/operator-process.ts";
 
 const { values } = parseArgs({
@@ -222,6 +224,7 @@ async function replay(
 
 async function run(): Promise<Figures> {
   const stack = await startLocalStack({ toolchain: tools, natsBinary });
+  let webhookServer: RunningOperator | undefined;
   try {
     const kc = stack.controlPlane.kubeConfig();
     const core = kc.makeApiClient(CoreV1Api);
@@ -256,10 +259,13 @@ async function run(): Promise<Figures> {
     );
 
     const { kubeconfig: operatorKubeconfig, identity } = await operatorAccess(stack);
-    // The webhook on, as the chart runs it: new Apps get their finalizer at admission.
+    // As the chart runs them: the controller registers the webhook, which serves in a process
+    // of its own (new Apps get their finalizer there); the figures are the controller's.
     const webhookPort = await freePort();
+    const webhook = { port: webhookPort, registeredPort: webhookPort };
     const flags = {
-      webhook: { port: webhookPort, registeredPort: webhookPort },
+      webhook,
+      args: ["--role=controller"],
       concurrency: Number(values.concurrency),
       logLevel: "warn",
       resyncSeconds: 3600,
@@ -269,6 +275,18 @@ async function run(): Promise<Figures> {
     };
     const first = await launchOperator(stack, operatorKubeconfig, flags);
     await first.waitReady();
+    webhookServer = await launchOperator(stack, operatorKubeconfig, {
+      identity: "webhook",
+      logLevel: "warn",
+      webhook,
+      args: ["--role=webhook"],
+    });
+    const { healthUrl, process: webhookProcess } = webhookServer;
+    await waitUntil(
+      "the webhook serving",
+      async () => (await fetch(`${healthUrl}/readyz`)).status === 200,
+      { timeoutMs: 60_000, processes: [webhookProcess] },
+    );
     const rssIdle = rssMiB(first.process.pid);
     console.log(`operator RSS idle, leading with no App: ${String(rssIdle)} MiB (goal <= 120 MiB)`);
 
@@ -450,6 +468,7 @@ async function run(): Promise<Figures> {
       steadyP99Ms: p99,
     };
   } finally {
+    await webhookServer?.stop();
     await stack.stop();
   }
 }
