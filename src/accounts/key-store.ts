@@ -87,6 +87,12 @@ export function parseAccountEntryName(
   return { namespace, app, ...(environment ? { environment } : {}) };
 }
 
+/** `<environment>.<key>` in an App's entry, split; undefined for a key of another shape. */
+function splitKey(key: string): [environment: string, field: string] | undefined {
+  const dot = key.indexOf(".");
+  return dot > 0 ? [key.slice(0, dot), key.slice(dot + 1)] : undefined;
+}
+
 /** One account's fields in an entry, complete or not. */
 export interface EntryAccount extends AccountRef {
   data: Record<string, string>;
@@ -100,11 +106,9 @@ export function entryAccounts(name: string, data: Record<string, string>): Entry
   if (environment) return [{ namespace, app, environment, data }];
   const byEnvironment = new Map<string, Record<string, string>>();
   for (const [key, value] of Object.entries(data)) {
-    const dot = key.indexOf(".");
-    if (dot <= 0) continue;
-    const fields = byEnvironment.get(key.slice(0, dot)) ?? {};
-    fields[key.slice(dot + 1)] = value;
-    byEnvironment.set(key.slice(0, dot), fields);
+    const [env, field] = splitKey(key) ?? [];
+    if (env === undefined || field === undefined) continue;
+    byEnvironment.set(env, { ...byEnvironment.get(env), [field]: value });
   }
   return [...byEnvironment].map(([env, fields]) => ({
     namespace,
@@ -250,7 +254,7 @@ export async function saveAppKeys(
   const put = change.put ?? new Map<string, StoredAccount>();
   const drop = new Set(change.drop);
   const data = Object.fromEntries(
-    Object.entries(keys.entry?.data ?? {}).filter(([key]) => !drop.has(key.split(".")[0] ?? "")),
+    Object.entries(keys.entry?.data ?? {}).filter(([key]) => !drop.has(splitKey(key)?.[0] ?? "")),
   );
   const set = (environment: string, account: StoredAccount) => {
     for (const key of ACCOUNT_KEYS) data[`${environment}.${key}`] = account[key];

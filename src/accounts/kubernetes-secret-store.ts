@@ -43,8 +43,8 @@ export class KubernetesSecretStore implements SecretStore {
     return readSecretData(this.api, this.namespace, name);
   }
 
-  create(name: string, data: Record<string, string>): Promise<boolean> {
-    return createSecret(this.api, this.manifest(name, data));
+  async create(name: string, data: Record<string, string>): Promise<boolean> {
+    return (await createSecret(this.api, this.manifest(name, data))) !== undefined;
   }
 
   async put(name: string, data: Record<string, string>): Promise<void> {
@@ -63,25 +63,20 @@ export class KubernetesSecretStore implements SecretStore {
     version?: string,
   ): Promise<string | undefined> {
     const body = this.manifest(name, data);
+    if (!version) return (await createSecret(this.api, body))?.metadata?.resourceVersion;
     // The replace's precondition: it fails if the Secret changed since it was read.
-    if (version && body.metadata) body.metadata.resourceVersion = version;
+    if (body.metadata) body.metadata.resourceVersion = version;
     try {
-      const written = version
-        ? await this.api.replaceNamespacedSecret({
-            name,
-            namespace: this.namespace,
-            body,
-            fieldManager: FIELD_MANAGER,
-          })
-        : await this.api.createNamespacedSecret({
-            namespace: this.namespace,
-            body,
-            fieldManager: FIELD_MANAGER,
-          });
+      const written = await this.api.replaceNamespacedSecret({
+        name,
+        namespace: this.namespace,
+        body,
+        fieldManager: FIELD_MANAGER,
+      });
       return written.metadata?.resourceVersion;
     } catch (error) {
-      // Created meanwhile, changed since read, or deleted since read.
-      if (statusOf(error) === 409 || (version && statusOf(error) === 404)) return undefined;
+      // Changed, or deleted, since it was read.
+      if (statusOf(error) === 409 || statusOf(error) === 404) return undefined;
       throw error;
     }
   }

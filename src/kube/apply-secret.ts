@@ -20,17 +20,19 @@ export function secretData(values: Record<string, string>): Record<string, strin
   );
 }
 
-/** Creates the Secret; false, writing nothing, when one of that name exists. */
-export async function createSecret(api: CoreV1Api, secret: V1Secret): Promise<boolean> {
+/** Creates the Secret and returns it as stored; undefined, writing nothing, when one exists. */
+export async function createSecret(
+  api: CoreV1Api,
+  secret: V1Secret,
+): Promise<V1Secret | undefined> {
   try {
-    await api.createNamespacedSecret({
+    return await api.createNamespacedSecret({
       namespace: secret.metadata?.namespace ?? "",
       body: secret,
       fieldManager: FIELD_MANAGER,
     });
-    return true;
   } catch (error) {
-    if (statusOf(error) === 409) return false;
+    if (statusOf(error) === 409) return undefined;
     throw error;
   }
 }

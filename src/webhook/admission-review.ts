@@ -63,12 +63,18 @@ export interface AppReview {
   oldApp?: AppObject;
 }
 
-/** Checks the shape the App handler relies on. */
-export function parseAppReview(body: unknown): AppReview {
+/** The review's request, when it is about an App. */
+function appRequest(body: unknown): Record<string, unknown> & { uid: string } {
   const request = reviewRequest(body);
   const kind = request.kind;
   if (!isObject(kind) || kind.kind !== APP_KIND || kind.group !== APP_GROUP)
     throw new ReviewError(`the request is not for a ${APP_GROUP} ${APP_KIND}`);
+  return request;
+}
+
+/** Checks the shape the App handler relies on. */
+export function parseAppReview(body: unknown): AppReview {
+  const request = appRequest(body);
   const operation = request.operation;
   if (operation !== "CREATE" && operation !== "UPDATE")
     throw new ReviewError(`the operation ${String(operation)} is not reviewed here`);
@@ -95,10 +101,7 @@ export interface AppCreation {
 }
 
 export function parseAppCreation(body: unknown): AppCreation {
-  const request = reviewRequest(body);
-  const kind = request.kind;
-  if (!isObject(kind) || kind.kind !== APP_KIND || kind.group !== APP_GROUP)
-    throw new ReviewError(`the request is not for a ${APP_GROUP} ${APP_KIND}`);
+  const request = appRequest(body);
   if (request.operation !== "CREATE")
     throw new ReviewError(`the operation ${String(request.operation)} is not mutated here`);
   const app = request.object;

@@ -244,6 +244,12 @@ interface Minted {
 
 type Prepared = Minted | { environment: string; recorded: EnvironmentStatus };
 
+/** An environment that could not be prepared. */
+interface Failed {
+  environment: string;
+  problem: AppProblem;
+}
+
 /** A published environment, and what changed about its account, if anything did. */
 interface Published {
   status: EnvironmentStatus;
@@ -412,13 +418,8 @@ export class AppReconciler {
     };
     // Read once, and only if an environment needs its stored keys.
     let loaded: Promise<AppKeys> | undefined;
-    const keys = () =>
-      (loaded ??= loadAppKeys(
-        this.deps.store,
-        { namespace, app: name },
-        this.deps.index.environments(namespace, name),
-      ));
-    const prepared: (Prepared | { environment: string; problem: AppProblem })[] = [];
+    const keys = () => (loaded ??= this.loadKeys(namespace, name));
+    const prepared: (Prepared | Failed)[] = [];
     for (const environment of wanted) {
       try {
         prepared.push(await this.prepareEnvironment(app, environment, request, keys));
@@ -464,7 +465,7 @@ export class AppReconciler {
   private async saveMinted(
     app: AppObject,
     keys: () => Promise<AppKeys>,
-    prepared: (Prepared | { environment: string; problem: AppProblem })[],
+    prepared: (Prepared | Failed)[],
   ): Promise<AppProblem | undefined> {
     const { namespace, name } = app.metadata;
     const put = new Map<string, StoredAccount>();
@@ -559,6 +560,15 @@ export class AppReconciler {
       secretBase,
       before,
     };
+  }
+
+  /** Every stored account of the App, as the index lists them. */
+  private loadKeys(namespace: string, name: string): Promise<AppKeys> {
+    return loadAppKeys(
+      this.deps.store,
+      { namespace, app: name },
+      this.deps.index.environments(namespace, name),
+    );
   }
 
   /** Pushes the saved account where the servers lack it, then writes its app Secret. */
@@ -662,11 +672,7 @@ export class AppReconciler {
     const fail = (error: unknown) => result.problems.push(describe(error, deps.scrub));
     let keys: AppKeys;
     try {
-      keys = await loadAppKeys(
-        deps.store,
-        { namespace, app: name },
-        deps.index.environments(namespace, name),
-      );
+      keys = await this.loadKeys(namespace, name);
     } catch (error) {
       fail(error);
       return result;

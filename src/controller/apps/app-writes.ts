@@ -53,9 +53,9 @@ export function kubernetesAppWrites(
     name: app.metadata.name,
   });
   return {
-    createSecret(secret) {
+    async createSecret(secret) {
       onWrite("secret");
-      return createSecret(core, secret);
+      return (await createSecret(core, secret)) !== undefined;
     },
     async applySecret(secret) {
       onWrite("secret");
