@@ -9,7 +9,9 @@ import {
   applySecret,
   createSecret,
   secretData,
+  secretsPath,
 } from "../kube/apply-secret.ts";
+import { JsonRequests } from "../kube/json-requests.ts";
 import { statusOf, unlessNotFound } from "../kube/api-errors.ts";
 import { decodeSecretData, readSecret, readSecretData } from "../kube/read-secret.ts";
 import type { SecretStore, StoreEntry, VersionedEntry } from "./key-store.ts";
@@ -18,10 +20,12 @@ export const KEYS_LABEL = "nats-tenancy.io/keys";
 
 export class KubernetesSecretStore implements SecretStore {
   private readonly api: CoreV1Api;
+  private readonly requests: JsonRequests;
   readonly namespace: string;
 
   constructor(kubeConfig: KubeConfig, namespace: string) {
     this.api = kubeConfig.makeApiClient(CoreV1Api);
+    this.requests = new JsonRequests(kubeConfig);
     this.namespace = namespace;
   }
 
@@ -44,11 +48,11 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async create(name: string, data: Record<string, string>): Promise<boolean> {
-    return (await createSecret(this.api, this.manifest(name, data))) !== undefined;
+    return (await createSecret(this.requests, this.manifest(name, data))) !== undefined;
   }
 
   async put(name: string, data: Record<string, string>): Promise<void> {
-    await applySecret(this.api, this.manifest(name, data));
+    await applySecret(this.requests, this.manifest(name, data));
   }
 
   async read(name: string): Promise<VersionedEntry | undefined> {
@@ -63,15 +67,15 @@ export class KubernetesSecretStore implements SecretStore {
     version?: string,
   ): Promise<string | undefined> {
     const body = this.manifest(name, data);
-    if (!version) return (await createSecret(this.api, body))?.metadata?.resourceVersion;
+    if (!version) return (await createSecret(this.requests, body))?.metadata?.resourceVersion;
     // The replace's precondition: it fails if the Secret changed since it was read.
     if (body.metadata) body.metadata.resourceVersion = version;
     try {
-      const written = await this.api.replaceNamespacedSecret({
-        name,
-        namespace: this.namespace,
+      const written = await this.requests.send<V1Secret>({
+        method: "PUT",
+        path: secretsPath(this.namespace, name),
+        query: { fieldManager: FIELD_MANAGER },
         body,
-        fieldManager: FIELD_MANAGER,
       });
       return written.metadata?.resourceVersion;
     } catch (error) {
@@ -84,9 +88,9 @@ export class KubernetesSecretStore implements SecretStore {
   async delete(name: string, version?: string): Promise<boolean> {
     try {
       await unlessNotFound(
-        this.api.deleteNamespacedSecret({
-          name,
-          namespace: this.namespace,
+        this.requests.send({
+          method: "DELETE",
+          path: secretsPath(this.namespace, name),
           ...(version ? { body: { preconditions: { resourceVersion: version } } } : {}),
         }),
       );

@@ -2,8 +2,9 @@
  * Issued certificates as `kubernetes.io/tls` Secrets: tls.crt, tls.key, and ca.crt holding the
  * CA bundle (every CA a peer may present during a rotation), server-side applied.
  */
-import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
+import type { KubeConfig, V1Secret } from "@kubernetes/client-node";
 import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
+import { JsonRequests } from "../kube/json-requests.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
 
 /** The certificate and key stored under `cert` and `key` in a Secret's data, if both are there. */
@@ -37,5 +38,5 @@ export function tlsSecret(
 }
 
 export async function applyTlsSecret(kubeConfig: KubeConfig, secret: V1Secret): Promise<void> {
-  await applySecret(kubeConfig.makeApiClient(CoreV1Api), secret);
+  await applySecret(new JsonRequests(kubeConfig), secret);
 }

@@ -31,6 +31,7 @@ import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import { APP_LABEL } from "./app-secret.ts";
 import { FIELD_MANAGER, MANAGED_BY, applySecret } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
+import { JsonRequests } from "../kube/json-requests.ts";
 import { readSecretData } from "../kube/read-secret.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
 
@@ -300,14 +301,16 @@ async function ensureRegistration(
 export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]> {
   const { kubeConfig, namespace, settings } = input;
   const changes: string[] = [];
-  const core = kubeConfig.makeApiClient(CoreV1Api);
   const leafSpec = webhookLeaf(settings.service, namespace, input.leafLifetimeMs, input.loopback);
   const leaf = await ensureLeaf(input.previous.leaf, leafSpec, input.ca, input.nowMs);
   if (
     input.previous.leaf?.certificatePem !== leaf.leaf.certificatePem ||
     input.previous.bundle !== input.caBundle
   ) {
-    await applySecret(core, tlsSecret(settings.tlsSecret, namespace, leaf.leaf, input.caBundle));
+    await applySecret(
+      new JsonRequests(kubeConfig),
+      tlsSecret(settings.tlsSecret, namespace, leaf.leaf, input.caBundle),
+    );
     changes.push(`webhook certificate: ${leaf.reason ?? "CA bundle changed"}`);
   }
 

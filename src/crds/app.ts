@@ -26,6 +26,11 @@ export const APP_API_VERSION = `${APP_GROUP}/${APP_VERSION}` as const;
 /** What CustomObjectsApi calls take to address Apps. */
 export const APP_RESOURCE = { group: APP_GROUP, version: APP_VERSION, plural: APP_PLURAL } as const;
 
+/** An App's API path, for plain requests. */
+export function appPath(namespace: string, name: string): string {
+  return `/apis/${APP_API_VERSION}/namespaces/${namespace}/${APP_PLURAL}/${name}`;
+}
+
 /** The same labels accounts/spec.ts accepts for an environment. */
 const DNS_LABEL_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 export const MAX_ENVIRONMENTS = 32;

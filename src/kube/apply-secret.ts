@@ -2,13 +2,9 @@
  * Server-side apply of a Secret under the operator's field manager: the one way the operator
  * writes Secrets, so ownership of their fields is always recorded the same way.
  */
-import {
-  PatchStrategy,
-  setHeaderOptions,
-  type CoreV1Api,
-  type V1Secret,
-} from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node";
 import { statusOf } from "./api-errors.ts";
+import { APPLY_TYPE, type JsonRequests } from "./json-requests.ts";
 
 export const FIELD_MANAGER = "nats-tenancy";
 export const MANAGED_BY = { "app.kubernetes.io/managed-by": "nats-tenancy" } as const;
@@ -20,16 +16,22 @@ export function secretData(values: Record<string, string>): Record<string, strin
   );
 }
 
+export function secretsPath(namespace: string, name?: string): string {
+  const collection = `/api/v1/namespaces/${namespace}/secrets`;
+  return name === undefined ? collection : `${collection}/${name}`;
+}
+
 /** Creates the Secret and returns it as stored; undefined, writing nothing, when one exists. */
 export async function createSecret(
-  api: CoreV1Api,
+  requests: JsonRequests,
   secret: V1Secret,
 ): Promise<V1Secret | undefined> {
   try {
-    return await api.createNamespacedSecret({
-      namespace: secret.metadata?.namespace ?? "",
+    return await requests.send<V1Secret>({
+      method: "POST",
+      path: secretsPath(secret.metadata?.namespace ?? ""),
+      query: { fieldManager: FIELD_MANAGER },
       body: secret,
-      fieldManager: FIELD_MANAGER,
     });
   } catch (error) {
     if (statusOf(error) === 409) return undefined;
@@ -37,15 +39,12 @@ export async function createSecret(
   }
 }
 
-export async function applySecret(api: CoreV1Api, secret: V1Secret): Promise<void> {
-  await api.patchNamespacedSecret(
-    {
-      name: secret.metadata?.name ?? "",
-      namespace: secret.metadata?.namespace ?? "",
-      body: secret,
-      fieldManager: FIELD_MANAGER,
-      force: true,
-    },
-    setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-  );
+export async function applySecret(requests: JsonRequests, secret: V1Secret): Promise<void> {
+  await requests.send({
+    method: "PATCH",
+    path: secretsPath(secret.metadata?.namespace ?? "", secret.metadata?.name ?? ""),
+    query: { fieldManager: FIELD_MANAGER, force: "true" },
+    body: secret,
+    contentType: APPLY_TYPE,
+  });
 }

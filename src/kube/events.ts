@@ -1,11 +1,7 @@
 /** core/v1 Events: what the operator tells users where `kubectl describe` shows it. */
-import {
-  PatchStrategy,
-  setHeaderOptions,
-  type CoreV1Api,
-  type CoreV1Event,
-} from "@kubernetes/client-node";
+import type { CoreV1Event } from "@kubernetes/client-node";
 import { statusOf } from "./api-errors.ts";
+import { MERGE_PATCH_TYPE, type JsonRequests } from "./json-requests.ts";
 
 export interface EventInput {
   type: "Normal" | "Warning";
@@ -20,6 +16,19 @@ export interface EventSubject {
   name: string;
   namespace: string;
   uid: string;
+}
+
+function eventsPath(namespace: string, name?: string): string {
+  const collection = `/api/v1/namespaces/${namespace}/events`;
+  return name === undefined ? collection : `${collection}/${name}`;
+}
+
+function createEvent(requests: JsonRequests, event: CoreV1Event): Promise<CoreV1Event> {
+  return requests.send<CoreV1Event>({
+    method: "POST",
+    path: eventsPath(event.metadata.namespace ?? ""),
+    body: event,
+  });
 }
 
 function eventBody(
@@ -40,20 +49,16 @@ function eventBody(
 }
 
 export async function recordEvent(
-  api: CoreV1Api,
+  requests: JsonRequests,
   component: string,
   subject: EventSubject,
   event: EventInput,
 ): Promise<void> {
   const now = new Date();
-  await api.createNamespacedEvent({
-    namespace: subject.namespace,
-    body: eventBody(component, subject, event, {
-      count: 1,
-      firstTimestamp: now,
-      lastTimestamp: now,
-    }),
-  });
+  await createEvent(
+    requests,
+    eventBody(component, subject, event, { count: 1, firstTimestamp: now, lastTimestamp: now }),
+  );
 }
 
 export interface EventSeriesOptions {
@@ -76,8 +81,6 @@ interface Series {
   writing: Promise<void>;
 }
 
-const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
-
 /**
  * Events that repeat (the same reason and message about the same object) as one Event whose
  * count and lastTimestamp grow, the way the kubelet's recorder aggregates: a Deployment whose
@@ -85,15 +88,15 @@ const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
  * series live in this process, so each replica keeps its own.
  */
 export class EventSeries {
-  private readonly api: CoreV1Api;
+  private readonly requests: JsonRequests;
   private readonly component: string;
   private readonly windowMs: number;
   private readonly maxSeries: number;
   private readonly now: () => number;
   private readonly series = new Map<string, Series>();
 
-  constructor(api: CoreV1Api, component: string, options: EventSeriesOptions = {}) {
-    this.api = api;
+  constructor(requests: JsonRequests, component: string, options: EventSeriesOptions = {}) {
+    this.requests = requests;
     this.component = component;
     this.windowMs = options.windowMs ?? 600_000;
     this.maxSeries = options.maxSeries ?? 1000;
@@ -138,10 +141,12 @@ export class EventSeries {
     const { namespace } = series.subject;
     if (series.name) {
       try {
-        await this.api.patchNamespacedEvent(
-          { name: series.name, namespace, body: { count, lastTimestamp } },
-          mergePatch,
-        );
+        await this.requests.send({
+          method: "PATCH",
+          path: eventsPath(namespace, series.name),
+          body: { count, lastTimestamp },
+          contentType: MERGE_PATCH_TYPE,
+        });
         series.written = count;
         return;
       } catch (error) {
@@ -149,14 +154,14 @@ export class EventSeries {
         if (statusOf(error) !== 404) throw error;
       }
     }
-    const created = await this.api.createNamespacedEvent({
-      namespace,
-      body: eventBody(this.component, series.subject, series.event, {
+    const created = await createEvent(
+      this.requests,
+      eventBody(this.component, series.subject, series.event, {
         count,
         firstTimestamp: series.firstTimestamp,
         lastTimestamp,
       }),
-    });
+    );
     series.name = created.metadata.name;
     series.written = count;
   }

@@ -6,7 +6,7 @@
  * leader keeps and swapped in place when it changes, and an Event on the pod's owner for pods
  * refused or skipped, repeats counted in one Event.
  */
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { asAppObject, type AppObject } from "../contract/app-object.ts";
 import { appSecretName } from "../contract/app-secret.ts";
@@ -14,6 +14,7 @@ import { watchApps, type WatchedResource } from "../runtime/informers.ts";
 import type { Loop, Readiness } from "../runtime/loop.ts";
 import { natsEnvironments } from "../crds/app.ts";
 import { EventSeries } from "../kube/events.ts";
+import { JsonRequests } from "../kube/json-requests.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Ceilings } from "../accounts/ceilings.ts";
 import type { AppReview, PodReview } from "./admission-review.ts";
@@ -90,7 +91,7 @@ export class WebhookLoop implements Loop {
   constructor(options: WebhookLoopOptions) {
     this.options = options;
     this.excluded = new Set(excludedNamespaces(options.settings, options.namespace));
-    this.events = new EventSeries(options.kubeConfig.makeApiClient(CoreV1Api), COMPONENT);
+    this.events = new EventSeries(new JsonRequests(options.kubeConfig), COMPONENT);
     this.apps = watchApps({
       kubeConfig: options.kubeConfig,
       label: "apps (webhook)",

@@ -4,20 +4,14 @@
  * patch (the finalizer's removal). One place, so writes can be counted and nothing writes
  * behind the metrics' back.
  */
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-  type V1Secret,
-} from "@kubernetes/client-node";
-import { APP_API_VERSION, APP_KIND, APP_RESOURCE } from "../../crds/app.ts";
+import type { KubeConfig, V1Secret } from "@kubernetes/client-node";
+import { APP_API_VERSION, APP_KIND, appPath } from "../../crds/app.ts";
 import type { AppStatus } from "../../crds/app.ts";
 import { FINALIZER, type AppObject as App } from "../../contract/app-object.ts";
-import { FIELD_MANAGER, applySecret, createSecret } from "../../kube/apply-secret.ts";
+import { FIELD_MANAGER, applySecret, createSecret, secretsPath } from "../../kube/apply-secret.ts";
 import { unlessNotFound } from "../../kube/api-errors.ts";
 import { recordEvent, type EventInput } from "../../kube/events.ts";
+import { APPLY_TYPE, JSON_PATCH_TYPE, JsonRequests } from "../../kube/json-requests.ts";
 
 export interface AppWrites {
   /** Creates the Secret; false, writing nothing, when one of that name exists. */
@@ -38,49 +32,43 @@ function identify(app: App): { name: string; namespace: string; uid: string } {
   return { name: app.metadata.name, namespace: app.metadata.namespace, uid: app.metadata.uid };
 }
 
-const applyOptions = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
+function pathOf(app: App): string {
+  return appPath(app.metadata.namespace, app.metadata.name);
+}
 
 export function kubernetesAppWrites(
   kubeConfig: KubeConfig,
   component: string,
   onWrite: (resource: string) => void,
 ): AppWrites {
-  const core = kubeConfig.makeApiClient(CoreV1Api);
-  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-  const target = (app: App) => ({
-    ...APP_RESOURCE,
-    namespace: app.metadata.namespace,
-    name: app.metadata.name,
-  });
+  const requests = new JsonRequests(kubeConfig);
   return {
     async createSecret(secret) {
       onWrite("secret");
-      return (await createSecret(core, secret)) !== undefined;
+      return (await createSecret(requests, secret)) !== undefined;
     },
     async applySecret(secret) {
       onWrite("secret");
-      await applySecret(core, secret);
+      await applySecret(requests, secret);
     },
     async deleteSecret(namespace, name) {
       onWrite("secret");
-      await unlessNotFound(core.deleteNamespacedSecret({ name, namespace }));
+      await unlessNotFound(requests.send({ method: "DELETE", path: secretsPath(namespace, name) }));
     },
     async setFinalizer(app, present) {
       onWrite("app");
       if (present) {
-        await custom.patchNamespacedCustomObject(
-          {
-            ...target(app),
-            body: {
-              apiVersion: APP_API_VERSION,
-              kind: APP_KIND,
-              metadata: { ...identify(app), finalizers: [FINALIZER] },
-            },
-            fieldManager: FIELD_MANAGER,
-            force: true,
+        await requests.send({
+          method: "PATCH",
+          path: pathOf(app),
+          query: { fieldManager: FIELD_MANAGER, force: "true" },
+          body: {
+            apiVersion: APP_API_VERSION,
+            kind: APP_KIND,
+            metadata: { ...identify(app), finalizers: [FINALIZER] },
           },
-          applyOptions,
-        );
+          contentType: APPLY_TYPE,
+        });
         return;
       }
       // Set at admission, the entry belongs to whoever created the App, so an apply that leaves
@@ -89,41 +77,33 @@ export function kubernetesAppWrites(
       const index = (app.metadata.finalizers ?? []).indexOf(FINALIZER);
       if (index < 0) return;
       const at = `/metadata/finalizers/${String(index)}`;
-      await custom.patchNamespacedCustomObject(
-        {
-          ...target(app),
-          body: [
-            { op: "test", path: "/metadata/uid", value: app.metadata.uid },
-            { op: "test", path: at, value: FINALIZER },
-            { op: "remove", path: at },
-          ],
-          fieldManager: FIELD_MANAGER,
-        },
-        setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
-      );
+      await requests.send({
+        method: "PATCH",
+        path: pathOf(app),
+        query: { fieldManager: FIELD_MANAGER },
+        body: [
+          { op: "test", path: "/metadata/uid", value: app.metadata.uid },
+          { op: "test", path: at, value: FINALIZER },
+          { op: "remove", path: at },
+        ],
+        contentType: JSON_PATCH_TYPE,
+      });
     },
     async applyStatus(app, status) {
       onWrite("app/status");
-      await custom.patchNamespacedCustomObjectStatus(
-        {
-          ...target(app),
-          body: {
-            apiVersion: APP_API_VERSION,
-            kind: APP_KIND,
-            metadata: identify(app),
-            status,
-          },
-          fieldManager: FIELD_MANAGER,
-          force: true,
-        },
-        applyOptions,
-      );
+      await requests.send({
+        method: "PATCH",
+        path: `${pathOf(app)}/status`,
+        query: { fieldManager: FIELD_MANAGER, force: "true" },
+        body: { apiVersion: APP_API_VERSION, kind: APP_KIND, metadata: identify(app), status },
+        contentType: APPLY_TYPE,
+      });
     },
     async event(app, event) {
       onWrite("event");
       const { name, namespace, uid } = app.metadata;
       await recordEvent(
-        core,
+        requests,
         component,
         { apiVersion: APP_API_VERSION, kind: APP_KIND, name, namespace, uid },
         event,

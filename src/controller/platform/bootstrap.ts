@@ -31,6 +31,7 @@ import {
   type NatsNames,
 } from "../../ca/leaves.ts";
 import { MANAGED_BY, applySecret, secretData } from "../../kube/apply-secret.ts";
+import { JsonRequests } from "../../kube/json-requests.ts";
 import { readSecretData, sameSecretData } from "../../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../../nats/server-config.ts";
 import { keyPairFrom } from "../../ca/tls-secret.ts";
@@ -191,7 +192,7 @@ export async function bootstrap(
     [SYSTEM_USER_JWT]: systemUserJwt ?? "",
   };
   if (!sameSecretData(existing, desired)) {
-    await applySecret(core, {
+    await applySecret(new JsonRequests(kubeConfig), {
       apiVersion: "v1",
       kind: "Secret",
       type: "Opaque",
