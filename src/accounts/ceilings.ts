@@ -19,6 +19,14 @@ export interface Ceilings {
 
 export const NO_CEILINGS: Ceilings = { limits: {} };
 
+export function anyCeiling(ceilings: Ceilings): boolean {
+  return (
+    ceilings.environmentsPerApp !== undefined ||
+    ceilings.appsPerNamespace !== undefined ||
+    Object.keys(ceilings.limits).length > 0
+  );
+}
+
 /** How a platform team sets a ceiling: the operator flag and the chart value. */
 export interface CeilingName {
   flag: string;

@@ -5,7 +5,7 @@
  */
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { ceilingName, type Ceilings, type LimitName } from "../accounts/ceilings.ts";
+import { anyCeiling, ceilingName, type Ceilings, type LimitName } from "../accounts/ceilings.ts";
 import { LIMIT_RANGES } from "../accounts/spec.ts";
 import { DEFAULT_CA_POLICY } from "../ca/authority.ts";
 import { MAX_ENVIRONMENTS } from "../crds/app.ts";
@@ -436,6 +436,7 @@ export function parseOptions(
                 .split(",")
                 .map((n) => n.trim())
                 .filter(Boolean),
+              judgesApps: anyCeiling(ceilings),
             },
           }
         : {}),

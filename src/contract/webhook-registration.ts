@@ -53,6 +53,12 @@ export interface WebhookSettings {
   registration: WebhookRegistration;
   /** Namespaces never injected besides the operator's own. */
   excludedNamespaces: string[];
+  /**
+   * Whether Apps are judged at admission. Only ceilings refuse an App there: without any, the
+   * validating registration lists no webhook, and no App write waits on a call that can only
+   * allow it.
+   */
+  judgesApps: boolean;
 }
 
 /** Where the webhook serves pod reviews, and where the registration sends them. */
@@ -99,26 +105,28 @@ export function appValidationConfiguration(
     apiVersion: "admissionregistration.k8s.io/v1",
     kind: "ValidatingWebhookConfiguration",
     metadata: { name: settings.configName, labels: { ...MANAGED_BY } },
-    webhooks: [
-      {
-        name: "apps.nats-tenancy.io",
-        admissionReviewVersions: ["v1"],
-        sideEffects: "None",
-        failurePolicy: "Ignore",
-        timeoutSeconds: 5,
-        matchPolicy: "Equivalent",
-        clientConfig: clientConfig(settings, operatorNamespace, caBundle, VALIDATE_APPS_PATH),
-        rules: [
+    webhooks: settings.judgesApps
+      ? [
           {
-            apiGroups: [APP_GROUP],
-            apiVersions: [APP_VERSION],
-            operations: ["CREATE", "UPDATE"],
-            resources: [APP_PLURAL],
-            scope: "Namespaced",
+            name: "apps.nats-tenancy.io",
+            admissionReviewVersions: ["v1"],
+            sideEffects: "None",
+            failurePolicy: "Ignore",
+            timeoutSeconds: 5,
+            matchPolicy: "Equivalent",
+            clientConfig: clientConfig(settings, operatorNamespace, caBundle, VALIDATE_APPS_PATH),
+            rules: [
+              {
+                apiGroups: [APP_GROUP],
+                apiVersions: [APP_VERSION],
+                operations: ["CREATE", "UPDATE"],
+                resources: [APP_PLURAL],
+                scope: "Namespaced",
+              },
+            ],
           },
-        ],
-      },
-    ],
+        ]
+      : [],
   };
 }
 

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import {
+  AdmissionregistrationV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
 import { decodeJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
@@ -36,6 +40,15 @@ async function refusal(request: Promise<unknown>): Promise<string> {
 
 describe("tenant ceilings", () => {
   const stack = useOperatorStack();
+
+  /** The webhooks Apps are sent to for judgement. */
+  async function appWebhooks(): Promise<string[]> {
+    const admission = stack().kc.makeApiClient(AdmissionregistrationV1Api);
+    const { items } = await admission.listValidatingWebhookConfiguration({
+      labelSelector: "app.kubernetes.io/managed-by=nats-tenancy",
+    });
+    return items.flatMap((c) => (c.webhooks ?? []).map((w) => w.name));
+  }
 
   async function waitFor(
     namespace: string,
@@ -146,6 +159,8 @@ describe("tenant ceilings", () => {
     const apps = appsApi(s.custom);
     const before = await s.startOperator({ identity: "no-ceilings" });
     await before.waitReady();
+    // Nothing to refuse without a ceiling: no App write waits on the webhook.
+    assert.deepEqual(await appWebhooks(), []);
     await apps.create(
       namespace,
       appManifest(namespace, "old", { nats: { connections: 500 }, environments: ["prod"] }),
@@ -158,6 +173,7 @@ describe("tenant ceilings", () => {
 
     const after = await s.startOperator({ identity: "with-ceilings", args: CEILINGS });
     await after.waitReady();
+    assert.deepEqual(await appWebhooks(), ["apps.nats-tenancy.io"]);
     const held = await waitFor(
       namespace,
       "old",

@@ -158,27 +158,35 @@ for (const helm of helms) {
       }
     });
 
-    test("the webhook registrations are what the operator would write, without the caBundle it injects", async () => {
-      const settings = {
-        configName: "nats-tenancy",
-        tlsSecret: "nats-tenancy-webhook-tls",
-        service: "nats-tenancy-webhook",
-        servicePort: 443,
-        registration: "ca-bundle" as const,
-        excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
-      };
-      const objects = await render([]);
-      for (const desired of [
-        webhookConfiguration(settings, NAMESPACE, ""),
-        appValidationConfiguration(settings, NAMESPACE, ""),
-      ]) {
-        const rendered = objects.find((o) => o.kind === desired.kind);
-        // Compared as JSON: the rendered side is plain data, the desired one client-node models.
-        const expected = JSON.parse(JSON.stringify(desired.webhooks)) as {
-          clientConfig: { caBundle?: string };
-        }[];
-        for (const webhook of expected) delete webhook.clientConfig.caBundle;
-        assert.deepEqual(rendered?.webhooks, expected, desired.kind);
+    test("the webhook registrations are what the operator would write, without the caBundle it injects; Apps are judged only under a ceiling", async () => {
+      for (const [values, judgesApps] of [
+        [[], false],
+        [["--set", "ceilings.payload=4096"], true],
+      ] as const) {
+        const settings = {
+          configName: "nats-tenancy",
+          tlsSecret: "nats-tenancy-webhook-tls",
+          service: "nats-tenancy-webhook",
+          servicePort: 443,
+          registration: "ca-bundle" as const,
+          excludedNamespaces: DEFAULT_EXCLUDED_NAMESPACES,
+          judgesApps,
+        };
+        const objects = await render([...values]);
+        for (const desired of [
+          webhookConfiguration(settings, NAMESPACE, ""),
+          appValidationConfiguration(settings, NAMESPACE, ""),
+        ]) {
+          const rendered = objects.find((o) => o.kind === desired.kind);
+          // Compared as JSON: the rendered side is plain data, the desired one client-node models.
+          const expected = JSON.parse(JSON.stringify(desired.webhooks)) as {
+            clientConfig: { caBundle?: string };
+          }[];
+          for (const webhook of expected) delete webhook.clientConfig.caBundle;
+          assert.deepEqual(rendered?.webhooks, expected, `${desired.kind}, ${values.join(" ")}`);
+        }
+        const validating = objects.find((o) => o.kind === "ValidatingWebhookConfiguration");
+        assert.equal(validating?.webhooks?.length, judgesApps ? 1 : 0);
       }
     });
 
