@@ -1,7 +1,7 @@
 /**
- * The few writes the operator makes for every app-environment (Secrets, status, Events), sent
- * as plain JSON over the same pooled, authenticated and abortable connections as client-node's
- * clients. client-node sends each call through undici's fetch (WHATWG streams and Response
+ * The operator's writes of Secrets, App status and Events (those it makes for every
+ * app-environment), sent as plain JSON over the same pooled, authenticated and abortable
+ * connections as client-node's clients. client-node sends each call through undici's fetch (WHATWG streams and Response
  * objects) and walks its generated model on the way out and back; for a Secret nothing of that
  * changes what is sent. Everything else keeps using client-node.
  */
@@ -30,10 +30,6 @@ export interface JsonRequest {
  */
 function settledBy<T>(signal: AbortSignal | undefined, promise: Promise<T>): Promise<T> {
   if (!signal) return promise;
-  if (signal.aborted) {
-    promise.catch(() => undefined);
-    return Promise.reject(signal.reason as Error);
-  }
   return new Promise<T>((resolve, reject) => {
     const abort = () => {
       reject(signal.reason as Error);
@@ -69,6 +65,7 @@ export class JsonRequests {
     const headers: Record<string, string> = { ...context.getHeaders(), accept: JSON_TYPE };
     if (call.body !== undefined) headers["content-type"] = call.contentType ?? JSON_TYPE;
     const signal = context.getSignal();
+    signal?.throwIfAborted();
     const answer = await settledBy(
       signal,
       request(url, {
