@@ -8,11 +8,12 @@ import {
   MANAGED_BY,
   applySecret,
   createSecret,
+  secretCreation,
   secretData,
   secretsPath,
 } from "../kube/apply-secret.ts";
 import { JsonRequests } from "../kube/json-requests.ts";
-import { statusOf, unlessNotFound } from "../kube/api-errors.ts";
+import { statusOf, unlessExists, unlessNotFound } from "../kube/api-errors.ts";
 import { decodeSecretData, readSecret, readSecretData } from "../kube/read-secret.ts";
 import type { SecretStore, StoreEntry, VersionedEntry } from "./key-store.ts";
 
@@ -48,7 +49,7 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async create(name: string, data: Record<string, string>): Promise<boolean> {
-    return (await createSecret(this.requests, this.manifest(name, data))) !== undefined;
+    return createSecret(this.requests, this.manifest(name, data));
   }
 
   async put(name: string, data: Record<string, string>): Promise<void> {
@@ -67,11 +68,13 @@ export class KubernetesSecretStore implements SecretStore {
     version?: string,
   ): Promise<string | undefined> {
     const body = this.manifest(name, data);
-    if (!version) return (await createSecret(this.requests, body))?.metadata?.resourceVersion;
+    if (!version)
+      return (await unlessExists(this.requests.read<V1Secret>(secretCreation(body))))?.metadata
+        ?.resourceVersion;
     // The replace's precondition: it fails if the Secret changed since it was read.
     if (body.metadata) body.metadata.resourceVersion = version;
     try {
-      const written = await this.requests.send<V1Secret>({
+      const written = await this.requests.read<V1Secret>({
         method: "PUT",
         path: secretsPath(this.namespace, name),
         query: { fieldManager: FIELD_MANAGER },

@@ -15,6 +15,16 @@ export async function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined
   }
 }
 
+/** The call's result, or undefined when the object already exists (409); other errors rethrow. */
+export async function unlessExists<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (error) {
+    if (statusOf(error) === 409) return undefined;
+    throw error;
+  }
+}
+
 /**
  * A sentence for status conditions and Events: client-node's message carries the whole
  * response body and headers, which no user should have to read.

@@ -3,8 +3,8 @@
  * writes Secrets, so ownership of their fields is always recorded the same way.
  */
 import type { V1Secret } from "@kubernetes/client-node";
-import { statusOf } from "./api-errors.ts";
-import { APPLY_TYPE, type JsonRequests } from "./json-requests.ts";
+import { unlessExists } from "./api-errors.ts";
+import { APPLY_TYPE, type JsonRequest, type JsonRequests } from "./json-requests.ts";
 
 export const FIELD_MANAGER = "nats-tenancy";
 export const MANAGED_BY = { "app.kubernetes.io/managed-by": "nats-tenancy" } as const;
@@ -21,22 +21,19 @@ export function secretsPath(namespace: string, name?: string): string {
   return name === undefined ? collection : `${collection}/${name}`;
 }
 
-/** Creates the Secret and returns it as stored; undefined, writing nothing, when one exists. */
-export async function createSecret(
-  requests: JsonRequests,
-  secret: V1Secret,
-): Promise<V1Secret | undefined> {
-  try {
-    return await requests.send<V1Secret>({
-      method: "POST",
-      path: secretsPath(secret.metadata?.namespace ?? ""),
-      query: { fieldManager: FIELD_MANAGER },
-      body: secret,
-    });
-  } catch (error) {
-    if (statusOf(error) === 409) return undefined;
-    throw error;
-  }
+/** The request that creates the Secret; it fails with 409 when one of that name exists. */
+export function secretCreation(secret: V1Secret): JsonRequest {
+  return {
+    method: "POST",
+    path: secretsPath(secret.metadata?.namespace ?? ""),
+    query: { fieldManager: FIELD_MANAGER },
+    body: secret,
+  };
+}
+
+/** Creates the Secret; false, writing nothing, when one of that name exists. */
+export async function createSecret(requests: JsonRequests, secret: V1Secret): Promise<boolean> {
+  return (await unlessExists(requests.send(secretCreation(secret)).then(() => true))) ?? false;
 }
 
 export async function applySecret(requests: JsonRequests, secret: V1Secret): Promise<void> {

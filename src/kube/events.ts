@@ -1,7 +1,7 @@
 /** core/v1 Events: what the operator tells users where `kubectl describe` shows it. */
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { statusOf } from "./api-errors.ts";
-import { MERGE_PATCH_TYPE, type JsonRequests } from "./json-requests.ts";
+import { MERGE_PATCH_TYPE, type JsonRequest, type JsonRequests } from "./json-requests.ts";
 
 export interface EventInput {
   type: "Normal" | "Warning";
@@ -23,12 +23,8 @@ function eventsPath(namespace: string, name?: string): string {
   return name === undefined ? collection : `${collection}/${name}`;
 }
 
-function createEvent(requests: JsonRequests, event: CoreV1Event): Promise<CoreV1Event> {
-  return requests.send<CoreV1Event>({
-    method: "POST",
-    path: eventsPath(event.metadata.namespace ?? ""),
-    body: event,
-  });
+function eventCreation(event: CoreV1Event): JsonRequest {
+  return { method: "POST", path: eventsPath(event.metadata.namespace ?? ""), body: event };
 }
 
 function eventBody(
@@ -55,9 +51,10 @@ export async function recordEvent(
   event: EventInput,
 ): Promise<void> {
   const now = new Date();
-  await createEvent(
-    requests,
-    eventBody(component, subject, event, { count: 1, firstTimestamp: now, lastTimestamp: now }),
+  await requests.send(
+    eventCreation(
+      eventBody(component, subject, event, { count: 1, firstTimestamp: now, lastTimestamp: now }),
+    ),
   );
 }
 
@@ -154,13 +151,14 @@ export class EventSeries {
         if (statusOf(error) !== 404) throw error;
       }
     }
-    const created = await createEvent(
-      this.requests,
-      eventBody(this.component, series.subject, series.event, {
-        count,
-        firstTimestamp: series.firstTimestamp,
-        lastTimestamp,
-      }),
+    const created = await this.requests.read<CoreV1Event>(
+      eventCreation(
+        eventBody(this.component, series.subject, series.event, {
+          count,
+          firstTimestamp: series.firstTimestamp,
+          lastTimestamp,
+        }),
+      ),
     );
     series.name = created.metadata.name;
     series.written = count;

@@ -50,10 +50,21 @@ export class JsonRequests {
   }
 
   /**
-   * The answer's JSON body. A status of 300 or above throws the ApiException client-node would
-   * (code and body), so callers handle both paths' errors alike.
+   * Sends the request; the answer's body is not parsed (a Secret or an App comes back whole,
+   * and parsing what no one reads was 3% of the operator's CPU in a burst profile). A status of
+   * 300 or above throws the ApiException client-node would (code and body), so callers handle
+   * both paths' errors alike.
    */
-  async send<T>(call: JsonRequest): Promise<T> {
+  async send(call: JsonRequest): Promise<void> {
+    await this.exchange(call);
+  }
+
+  /** As send, and returns the answer's JSON body. */
+  async read<T>(call: JsonRequest): Promise<T> {
+    return JSON.parse(await this.exchange(call)) as T;
+  }
+
+  private async exchange(call: JsonRequest): Promise<string> {
     const server = this.kubeConfig.getCurrentCluster()?.server;
     if (!server) throw new Error("the kubeconfig names no current cluster");
     const query = call.query ? `?${new URLSearchParams(call.query).toString()}` : "";
@@ -89,6 +100,6 @@ export class JsonRequests {
       );
       throw new ApiException(answer.statusCode, "request refused", body, headers);
     }
-    return (text.length > 0 ? JSON.parse(text) : undefined) as T;
+    return text;
   }
 }

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ApiException, CoreV1Api, type V1Secret } from "@kubernetes/client-node";
 import { apiErrorSentence, statusOf, unlessNotFound } from "../../src/kube/api-errors.ts";
-import { applySecret, createSecret, secretsPath } from "../../src/kube/apply-secret.ts";
+import {
+  applySecret,
+  createSecret,
+  secretCreation,
+  secretsPath,
+} from "../../src/kube/apply-secret.ts";
 import { abortableKubeConfig } from "../../src/kube/abortable-config.ts";
 import { JsonRequests, MERGE_PATCH_TYPE } from "../../src/kube/json-requests.ts";
 import { useControlPlane } from "./harness.ts";
@@ -28,9 +33,9 @@ describe("the lean JSON request path (real API server)", () => {
 
   test("creates, applies, replaces with a precondition and deletes as client-node reads them", async () => {
     const { core, requests } = await setup();
-    const created = await createSecret(requests, secret("round-trip", "one"));
-    assert.ok(created?.metadata?.resourceVersion, "the create returns the stored Secret");
-    assert.equal(await createSecret(requests, secret("round-trip", "two")), undefined);
+    const created = await requests.read<V1Secret>(secretCreation(secret("round-trip", "one")));
+    assert.ok(created.metadata?.resourceVersion, "read returns the stored Secret");
+    assert.equal(await createSecret(requests, secret("round-trip", "two")), false);
 
     await applySecret(requests, secret("round-trip", "three"));
     const applied = await core.readNamespacedSecret({ name: "round-trip", namespace: NAMESPACE });

@@ -45,7 +45,7 @@ export function kubernetesAppWrites(
   return {
     async createSecret(secret) {
       onWrite("secret");
-      return (await createSecret(requests, secret)) !== undefined;
+      return createSecret(requests, secret);
     },
     async applySecret(secret) {
       onWrite("secret");
