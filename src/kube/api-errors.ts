@@ -5,24 +5,24 @@ export function statusOf(error: unknown): number | undefined {
   return error instanceof ApiException ? error.code : undefined;
 }
 
-/** The call's result, or undefined when the object is not there (404); other errors rethrow. */
-export async function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined> {
+/** The call's result, or undefined when the API answered `status`; other errors rethrow. */
+async function unlessAnswered<T>(status: number, call: Promise<T>): Promise<T | undefined> {
   try {
     return await call;
   } catch (error) {
-    if (statusOf(error) === 404) return undefined;
+    if (statusOf(error) === status) return undefined;
     throw error;
   }
 }
 
-/** The call's result, or undefined when the object already exists (409); other errors rethrow. */
-export async function unlessExists<T>(call: Promise<T>): Promise<T | undefined> {
-  try {
-    return await call;
-  } catch (error) {
-    if (statusOf(error) === 409) return undefined;
-    throw error;
-  }
+/** The call's result, or undefined when the object is not there (404). */
+export function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined> {
+  return unlessAnswered(404, call);
+}
+
+/** The call's result, or undefined when the object already exists (409). */
+export function unlessExists<T>(call: Promise<T>): Promise<T | undefined> {
+  return unlessAnswered(409, call);
 }
 
 /**

@@ -102,7 +102,36 @@ export async function startOperatorCluster(
       cluster.reload();
     },
   };
+  try {
+    await untilEveryServerAnswers(result);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
   return result;
+}
+
+/**
+ * Routes can be up before each server's system subscriptions have reached the others, and a
+ * request then misses a server (seen: a first push acknowledged by two of three). Tests start
+ * once every server answers the resolver's requests.
+ */
+async function untilEveryServerAnswers(cluster: OperatorCluster): Promise<void> {
+  const resolver = await ResolverClient.connect({
+    servers: cluster.urls,
+    creds: cluster.artifacts.systemUserCreds,
+    caFile: cluster.caFile,
+    expectedServers: 3,
+  });
+  try {
+    await waitUntil(
+      "every server answering the resolver",
+      async () => (await resolver.list()).size === 3,
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+  } finally {
+    await resolver.close();
+  }
 }
 
 /** Mints an app account for the cluster's operator and pushes it to every server. */
