@@ -23,7 +23,7 @@
  * Each run starts a fresh stack; with --runs N the figures are summed up as min/median/max.
  *
  * Run: node bench/controller.ts [--apps 1000] [--runs 3] [--samples 100] [--parallel 16]
- *      [--concurrency 32]
+ *      [--concurrency 32] [--cpu-prof <dir>] [--node-option <flag>]...
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -59,6 +59,8 @@ const { values } = parseArgs({
     samples: { type: "string", default: "100" },
     /** Writes a CPU profile of each operator process into this directory. */
     "cpu-prof": { type: "string" },
+    /** A Node.js option for the controller process (repeatable), e.g. a V8 heap setting. */
+    "node-option": { type: "string", multiple: true, default: [] },
   },
 });
 const APPS = Number(values.apps);
@@ -315,9 +317,10 @@ async function run(): Promise<Figures> {
       concurrency: Number(values.concurrency),
       logLevel: "warn",
       resyncSeconds: 3600,
-      ...(values["cpu-prof"]
-        ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${values["cpu-prof"]}`] }
-        : {}),
+      nodeArgs: [
+        ...values["node-option"],
+        ...(values["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${values["cpu-prof"]}`] : []),
+      ],
     };
     const first = await launchOperator(stack, operatorKubeconfig, flags);
     await first.waitReady();
@@ -364,6 +367,8 @@ async function run(): Promise<Figures> {
     await apps.waitSynced();
 
     const cpuBefore = cpuSeconds(first.process.pid);
+    const gcSeconds = () => first.metric("nats_tenancy_nodejs_gc_duration_seconds_sum");
+    const gcBefore = await gcSeconds();
     const roles = new Map([
       [first.process.pid ?? 0, "controller"],
       [webhookProcess.pid ?? 0, "webhook"],
@@ -392,12 +397,14 @@ async function run(): Promise<Figures> {
     const rssBurst = rssMiB(first.process.pid);
     const machineSpent = cpuSpent(machineBefore, cpuByProcess(roles));
     const burstMemory = await memoryParts(first);
+    const gcMs = ((await gcSeconds()) - gcBefore) * 1000;
     console.log(
       `${String(APPS)} Apps x 2 environments: created in ${seconds(createdMs)}, all Ready after ${seconds(readyMs)}` +
         ` (${(readyMs / floorMs).toFixed(2)}x the floor; goal <= 3x); ${String(firstWrites)} API writes` +
         ` (${(firstWrites / environments).toFixed(2)} per environment: ${byKind(firstWriteList)});` +
         ` operator CPU ${cpuMs.toFixed(1)} ms` +
-        ` per environment (goal <= 3 ms); operator RSS ${String(rssBurst)} MiB (${burstMemory})`,
+        ` per environment (goal <= 3 ms; garbage collection ${(gcMs / environments).toFixed(2)} ms of it);` +
+        ` operator RSS ${String(rssBurst)} MiB (${burstMemory})`,
     );
     console.log(`CPU during the burst, by process: ${machineSpent}`);
     await first.stop();

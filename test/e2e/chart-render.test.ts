@@ -86,6 +86,14 @@ interface Rendered {
   spec?: unknown;
 }
 
+/** The environment of a rendered Deployment's container. */
+function containerEnv(deployment: Rendered): { name: string; value?: string }[] {
+  const spec = deployment.spec as {
+    template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } };
+  };
+  return spec.template.spec.containers[0]?.env ?? [];
+}
+
 for (const helm of helms) {
   describe(`the chart with ${helm.label}`, () => {
     const h = useHelm(helm.path);
@@ -190,6 +198,20 @@ for (const helm of helms) {
       }
     });
 
+    test("both roles run Node.js with the chart's nodeOptions, and none when emptied", async () => {
+      for (const [values, expected] of [
+        [[], "--max-semi-space-size=8"],
+        [["--set", "operator.nodeOptions="], undefined],
+      ] as const) {
+        const deployments = (await render([...values])).filter((o) => o.kind === "Deployment");
+        assert.equal(deployments.length, 2);
+        for (const deployment of deployments) {
+          const env = containerEnv(deployment);
+          assert.equal(env.find((e) => e.name === "NODE_OPTIONS")?.value, expected);
+        }
+      }
+    });
+
     test("ceilings reach both roles as the operator's variables, and unset ones not at all", async () => {
       const objects = await render([
         "--set",
@@ -202,14 +224,7 @@ for (const helm of helms) {
       const deployments = objects.filter((o) => o.kind === "Deployment");
       assert.equal(deployments.length, 2);
       for (const deployment of deployments) {
-        const env =
-          (
-            deployment as unknown as {
-              spec: {
-                template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } };
-              };
-            }
-          ).spec.template.spec.containers[0]?.env ?? [];
+        const env = containerEnv(deployment);
         const ceilings = Object.fromEntries(
           env.filter((e) => e.name.startsWith("NATS_TENANCY_MAX_")).map((e) => [e.name, e.value]),
         );

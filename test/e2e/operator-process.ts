@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import {
   loadOperatorIdentity,
@@ -24,6 +25,16 @@ import { systemUserCreds } from "./fixtures/system-user.ts";
 
 export const OPERATOR_USER = "nats-tenancy-operator";
 const MAIN = join(import.meta.dirname, "../../src/cli/main.ts");
+/** The Node.js options the chart runs the operator with, so it runs here as it does there. */
+const CHART_NODE_OPTIONS = (
+  (
+    parseYaml(
+      readFileSync(join(import.meta.dirname, "../../deploy/helm/nats-tenancy/values.yaml"), "utf8"),
+    ) as { operator?: { nodeOptions?: string } }
+  ).operator?.nodeOptions ?? ""
+)
+  .split(" ")
+  .filter(Boolean);
 
 export interface RunningOperator {
   process: ManagedProcess;
@@ -82,6 +93,7 @@ export async function launchOperator(
     name: identity,
     command: globalThis.process.execPath,
     args: [
+      ...CHART_NODE_OPTIONS,
       ...(flags.nodeArgs ?? []),
       MAIN,
       `--kubeconfig=${kubeconfig}`,

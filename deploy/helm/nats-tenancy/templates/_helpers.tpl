@@ -123,6 +123,10 @@ topologySpreadConstraints:
   valueFrom: { fieldRef: { fieldPath: metadata.name } }
 - name: NATS_TENANCY_OPERATOR_NAME
   value: {{ .Values.operator.name | quote }}
+{{- with .Values.operator.nodeOptions }}
+- name: NODE_OPTIONS
+  value: {{ . | quote }}
+{{- end }}
 - name: NATS_TENANCY_LOG_LEVEL
   value: {{ .Values.operator.logLevel | quote }}
 - name: NATS_TENANCY_NATS_SERVICE
