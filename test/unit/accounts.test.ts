@@ -100,6 +100,16 @@ describe("JWTs", () => {
     const forged = `${h ?? ""}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.${s ?? ""}`;
     assert.throws(() => decodeJwt(forged), /signature/);
   });
+
+  test("a JWT signed here skips no check once its signature is changed", () => {
+    const { accountJwt } = mintAppAccount(spec, operator).stored;
+    assert.equal(decodeJwt(accountJwt).sub.length, 56);
+    const [h, b, s = ""] = accountJwt.split(".");
+    const flipped = Buffer.from(s, "base64url");
+    flipped[0] = (flipped[0] ?? 0) ^ 1;
+    const forged = `${h ?? ""}.${b ?? ""}.${flipped.toString("base64url")}`;
+    assert.throws(() => decodeJwt(forged), /signature/);
+  });
 });
 
 describe("app accounts", () => {
