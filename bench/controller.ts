@@ -38,7 +38,7 @@ import { createLogger } from "../src/observability/logger.ts";
 import { watchApps } from "../src/runtime/informers.ts";
 import { PooledKubeConfig } from "../src/kube/kube-config.ts";
 import { createSecret } from "../src/kube/apply-secret.ts";
-import { JsonRequests, MERGE_PATCH_TYPE } from "../src/kube/json-requests.ts";
+import { JsonRequests, MERGE_PATCH_TYPE, corePath } from "../src/kube/json-requests.ts";
 import {
   OPERATOR_USER,
   auditWrites,
@@ -223,7 +223,7 @@ async function replay(
       const n = events++;
       return lean.send({
         method: "POST",
-        path: `/api/v1/namespaces/${namespace}/events`,
+        path: corePath("events", namespace),
         body: {
           metadata: { name: `e-${String(n)}` },
           involvedObject: {

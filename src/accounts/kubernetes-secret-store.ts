@@ -10,9 +10,8 @@ import {
   createSecret,
   secretCreation,
   secretData,
-  secretsPath,
 } from "../kube/apply-secret.ts";
-import { JsonRequests } from "../kube/json-requests.ts";
+import { JsonRequests, corePath } from "../kube/json-requests.ts";
 import { statusOf, unlessExists, unlessNotFound } from "../kube/api-errors.ts";
 import { decodeSecretData, readSecret, readSecretData } from "../kube/read-secret.ts";
 import type { SecretStore, StoreEntry, VersionedEntry } from "./key-store.ts";
@@ -48,7 +47,7 @@ export class KubernetesSecretStore implements SecretStore {
     return readSecretData(this.api, this.namespace, name);
   }
 
-  async create(name: string, data: Record<string, string>): Promise<boolean> {
+  create(name: string, data: Record<string, string>): Promise<boolean> {
     return createSecret(this.requests, this.manifest(name, data));
   }
 
@@ -76,7 +75,7 @@ export class KubernetesSecretStore implements SecretStore {
     try {
       const written = await this.requests.read<V1Secret>({
         method: "PUT",
-        path: secretsPath(this.namespace, name),
+        path: corePath("secrets", this.namespace, name),
         query: { fieldManager: FIELD_MANAGER },
         body,
       });
@@ -93,7 +92,7 @@ export class KubernetesSecretStore implements SecretStore {
       await unlessNotFound(
         this.requests.send({
           method: "DELETE",
-          path: secretsPath(this.namespace, name),
+          path: corePath("secrets", this.namespace, name),
           ...(version ? { body: { preconditions: { resourceVersion: version } } } : {}),
         }),
       );

@@ -4,7 +4,7 @@
  */
 import type { V1Secret } from "@kubernetes/client-node";
 import { unlessExists } from "./api-errors.ts";
-import { APPLY_TYPE, type JsonRequest, type JsonRequests } from "./json-requests.ts";
+import { APPLY_TYPE, corePath, type JsonRequest, type JsonRequests } from "./json-requests.ts";
 
 export const FIELD_MANAGER = "nats-tenancy";
 export const MANAGED_BY = { "app.kubernetes.io/managed-by": "nats-tenancy" } as const;
@@ -16,16 +16,11 @@ export function secretData(values: Record<string, string>): Record<string, strin
   );
 }
 
-export function secretsPath(namespace: string, name?: string): string {
-  const collection = `/api/v1/namespaces/${namespace}/secrets`;
-  return name === undefined ? collection : `${collection}/${name}`;
-}
-
 /** The request that creates the Secret; it fails with 409 when one of that name exists. */
 export function secretCreation(secret: V1Secret): JsonRequest {
   return {
     method: "POST",
-    path: secretsPath(secret.metadata?.namespace ?? ""),
+    path: corePath("secrets", secret.metadata?.namespace ?? ""),
     query: { fieldManager: FIELD_MANAGER },
     body: secret,
   };
@@ -39,7 +34,7 @@ export async function createSecret(requests: JsonRequests, secret: V1Secret): Pr
 export async function applySecret(requests: JsonRequests, secret: V1Secret): Promise<void> {
   await requests.send({
     method: "PATCH",
-    path: secretsPath(secret.metadata?.namespace ?? "", secret.metadata?.name ?? ""),
+    path: corePath("secrets", secret.metadata?.namespace ?? "", secret.metadata?.name ?? ""),
     query: { fieldManager: FIELD_MANAGER, force: "true" },
     body: secret,
     contentType: APPLY_TYPE,

@@ -1,7 +1,12 @@
 /** core/v1 Events: what the operator tells users where `kubectl describe` shows it. */
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { statusOf } from "./api-errors.ts";
-import { MERGE_PATCH_TYPE, type JsonRequest, type JsonRequests } from "./json-requests.ts";
+import {
+  MERGE_PATCH_TYPE,
+  corePath,
+  type JsonRequest,
+  type JsonRequests,
+} from "./json-requests.ts";
 
 export interface EventInput {
   type: "Normal" | "Warning";
@@ -18,13 +23,8 @@ export interface EventSubject {
   uid: string;
 }
 
-function eventsPath(namespace: string, name?: string): string {
-  const collection = `/api/v1/namespaces/${namespace}/events`;
-  return name === undefined ? collection : `${collection}/${name}`;
-}
-
 function eventCreation(event: CoreV1Event): JsonRequest {
-  return { method: "POST", path: eventsPath(event.metadata.namespace ?? ""), body: event };
+  return { method: "POST", path: corePath("events", event.metadata.namespace ?? ""), body: event };
 }
 
 function eventBody(
@@ -140,7 +140,7 @@ export class EventSeries {
       try {
         await this.requests.send({
           method: "PATCH",
-          path: eventsPath(namespace, series.name),
+          path: corePath("events", namespace, series.name),
           body: { count, lastTimestamp },
           contentType: MERGE_PATCH_TYPE,
         });

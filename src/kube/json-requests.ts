@@ -1,9 +1,9 @@
 /**
  * The operator's writes of Secrets, App status and Events (those it makes for every
  * app-environment), sent as plain JSON over the same pooled, authenticated and abortable
- * connections as client-node's clients. client-node sends each call through undici's fetch (WHATWG streams and Response
- * objects) and walks its generated model on the way out and back; for a Secret nothing of that
- * changes what is sent. Everything else keeps using client-node.
+ * connections as client-node's clients. client-node sends each call through undici's fetch
+ * (WHATWG streams and Response objects) and walks its generated model on the way out and back;
+ * for a Secret nothing of that changes what is sent. Everything else keeps using client-node.
  */
 import { request } from "undici";
 import { ApiException, RequestContext, type KubeConfig } from "@kubernetes/client-node";
@@ -21,6 +21,12 @@ export interface JsonRequest {
   body?: unknown;
   /** JSON unless told. */
   contentType?: string;
+}
+
+/** The path of a core/v1 namespaced collection (`secrets`, `events`), or of one object in it. */
+export function corePath(resource: string, namespace: string, name?: string): string {
+  const collection = `/api/v1/namespaces/${namespace}/${resource}`;
+  return name === undefined ? collection : `${collection}/${name}`;
 }
 
 /**

@@ -8,15 +8,15 @@ import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-accou
 import { findDrift, repairDrift, type DesiredAccounts } from "../../src/accounts/drift.ts";
 import {
   InvalidClaimsError,
-  ResolverClient,
   ResolverRejectedError,
   ResolverTimeoutError,
+  type ResolverClient,
 } from "../../src/accounts/resolver-client.ts";
 import { AccountSpecError, type AccountSpec } from "../../src/accounts/spec.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { printLogsOnFailure } from "./harness.ts";
-import { startOperatorCluster, type OperatorCluster } from "./operator-cluster.ts";
+import { connectResolver, startOperatorCluster, type OperatorCluster } from "./operator-cluster.ts";
 
 const { natsServers } = await ensureToolchain();
 
@@ -38,12 +38,7 @@ for (const server of natsServers) {
 
     before(async () => {
       cluster = await startOperatorCluster(server.path);
-      resolver = await ResolverClient.connect({
-        servers: cluster.urls,
-        creds: cluster.artifacts.systemUserCreds,
-        caFile: cluster.caFile,
-        expectedServers: 3,
-      });
+      resolver = await connectResolver(cluster);
     });
     printLogsOnFailure("nats cluster", () => cluster);
     after(async () => {

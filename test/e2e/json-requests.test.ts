@@ -2,14 +2,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ApiException, CoreV1Api, type V1Secret } from "@kubernetes/client-node";
 import { apiErrorSentence, statusOf, unlessNotFound } from "../../src/kube/api-errors.ts";
-import {
-  applySecret,
-  createSecret,
-  secretCreation,
-  secretsPath,
-} from "../../src/kube/apply-secret.ts";
+import { applySecret, createSecret, secretCreation } from "../../src/kube/apply-secret.ts";
 import { abortableKubeConfig } from "../../src/kube/abortable-config.ts";
-import { JsonRequests, MERGE_PATCH_TYPE } from "../../src/kube/json-requests.ts";
+import { JsonRequests, MERGE_PATCH_TYPE, corePath } from "../../src/kube/json-requests.ts";
 import { useControlPlane } from "./harness.ts";
 
 const NAMESPACE = "lean-requests";
@@ -48,17 +43,17 @@ describe("the lean JSON request path (real API server)", () => {
     const stale = secret("round-trip", "four");
     if (stale.metadata) stale.metadata.resourceVersion = created.metadata.resourceVersion;
     const conflict = await requests
-      .send({ method: "PUT", path: secretsPath(NAMESPACE, "round-trip"), body: stale })
+      .send({ method: "PUT", path: corePath("secrets", NAMESPACE, "round-trip"), body: stale })
       .then(
         () => undefined,
         (error: unknown) => error,
       );
     assert.equal(statusOf(conflict), 409, "a stale resourceVersion is refused");
 
-    await requests.send({ method: "DELETE", path: secretsPath(NAMESPACE, "round-trip") });
+    await requests.send({ method: "DELETE", path: corePath("secrets", NAMESPACE, "round-trip") });
     assert.equal(
       await unlessNotFound(
-        requests.send({ method: "DELETE", path: secretsPath(NAMESPACE, "round-trip") }),
+        requests.send({ method: "DELETE", path: corePath("secrets", NAMESPACE, "round-trip") }),
       ),
       undefined,
     );
@@ -69,7 +64,7 @@ describe("the lean JSON request path (real API server)", () => {
     const refused = await requests
       .send({
         method: "PATCH",
-        path: secretsPath(NAMESPACE, "missing"),
+        path: corePath("secrets", NAMESPACE, "missing"),
         body: { data: {} },
         contentType: MERGE_PATCH_TYPE,
       })
@@ -82,7 +77,11 @@ describe("the lean JSON request path (real API server)", () => {
     assert.match(apiErrorSentence(refused), /answered 404 NotFound: secrets "missing" not found/);
 
     const invalid = await requests
-      .send({ method: "POST", path: secretsPath(NAMESPACE), body: secret("Not_Valid", "x") })
+      .send({
+        method: "POST",
+        path: corePath("secrets", NAMESPACE),
+        body: secret("Not_Valid", "x"),
+      })
       .then(
         () => undefined,
         (error: unknown) => error,

@@ -11,8 +11,7 @@ import {
   type V1LeaseSpec,
 } from "@kubernetes/client-node";
 import { abortableKubeConfig } from "../../src/kube/abortable-config.ts";
-import { secretsPath } from "../../src/kube/apply-secret.ts";
-import { JsonRequests } from "../../src/kube/json-requests.ts";
+import { JsonRequests, corePath } from "../../src/kube/json-requests.ts";
 import { LeaderElector } from "../../src/runtime/leader-election.ts";
 import { LeaderGated } from "../../src/runtime/leader-gated.ts";
 import type { Loop } from "../../src/runtime/loop.ts";
@@ -339,7 +338,7 @@ describe("leader election on a real API server", () => {
         // The hot writes' lean path goes through the same view.
         leanInFlight = new JsonRequests(abortableKubeConfig(viaProxy, { signal })).send({
           method: "POST",
-          path: secretsPath("default"),
+          path: corePath("secrets", "default"),
           body: { metadata: { name: "never-sent" }, data: {} },
         });
         leanInFlight.catch(() => undefined);

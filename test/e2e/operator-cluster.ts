@@ -111,18 +111,23 @@ export async function startOperatorCluster(
   return result;
 }
 
+/** A resolver client of the cluster's system user, expecting all three servers. */
+export function connectResolver(cluster: OperatorCluster): Promise<ResolverClient> {
+  return ResolverClient.connect({
+    servers: cluster.urls,
+    creds: cluster.artifacts.systemUserCreds,
+    caFile: cluster.caFile,
+    expectedServers: 3,
+  });
+}
+
 /**
  * Routes can be up before each server's system subscriptions have reached the others, and a
  * request then misses a server (seen: a first push acknowledged by two of three). Tests start
  * once every server answers the resolver's requests.
  */
 async function untilEveryServerAnswers(cluster: OperatorCluster): Promise<void> {
-  const resolver = await ResolverClient.connect({
-    servers: cluster.urls,
-    creds: cluster.artifacts.systemUserCreds,
-    caFile: cluster.caFile,
-    expectedServers: 3,
-  });
+  const resolver = await connectResolver(cluster);
   try {
     await waitUntil(
       "every server answering the resolver",
@@ -139,12 +144,7 @@ export async function pushTestAccount(
   cluster: OperatorCluster,
   spec: AccountSpec,
 ): Promise<MintedAccount> {
-  const resolver = await ResolverClient.connect({
-    servers: cluster.urls,
-    creds: cluster.artifacts.systemUserCreds,
-    caFile: cluster.caFile,
-    expectedServers: 3,
-  });
+  const resolver = await connectResolver(cluster);
   try {
     const account = mintAppAccount(spec, cluster.identity);
     // A server of a cluster just started may still be joining it, or slow on a loaded machine:

@@ -4,13 +4,13 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { mintAppAccount, type MintedAccount } from "../../src/accounts/app-account.ts";
-import { ResolverClient } from "../../src/accounts/resolver-client.ts";
 import { caBundle, stepCa, type CaPolicy } from "../../src/ca/authority.ts";
 import { ensureLeaf, natsRouteLeaf, natsServerLeaf, type LeafSpec } from "../../src/ca/leaves.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import {
   LEAF_LIFETIME_MS,
+  connectResolver,
   pushTestAccount,
   TEST_NAMES,
   startOperatorCluster,
@@ -238,12 +238,7 @@ for (const server of natsServers) {
           { namespace: "rot", app: "client", environment: "prod" },
           cluster.identity,
         );
-        const resolver = await ResolverClient.connect({
-          servers: cluster.urls,
-          creds: cluster.artifacts.systemUserCreds,
-          caFile: cluster.caFile,
-          expectedServers: 3,
-        });
+        const resolver = await connectResolver(cluster);
         await resolver.push(account.stored.accountJwt, cluster.identity);
         await resolver.close();
         const dial = async (

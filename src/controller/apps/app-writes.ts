@@ -8,10 +8,10 @@ import type { KubeConfig, V1Secret } from "@kubernetes/client-node";
 import { APP_API_VERSION, APP_KIND, appPath } from "../../crds/app.ts";
 import type { AppStatus } from "../../crds/app.ts";
 import { FINALIZER, type AppObject as App } from "../../contract/app-object.ts";
-import { FIELD_MANAGER, applySecret, createSecret, secretsPath } from "../../kube/apply-secret.ts";
+import { FIELD_MANAGER, applySecret, createSecret } from "../../kube/apply-secret.ts";
 import { unlessNotFound } from "../../kube/api-errors.ts";
 import { recordEvent, type EventInput } from "../../kube/events.ts";
-import { APPLY_TYPE, JSON_PATCH_TYPE, JsonRequests } from "../../kube/json-requests.ts";
+import { APPLY_TYPE, JSON_PATCH_TYPE, JsonRequests, corePath } from "../../kube/json-requests.ts";
 
 export interface AppWrites {
   /** Creates the Secret; false, writing nothing, when one of that name exists. */
@@ -43,7 +43,7 @@ export function kubernetesAppWrites(
 ): AppWrites {
   const requests = new JsonRequests(kubeConfig);
   return {
-    async createSecret(secret) {
+    createSecret(secret) {
       onWrite("secret");
       return createSecret(requests, secret);
     },
@@ -53,7 +53,9 @@ export function kubernetesAppWrites(
     },
     async deleteSecret(namespace, name) {
       onWrite("secret");
-      await unlessNotFound(requests.send({ method: "DELETE", path: secretsPath(namespace, name) }));
+      await unlessNotFound(
+        requests.send({ method: "DELETE", path: corePath("secrets", namespace, name) }),
+      );
     },
     async setFinalizer(app, present) {
       onWrite("app");
