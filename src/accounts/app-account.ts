@@ -4,7 +4,7 @@
  */
 import type { Account, SigningKey, User } from "@nats-io/jwt";
 import { formatCreds, type OperatorIdentity } from "./identities.ts";
-import { decodeJwt, encodeJwt, keepOrIssue, nextIat } from "./jwt.ts";
+import { decodeJwt, encodeJwt, keepOrIssue, nextIat, parseJwt } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { accountLimits, accountName, validateAccountSpec, type AccountSpec } from "./spec.ts";
 
@@ -15,6 +15,28 @@ export interface StoredAccount {
   userSeed: string;
   accountJwt: string;
   userJwt: string;
+  /** The rotation request the pods user answers; absent until an App asks for one. */
+  rotatedFor?: string;
+  /** The pods user the current one replaced: it works until it is revoked. */
+  retiring?: RetiringUser;
+}
+
+export interface RetiringUser {
+  /** Its public key. */
+  user: string;
+  /** When it was replaced, ms since the epoch. */
+  since: number;
+}
+
+/** What the App asks of the pods user's credentials. */
+export interface CredentialsRequest {
+  /**
+   * The rotation asked for now (App annotations): a new pods user when it differs from the
+   * one the current user answers. The first account of an environment answers it as it is.
+   */
+  rotation?: string;
+  /** The retiring user's overlap is over: revoke it now. */
+  retire?: boolean;
 }
 
 export interface MintedAccount {
@@ -25,6 +47,10 @@ export interface MintedAccount {
   creds: string;
   /** False when `stored` equals what was passed in: nothing to save or push. */
   changed: boolean;
+  /** A new pods user replaced the previous one, which now retires. */
+  rotated: boolean;
+  /** Users revoked by this mint. */
+  revoked: string[];
 }
 
 /** Subjects of the system account's namespace stay out of reach even inside an app's account. */
@@ -73,6 +99,7 @@ export function mintAppAccount(
   operator: OperatorIdentity,
   previous?: StoredAccount,
   nowMs = Date.now(),
+  credentials: CredentialsRequest = {},
 ): MintedAccount {
   validateAccountSpec(spec);
   const account = previous
@@ -81,10 +108,21 @@ export function mintAppAccount(
   const signing = previous
     ? NKey.fromSeed(previous.signingSeed, "account")
     : NKey.generate("account");
-  const user = previous ? NKey.fromSeed(previous.userSeed, "user") : NKey.generate("user");
+  const rotate =
+    previous !== undefined &&
+    credentials.rotation !== undefined &&
+    credentials.rotation !== previous.rotatedFor;
+  const previousUser = previous ? NKey.fromSeed(previous.userSeed, "user") : undefined;
+  const user = previousUser && !rotate ? previousUser : NKey.generate("user");
   const recipe = recipeOf(spec, operator);
   const { name } = recipe;
 
+  // A rotation during an overlap ends that overlap: two users in retirement would be one old
+  // set of credentials too many.
+  const revoke =
+    previous?.retiring && (credentials.retire || rotate) ? previous.retiring : undefined;
+  const revocations = { ...revocationsOf(previous) };
+  if (revoke) revocations[revoke.user] = Math.floor(nowMs / 1000);
   const scope: SigningKey = {
     kind: "user_scope",
     key: signing.publicKey,
@@ -94,6 +132,8 @@ export function mintAppAccount(
   const accountClaims: Partial<Account> = {
     limits: recipe.limits,
     signing_keys: [scope],
+    // Only once there is one: accounts issued before rotations existed keep their JWTs.
+    ...(Object.keys(revocations).length > 0 ? { revocations } : {}),
   };
   const accountJwt = keepOrIssue(
     previous?.accountJwt,
@@ -110,12 +150,21 @@ export function mintAppAccount(
     nowMs,
   );
 
+  const rotatedFor = !previous || rotate ? credentials.rotation : previous.rotatedFor;
+  const retiring: RetiringUser | undefined =
+    rotate && previousUser
+      ? { user: previousUser.publicKey, since: nowMs }
+      : revoke
+        ? undefined
+        : previous?.retiring;
   const stored: StoredAccount = {
     accountSeed: account.seed,
     signingSeed: signing.seed,
     userSeed: user.seed,
     accountJwt,
     userJwt,
+    ...(rotatedFor !== undefined ? { rotatedFor } : {}),
+    ...(retiring ? { retiring } : {}),
   };
   return {
     stored,
@@ -124,7 +173,17 @@ export function mintAppAccount(
     creds: formatCreds(userJwt, user),
     changed:
       previous === undefined || previous.accountJwt !== accountJwt || previous.userJwt !== userJwt,
+    rotated: rotate,
+    revoked: revoke ? [revoke.user] : [],
   };
+}
+
+/** The users an account's JWT revokes, by public key, with the time each was revoked. */
+export function revocationsOf(
+  stored: Pick<StoredAccount, "accountJwt"> | undefined,
+): Record<string, number> {
+  if (!stored) return {};
+  return parseJwt<Account>(stored.accountJwt).nats.revocations ?? {};
 }
 
 /**

@@ -41,6 +41,8 @@ export const SYSTEM_USER_PUBLISH = [
   "$SYS.REQ.CLAIMS.LIST",
   "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP",
   "$JS.API.ACCOUNT.PURGE.*",
+  // Whether a replaced pods user still has connections, before it is revoked.
+  "$SYS.REQ.ACCOUNT.*.CONNZ",
   // Certificate renewals reach the servers by a reload the operator asks for.
   ...SERVER_RELOAD_PUBLISH,
 ];

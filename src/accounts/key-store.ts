@@ -124,13 +124,20 @@ const OPERATOR_KEYS: (keyof OperatorSeeds)[] = [
   "systemAccountSeed",
   "systemUserSeed",
 ];
-const ACCOUNT_KEYS: (keyof StoredAccount)[] = [
-  "accountSeed",
-  "signingSeed",
-  "userSeed",
-  "accountJwt",
-  "userJwt",
-];
+const ACCOUNT_KEYS = ["accountSeed", "signingSeed", "userSeed", "accountJwt", "userJwt"] as const;
+
+/** An account as entry fields: every key of ACCOUNT_KEYS, and those of ROTATION_KEYS it has. */
+export function accountFields(account: StoredAccount): Record<string, string> {
+  const fields: Record<string, string> = Object.fromEntries(
+    ACCOUNT_KEYS.map((k) => [k, account[k]]),
+  );
+  if (account.rotatedFor !== undefined) fields.rotatedFor = account.rotatedFor;
+  if (account.retiring) {
+    fields.retiringUser = account.retiring.user;
+    fields.retiringSince = String(account.retiring.since);
+  }
+  return fields;
+}
 
 function pick<K extends string>(
   name: string,
@@ -169,7 +176,16 @@ export async function ensureOperatorSeeds(
 
 /** The account an entry holds; throws KeyStoreError when it is incomplete. */
 export function storedAccount(name: string, data: Record<string, string>): StoredAccount {
-  return pick(name, data, ACCOUNT_KEYS);
+  const account: StoredAccount = pick(name, data, [...ACCOUNT_KEYS]);
+  const { rotatedFor, retiringUser, retiringSince } = data;
+  if (rotatedFor !== undefined) account.rotatedFor = rotatedFor;
+  if (retiringUser !== undefined) {
+    const since = Number(retiringSince);
+    if (!Number.isSafeInteger(since))
+      throw new KeyStoreError(`${name} has retiringUser without a valid retiringSince`);
+    account.retiring = { user: retiringUser, since };
+  }
+  return account;
 }
 
 /** An App's stored accounts, read together so that they are written together. */
@@ -253,11 +269,16 @@ export async function saveAppKeys(
 ): Promise<AppKeys | undefined> {
   const put = change.put ?? new Map<string, StoredAccount>();
   const drop = new Set(change.drop);
+  // An account put is written whole: fields it no longer has (an overlap that ended) go.
   const data = Object.fromEntries(
-    Object.entries(keys.entry?.data ?? {}).filter(([key]) => !drop.has(splitKey(key)?.[0] ?? "")),
+    Object.entries(keys.entry?.data ?? {}).filter(([key]) => {
+      const environment = splitKey(key)?.[0] ?? "";
+      return !drop.has(environment) && !put.has(environment);
+    }),
   );
   const set = (environment: string, account: StoredAccount) => {
-    for (const key of ACCOUNT_KEYS) data[`${environment}.${key}`] = account[key];
+    for (const [key, value] of Object.entries(accountFields(account)))
+      data[`${environment}.${key}`] = value;
   };
   for (const environment of keys.separate) {
     const account = keys.accounts.get(environment);

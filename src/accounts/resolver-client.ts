@@ -302,6 +302,30 @@ export class ResolverClient {
     return result;
   }
 
+  /**
+   * How many connections on all servers are authenticated as `user` in `account`; undefined
+   * unless every expected server answered (one that did not may hold such a connection).
+   */
+  async userConnections(account: string, user: string): Promise<number | undefined> {
+    // Every server answers for the account of the subject, also one without such connections;
+    // one that has to fetch the account first answers up to two seconds later.
+    const texts = await this.collect(
+      `$SYS.REQ.ACCOUNT.${account}.CONNZ`,
+      JSON.stringify({ user }),
+      this.timeoutMs,
+    );
+    const replies = texts.map((text) => JSON.parse(text) as ReplyBody);
+    if (replies.length < this.expected || replies.some((r) => r.error)) return undefined;
+    let count = 0;
+    for (const body of replies) {
+      // num_connections counts what passed the user filter; total does not.
+      const data = body.data as { num_connections?: unknown } | undefined;
+      if (typeof data?.num_connections !== "number") return undefined;
+      count += data.num_connections;
+    }
+    return count;
+  }
+
   /** Removes an account's JetStream data on every server (the resolver delete leaves it on disk). */
   async purgeJetStream(account: string): Promise<void> {
     let msg;

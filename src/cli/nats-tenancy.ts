@@ -10,8 +10,9 @@ import { apiErrorSentence } from "../kube/api-errors.ts";
 import { CommandError, UsageError, parse, type Command, type Output } from "./commands/command.ts";
 import { env, info, list } from "./commands/info.ts";
 import { iterapp } from "./commands/iterapp.ts";
+import { rotate } from "./commands/rotate.ts";
 
-const COMMANDS: Record<string, Command> = { iterapp, info, list, env };
+const COMMANDS: Record<string, Command> = { iterapp, info, list, env, rotate };
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));

@@ -6,6 +6,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { anyCeiling, ceilingName, type Ceilings, type LimitName } from "../accounts/ceilings.ts";
+import { DEFAULT_ROTATION_OVERLAP_MS } from "../accounts/retirement.ts";
 import { LIMIT_RANGES } from "../accounts/spec.ts";
 import { DEFAULT_CA_POLICY } from "../ca/authority.ts";
 import { MAX_ENVIRONMENTS } from "../crds/app.ts";
@@ -136,6 +137,12 @@ const FLAGS = {
     env: "NATS_TENANCY_CA_OVERLAP_SECONDS",
     help: "how long a new CA is in every bundle before it signs, and the old one after",
     default: String(DEFAULT_CA_POLICY.overlapMs / 1000),
+  },
+  "rotation-overlap-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_ROTATION_OVERLAP_SECONDS",
+    help: "after a credential rotation, the longest the replaced credentials keep working (they are revoked sooner once no connection uses them); long enough for the kubelet to refresh mounted Secrets and a rollout to finish",
+    default: String(DEFAULT_ROTATION_OVERLAP_MS / 1000),
   },
   concurrency: {
     type: "string",
@@ -420,6 +427,9 @@ export function parseOptions(
         : {}),
       concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
       ceilings,
+      rotationOverlapMs:
+        integer("rotation-overlap-seconds", get("rotation-overlap-seconds") ?? "", 1, 30 * 86_400) *
+        1000,
       ...(webhookAddress !== "off"
         ? {
             webhook: {

@@ -26,6 +26,7 @@ export interface AppObject {
     creationTimestamp?: Date;
     finalizers?: string[];
     resourceVersion?: string;
+    annotations?: Record<string, string>;
   };
   spec?: unknown;
   status?: AppStatus;

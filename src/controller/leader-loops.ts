@@ -34,6 +34,8 @@ export interface ControllerSettings extends BootstrapSettings {
   concurrency: number;
   /** The platform team's ceilings on what Apps may ask for. */
   ceilings: Ceilings;
+  /** The longest replaced pods credentials keep working after a rotation. */
+  rotationOverlapMs: number;
   /** Ask the servers to reload renewed certificates (the chart); absent: something else does. */
   serverReload?: ServerReloadSettings;
 }
@@ -107,6 +109,7 @@ export async function buildLeaderLoops(
     servers: fenced,
     expectedServers: settings.expectedServers,
     ceilings: settings.ceilings,
+    rotationOverlapMs: settings.rotationOverlapMs,
     natsConnected: nats.connected,
     serverJoined: nats.serverJoined,
     appUrl: settings.appUrl,

@@ -120,6 +120,31 @@ export const ConditionSchema = Type.Object({
   observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
+export const RotationStatusSchema = Type.Object(
+  {
+    requested: Type.String({
+      description: "The rotate-credentials annotation value the current credentials answer.",
+    }),
+    state: Type.Union([Type.Literal("Overlapping"), Type.Literal("Done")], {
+      description:
+        "Overlapping: the replaced credentials still work, until no connection uses them or revokeBy; Done: they are revoked.",
+    }),
+    oldUser: Type.Optional(
+      Type.String({ description: "Public key of the replaced pods user, while it overlaps." }),
+    ),
+    since: Type.Optional(
+      Type.String({ format: "date-time", description: "When the credentials were replaced." }),
+    ),
+    revokeBy: Type.Optional(
+      Type.String({
+        format: "date-time",
+        description: "When the replaced credentials are revoked at the latest.",
+      }),
+    ),
+  },
+  { description: "The last credential rotation asked for." },
+);
+
 export const EnvironmentStatusSchema = Type.Object({
   name: Type.String(),
   /** Absent until the account is first minted. */
@@ -140,6 +165,7 @@ export const EnvironmentStatusSchema = Type.Object({
         "a server that was away gets it when it returns.",
     }),
   ),
+  rotation: Type.Optional(RotationStatusSchema),
 });
 
 export const AppStatusSchema = Type.Object({
@@ -175,6 +201,7 @@ export type NatsLimits = Static<typeof NatsLimitsSchema>;
 export type AppSpec = Static<typeof AppSpecSchema>;
 export type Condition = Static<typeof ConditionSchema>;
 export type EnvironmentStatus = Static<typeof EnvironmentStatusSchema>;
+export type RotationStatus = Static<typeof RotationStatusSchema>;
 export type AppStatus = Static<typeof AppStatusSchema>;
 export type App = Static<typeof AppSchema>;
 

@@ -212,6 +212,24 @@ describe("the nats-tenancy tool", () => {
       assert.equal(plugin.code, 0, plugin.stderr);
       assert.equal(plugin.stdout, listed.stdout);
 
+      // rotate: new prod credentials; the old ones work on while the connections above use them.
+      const unknown = await tool("rotate", "lolipop", "--env", "staging");
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /has no environment staging \(it has prod, test\)/);
+      const rotated = await tool("rotate", "lolipop", "--env", "prod");
+      assert.equal(rotated.code, 0, rotated.stderr);
+      assert.match(
+        rotated.stdout,
+        /^App iterapp\/lolipop: asked for new credentials for prod\nprod: overlapping \(prod=\d{4}-[^)]+\): new credentials in Secret lolipop-prod-nats; the replaced ones work until no connection uses them, at the latest \d{4}-/,
+      );
+      const newCreds = await tool("info", "lolipop", "--env", "prod", "--creds");
+      assert.notEqual(newCreds.stdout, creds.stdout, "the Secret still holds the old credentials");
+      const afterRotation = await tool("info", "lolipop");
+      assert.match(
+        afterRotation.stdout,
+        /prod:[^]*rotation: {3}overlapping[^]*test:[^]*rotation: {3}never rotated/,
+      );
+
       // nats = false deletes accounts: said first, done only with --yes.
       writeFileSync(file, "nats = false\n");
       const refused = await tool("iterapp", file, "--app", "lolipop", "--apply");

@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, describe, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
 import { AdmissionregistrationV1Api } from "@kubernetes/client-node";
-import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { loadAccount } from "../../src/accounts/key-store.ts";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
@@ -19,72 +16,10 @@ import {
   type OperatorStack,
   type RunningOperator,
 } from "./operator-harness.ts";
-
-const scratch = mkdtempSync(join(tmpdir(), "nats-tenancy-controller-test-"));
-after(() => {
-  rmSync(scratch, { recursive: true, force: true });
-});
-
-/** Connects the way an app does, with the values of its Secret. */
-async function connectWith(values: Record<string, string>, name = "app"): Promise<NatsConnection> {
-  const caFile = join(scratch, `ca-${String(Math.random()).slice(2)}.crt`);
-  writeFileSync(caFile, values["ca.crt"] ?? "");
-  return connect({
-    servers: (values.NATS_URL ?? "").split(","),
-    authenticator: credsAuthenticator(new TextEncoder().encode(values.NATS_CREDENTIALS ?? "")),
-    tls: { caFile },
-    name,
-    reconnect: false,
-  });
-}
-
-async function refused(values: Record<string, string>): Promise<boolean> {
-  try {
-    const nc = await connectWith(values, "should-fail");
-    await nc.close();
-    return false;
-  } catch {
-    return true;
-  }
-}
+import { connectWith, refused, waitApp, waitSecret } from "./app-client.ts";
 
 async function createNamespace(s: OperatorStack, name: string): Promise<void> {
   await s.core.createNamespace({ body: { metadata: { name } } });
-}
-
-async function waitSecret(
-  s: OperatorStack,
-  namespace: string,
-  name: string,
-): Promise<Record<string, string>> {
-  let values: Record<string, string> | undefined;
-  await waitUntil(
-    `Secret ${namespace}/${name}`,
-    async () => {
-      values = await secretValues(s.core, namespace, name);
-      return values !== undefined;
-    },
-    { timeoutMs: 30_000 },
-  );
-  return values ?? {};
-}
-
-async function waitApp(
-  s: OperatorStack,
-  namespace: string,
-  name: string,
-  what: string,
-  check: (app: NonNullable<Awaited<ReturnType<ReturnType<typeof appsApi>["get"]>>>) => boolean,
-): Promise<void> {
-  const apps = appsApi(s.custom);
-  await waitUntil(
-    `App ${namespace}/${name}: ${what}`,
-    async () => {
-      const app = await apps.get(namespace, name);
-      return app !== undefined && check(app);
-    },
-    { timeoutMs: 30_000 },
-  );
 }
 
 async function accountsOnServers(s: OperatorStack): Promise<Map<string, string[]>> {

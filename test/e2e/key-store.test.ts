@@ -7,6 +7,7 @@ import {
   KeyStoreError,
   OPERATOR_ENTRY,
   accountEntryName,
+  accountFields,
   appEntryName,
   ensureOperatorSeeds,
   loadAccount,
@@ -111,7 +112,7 @@ describe("key store on Kubernetes Secrets (real API server)", () => {
     const ref = { namespace: "old", app: "orders" };
     const prod = mintAppAccount({ ...ref, environment: "prod" }, operator).stored;
     const test_ = mintAppAccount({ ...ref, environment: "test" }, operator).stored;
-    await s.put(accountEntryName({ ...ref, environment: "prod" }), { ...prod });
+    await s.put(accountEntryName({ ...ref, environment: "prod" }), accountFields(prod));
     assert.deepEqual(await loadAccount(s, { ...ref, environment: "prod" }), prod);
     const keys = await loadAppKeys(s, ref, ["prod"]);
     assert.deepEqual([...keys.separate], ["prod"]);

@@ -160,6 +160,11 @@ export function appsApi(custom: CustomObjectsApi) {
         { ...APP_RESOURCE, namespace, name, body: { spec } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       ),
+    annotate: (namespace: string, name: string, annotations: Record<string, string>) =>
+      custom.patchNamespacedCustomObject(
+        { ...APP_RESOURCE, namespace, name, body: { metadata: { annotations } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      ),
     delete: (namespace: string, name: string) =>
       custom.deleteNamespacedCustomObject({ ...APP_RESOURCE, namespace, name }),
   };

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { AccountIndex } from "../../src/accounts/account-index.ts";
 import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/identities.ts";
-import type { SecretStore, StoreEntry } from "../../src/accounts/key-store.ts";
+import { accountFields, type SecretStore, type StoreEntry } from "../../src/accounts/key-store.ts";
 
 /** A store holding these entries, each with the data given (none by default). */
 function storeOf(entries: Record<string, Record<string, string>>): SecretStore {
@@ -61,12 +61,12 @@ test("loading the index learns each complete stored account's public key from it
     Object.fromEntries(Object.entries(data).map(([k, v]) => [`${environment}.${k}`, v]));
   const index = await AccountIndex.load(
     storeOf({
-      "nats-account.shop.orders.prod": { ...prod.stored },
+      "nats-account.shop.orders.prod": accountFields(prod.stored),
       "nats-account.shop.orders.test": { accountJwt: "damaged" },
       "nats-account.shop.orders.staging": { accountJwt: prod.stored.accountJwt },
       "nats-app.shop.web": {
-        ...grouped("prod", { ...web.stored }),
-        ...grouped("dev", { ...api.stored }),
+        ...grouped("prod", accountFields(web.stored)),
+        ...grouped("dev", accountFields(api.stored)),
         ...grouped("test", { accountJwt: api.stored.accountJwt }),
       },
     }),

@@ -11,6 +11,12 @@ import {
 } from "../../src/accounts/identities.ts";
 import { decodeJwt, encodeJwt } from "../../src/accounts/jwt.ts";
 import { NKey, NKeyError, isPublicKey } from "../../src/accounts/nkey.ts";
+import { KeyStoreError, accountFields, storedAccount } from "../../src/accounts/key-store.ts";
+import {
+  ROTATE_ANNOTATION,
+  rotationRequest,
+  rotationValue,
+} from "../../src/contract/credential-rotation.ts";
 import {
   AccountSpecError,
   accountLimits,
@@ -277,4 +283,67 @@ test("requestFromLimits gives back a request that issues the very same limits", 
     const limits = accountLimits(request);
     assert.deepEqual(accountLimits(requestFromLimits(limits)), limits, JSON.stringify(request));
   }
+});
+
+describe("pods user rotation", () => {
+  const T = 1_790_000_000_000;
+  const userKey = (creds: string) => decodeJwt(/JWT-----\n([^\n]+)\n/.exec(creds)?.[1] ?? "").sub;
+
+  test("a new request issues a new user under the same account; the old one retires unrevoked", () => {
+    const first = mintAppAccount(spec, operator, undefined, T, { rotation: "a" });
+    assert.equal(first.rotated, false, "a new account answers the request as it is");
+    assert.equal(first.stored.rotatedFor, "a");
+    const same = mintAppAccount(spec, operator, first.stored, T + 1000, { rotation: "a" });
+    assert.equal(same.changed, false);
+    const next = mintAppAccount(spec, operator, first.stored, T + 2000, { rotation: "b" });
+    assert.ok(next.rotated && next.changed);
+    assert.equal(next.publicKey, first.publicKey);
+    assert.equal(next.stored.accountJwt, first.stored.accountJwt, "nothing revoked yet");
+    assert.notEqual(userKey(next.creds), userKey(first.creds));
+    assert.deepEqual(next.stored.retiring, { user: userKey(first.creds), since: T + 2000 });
+    assert.equal(next.stored.rotatedFor, "b");
+    // No request at all (the annotation removed) rotates nothing.
+    assert.equal(mintAppAccount(spec, operator, next.stored, T + 3000).changed, false);
+  });
+
+  test("retiring revokes the old user in a later account JWT, and only once", () => {
+    const first = mintAppAccount(spec, operator, undefined, T);
+    const next = mintAppAccount(spec, operator, first.stored, T + 1000, { rotation: "b" });
+    const retired = mintAppAccount(spec, operator, next.stored, T + 5000, {
+      rotation: "b",
+      retire: true,
+    });
+    assert.deepEqual(retired.revoked, [userKey(first.creds)]);
+    assert.equal(retired.stored.retiring, undefined);
+    const claims = decodeJwt<{ revocations?: Record<string, number> }>(retired.stored.accountJwt);
+    assert.deepEqual(claims.nats.revocations, { [userKey(first.creds)]: (T + 5000) / 1000 });
+    assert.ok(claims.iat > decodeJwt(first.stored.accountJwt).iat);
+    assert.equal(retired.creds, next.creds, "the current user is kept");
+    const again = mintAppAccount(spec, operator, retired.stored, T + 9000, {
+      rotation: "b",
+      retire: true,
+    });
+    assert.equal(again.changed, false);
+    assert.deepEqual(again.revoked, []);
+  });
+
+  test("rotation state survives the key store's fields", () => {
+    const first = mintAppAccount(spec, operator, undefined, T);
+    const next = mintAppAccount(spec, operator, first.stored, T + 1000, { rotation: "b" });
+    assert.deepEqual(storedAccount("x", accountFields(next.stored)), next.stored);
+    assert.deepEqual(storedAccount("x", accountFields(first.stored)), first.stored);
+    const broken = { ...accountFields(next.stored), retiringSince: "soon" };
+    assert.throws(() => storedAccount("x", broken), KeyStoreError);
+  });
+
+  test("the annotation names every environment, or those before '='", () => {
+    const at = (value: string) => ({ [ROTATE_ANNOTATION]: value });
+    assert.equal(rotationRequest(undefined, "prod"), undefined);
+    assert.equal(rotationRequest(at(""), "prod"), undefined);
+    assert.equal(rotationRequest(at("2026-11-30"), "prod"), "2026-11-30");
+    assert.equal(rotationRequest(at("prod, test=7"), "test"), "prod, test=7");
+    assert.equal(rotationRequest(at("prod,test=7"), "staging"), undefined);
+    assert.equal(rotationValue(["prod", "test"], "7"), "prod,test=7");
+    assert.equal(rotationValue([], "7"), "7");
+  });
 });

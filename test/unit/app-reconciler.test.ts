@@ -6,11 +6,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Secret } from "@kubernetes/client-node";
 import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/identities.ts";
-import { loadAccount, type SecretStore } from "../../src/accounts/key-store.ts";
+import { accountFields, loadAccount, type SecretStore } from "../../src/accounts/key-store.ts";
 import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
+import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
 import { NO_CEILINGS, type Ceilings } from "../../src/accounts/ceilings.ts";
 import { AccountIndex } from "../../src/accounts/account-index.ts";
 import {
@@ -107,6 +108,14 @@ class FakeServers implements AccountServers {
     return Promise.resolve(this.acks());
   };
   purgeJetStream: AccountServers["purgeJetStream"] = () => Promise.resolve();
+  /** Connections per user public key; a user not listed has none. */
+  readonly connections = new Map<string, number>();
+  /** Some server does not answer connection listings. */
+  userConnectionsUnknown = false;
+  userConnections: AccountServers["userConnections"] = (_account, user) =>
+    Promise.resolve(
+      this.down || this.userConnectionsUnknown ? undefined : (this.connections.get(user) ?? 0),
+    );
 }
 
 /** The API server as the reconciler sees it: Apps, Secrets (the operator's cached), Events. */
@@ -160,6 +169,8 @@ class FakeCluster implements AppWrites {
   }
 }
 
+const ROTATION_OVERLAP_MS = 600_000;
+
 function setup(ceilings: Ceilings = NO_CEILINGS) {
   const store = new MemoryStore();
   const servers = new FakeServers();
@@ -169,6 +180,8 @@ function setup(ceilings: Ceilings = NO_CEILINGS) {
   const ours = (secret: V1Secret | undefined) =>
     secret?.metadata?.labels?.["nats-tenancy.io/app"] ? secret : undefined;
   const ca = { bundle: "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n" };
+  /** How far the reconciler's clock runs ahead of the real one. */
+  const clock = { aheadMs: 0 };
   const reconciler = new AppReconciler({
     identity: () => identity,
     caBundle: () => ca.bundle,
@@ -178,6 +191,7 @@ function setup(ceilings: Ceilings = NO_CEILINGS) {
     servers: () => servers,
     expectedServers: 3,
     ceilings,
+    rotationOverlapMs: ROTATION_OVERLAP_MS,
     namespaceApps: (namespace) =>
       [...cluster.apps.values()].filter((app) => app.metadata.namespace === namespace),
     getApp: (namespace, name) => structuredClone(cluster.apps.get(`${namespace}/${name}`)),
@@ -188,7 +202,7 @@ function setup(ceilings: Ceilings = NO_CEILINGS) {
     writes: cluster,
     scrub: (text) => text,
     onPush: () => undefined,
-    now: () => Date.now(),
+    now: () => Date.now() + clock.aheadMs,
   });
   const addApp = (name: string, spec: unknown, namespace = "shop"): void => {
     cluster.apps.set(`${namespace}/${name}`, {
@@ -200,7 +214,7 @@ function setup(ceilings: Ceilings = NO_CEILINGS) {
   };
   const condition = (name: string, type: string) =>
     cluster.app("shop", name).status?.conditions?.find((c) => c.type === type);
-  return { store, servers, cluster, index, reconciler, addApp, condition, ca };
+  return { store, servers, cluster, index, reconciler, addApp, condition, ca, clock };
 }
 
 describe("the App reconciler", () => {
@@ -273,7 +287,7 @@ describe("the App reconciler", () => {
       identity,
     );
     const entry = s.store.data.get("nats-app.shop.orders") ?? {};
-    for (const [key, value] of Object.entries<string>({ ...replacement.stored }))
+    for (const [key, value] of Object.entries(accountFields(replacement.stored)))
       entry[`prod.${key}`] = value;
     s.store.set("nats-app.shop.orders", entry);
     s.index.add("shop", "orders", "prod", replacement.publicKey);
@@ -481,7 +495,7 @@ describe("the App reconciler", () => {
       { namespace: "shop", app: "orders", environment: "prod", limits: {} },
       identity,
     );
-    s.store.set("nats-account.shop.orders.prod", { ...legacy.stored });
+    s.store.set("nats-account.shop.orders.prod", accountFields(legacy.stored));
     s.index.add("shop", "orders", "prod", legacy.publicKey);
     s.addApp("orders", { nats: true, environments: ["prod"] });
     const writes = s.store.writes;
@@ -536,5 +550,113 @@ describe("the App reconciler", () => {
     assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
     assert.equal(s.servers.accounts.size, 0);
     assert.deepEqual(s.index.apps(), []);
+  });
+});
+
+describe("credential rotation", () => {
+  const credsOf = (s: ReturnType<typeof setup>, environment: string): string => {
+    const secret = s.cluster.secrets.get(`shop/orders-${environment}-nats`);
+    return Buffer.from(secret?.data?.["nats.creds"] ?? "", "base64").toString();
+  };
+  const userOf = (creds: string): string => {
+    const jwt = /-----BEGIN NATS USER JWT-----\n([^\n]+)\n/.exec(creds)?.[1] ?? "";
+    return parseJwt(jwt).sub;
+  };
+  const rotationOf = (s: ReturnType<typeof setup>, environment: string) =>
+    s.cluster.app("shop", "orders").status?.environments?.find((e) => e.name === environment)
+      ?.rotation;
+  const revocations = async (s: ReturnType<typeof setup>, environment: string) => {
+    const stored = await loadAccount(s.store, { namespace: "shop", app: "orders", environment });
+    return parseJwt<{ revocations?: Record<string, number> }>(stored?.accountJwt ?? "").nats
+      .revocations;
+  };
+  const annotate = (s: ReturnType<typeof setup>, value: string) => {
+    s.cluster.app("shop", "orders").metadata.annotations = { [ROTATE_ANNOTATION]: value };
+  };
+
+  async function rotated() {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod", "test"] });
+    await s.reconciler.reconcile("shop/orders");
+    const before = { prod: credsOf(s, "prod"), test: credsOf(s, "test") };
+    annotate(s, "prod=1");
+    s.servers.connections.set(userOf(before.prod), 2);
+    const outcome = await s.reconciler.reconcile("shop/orders");
+    return { s, before, outcome };
+  }
+
+  test("a rotation puts a new user in the Secret and keeps the old one working while it is in use", async () => {
+    const { s, before, outcome } = await rotated();
+    assert.equal(outcome.kind, "requeueAfter");
+    assert.notEqual(userOf(credsOf(s, "prod")), userOf(before.prod));
+    assert.equal(credsOf(s, "test"), before.test, "an environment not named was rotated");
+    const rotation = rotationOf(s, "prod");
+    assert.equal(rotation?.state, "Overlapping");
+    assert.equal(rotation.requested, "prod=1");
+    assert.equal(rotation.oldUser, userOf(before.prod));
+    assert.equal(rotationOf(s, "test"), undefined);
+    assert.equal(await revocations(s, "prod"), undefined, "revoked while still in use");
+    assert.ok(s.cluster.events.some((e) => e.reason === "CredentialsRotated"));
+
+    // Still in use: nothing changes, nothing is written.
+    const writes = s.cluster.writes + s.store.writes;
+    assert.equal((await s.reconciler.reconcile("shop/orders")).kind, "requeueAfter");
+    assert.equal(s.cluster.writes + s.store.writes, writes);
+  });
+
+  test("the old user is revoked once no connection uses it, and nothing is rotated again", async () => {
+    const { s, before } = await rotated();
+    const creds = credsOf(s, "prod");
+    s.servers.connections.delete(userOf(before.prod));
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.deepEqual(Object.keys((await revocations(s, "prod")) ?? {}), [userOf(before.prod)]);
+    const pushed = s.servers.accounts.get(s.index.account("shop", "orders", "prod") ?? "") ?? "";
+    assert.ok(
+      pushed.includes(".") && JSON.stringify(parseJwt(pushed)).includes(userOf(before.prod)),
+    );
+    assert.deepEqual(rotationOf(s, "prod"), { requested: "prod=1", state: "Done" });
+    const revoked = s.cluster.events.find((e) => e.reason === "CredentialsRevoked");
+    assert.equal(revoked?.type, "Normal");
+    assert.equal(credsOf(s, "prod"), creds);
+
+    const writes = s.cluster.writes + s.store.writes;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(s.cluster.writes + s.store.writes, writes, "a settled rotation wrote again");
+  });
+
+  test("the longest overlap revokes the old user even while in use, with a warning", async () => {
+    const { s, before } = await rotated();
+    s.clock.aheadMs = ROTATION_OVERLAP_MS;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.ok(userOf(before.prod) in ((await revocations(s, "prod")) ?? {}));
+    const revoked = s.cluster.events.find((e) => e.reason === "CredentialsRevoked");
+    assert.equal(revoked?.type, "Warning");
+  });
+
+  test("while the servers cannot say, the old user waits for the deadline", async () => {
+    const { s } = await rotated();
+    s.servers.connections.clear();
+    s.servers.userConnectionsUnknown = true;
+    assert.equal((await s.reconciler.reconcile("shop/orders")).kind, "requeueAfter");
+    assert.equal(rotationOf(s, "prod")?.state, "Overlapping");
+  });
+
+  test("a new rotation during an overlap revokes the first old user at once", async () => {
+    const { s, before } = await rotated();
+    const second = credsOf(s, "prod");
+    annotate(s, "prod=2");
+    assert.equal((await s.reconciler.reconcile("shop/orders")).kind, "requeueAfter");
+    assert.deepEqual(Object.keys((await revocations(s, "prod")) ?? {}), [userOf(before.prod)]);
+    assert.equal(rotationOf(s, "prod")?.oldUser, userOf(second));
+    assert.notEqual(userOf(credsOf(s, "prod")), userOf(second));
+  });
+
+  test("an App created with the annotation answers it without a rotation", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    annotate(s, "7");
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.deepEqual(rotationOf(s, "prod"), { requested: "7", state: "Done" });
+    assert.ok(!s.cluster.events.some((e) => e.reason === "CredentialsRotated"));
   });
 });

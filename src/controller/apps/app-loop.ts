@@ -41,6 +41,7 @@ export interface AppLoopOptions {
   /** Servers running a full resolver. */
   expectedServers: number;
   ceilings: Ceilings;
+  rotationOverlapMs: number;
   /** Fired on every new NATS connection. */
   natsConnected: Trigger;
   /** Fired when a NATS server (re)joins the cluster. */
@@ -120,6 +121,7 @@ export class AppLoop implements Loop {
       servers: options.servers,
       expectedServers: options.expectedServers,
       ceilings: options.ceilings,
+      rotationOverlapMs: options.rotationOverlapMs,
       namespaceApps: (namespace) =>
         this.apps.list(namespace).flatMap((object) => asAppObject(object) ?? []),
       getApp: (namespace, name) => this.apps.get(namespace, name),

@@ -9,6 +9,7 @@ import { ApiException, type V1OwnerReference, type V1Secret } from "@kubernetes/
 import type { Account } from "@nats-io/jwt";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
 import { accountRecipe, mintAppAccount, type StoredAccount } from "../../accounts/app-account.ts";
+import { retireReason, type RetireReason } from "../../accounts/retirement.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
@@ -44,7 +45,9 @@ import {
   natsRequest,
   type AppSpec,
   type EnvironmentStatus,
+  type RotationStatus,
 } from "../../crds/app.ts";
+import { rotationRequest } from "../../contract/credential-rotation.ts";
 import { apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
 import type { AccountIndex } from "../../accounts/account-index.ts";
@@ -61,6 +64,7 @@ import {
   appStatus,
   degradedReason,
   lacksServers,
+  rotationStatus,
   sameStatus,
   type StatusInput,
 } from "./app-status.ts";
@@ -96,11 +100,17 @@ export const CONFLICT_RECHECK_MS = 30_000;
  */
 export const PARTIAL_RECHECK_MS = 15_000;
 
+/** How often an environment whose old credentials still overlap asks whether they are in use. */
+export const OVERLAP_RECHECK_MS = 5_000;
+
 /** Each environment keeps the limits its stored account has (the spec cannot be applied). */
 const KEEP_LIMITS = Symbol("keep limits");
 
 /** What the reconciler asks of the NATS servers. */
-export type AccountServers = Pick<ResolverClient, "push" | "delete" | "purgeJetStream">;
+export type AccountServers = Pick<
+  ResolverClient,
+  "push" | "delete" | "purgeJetStream" | "userConnections"
+>;
 
 export interface ReconcilerDeps {
   identity: () => OperatorIdentity;
@@ -114,6 +124,8 @@ export interface ReconcilerDeps {
   /** Servers running a full resolver: an account is complete once all of them acknowledged. */
   expectedServers: number;
   ceilings: Ceilings;
+  /** The longest a replaced pods user keeps working after a rotation. */
+  rotationOverlapMs: number;
   /** The Apps of a namespace, from the informer's cache (the Apps-per-namespace ceiling). */
   namespaceApps: (namespace: string) => AppObject[];
   getApp: (namespace: string, name: string) => AppObject | undefined;
@@ -132,7 +144,7 @@ export interface ReconcilerDeps {
 
 interface AccountChange {
   environment: string;
-  change: "created" | "updated" | "deleted";
+  change: keyof typeof EVENTS;
 }
 
 /** One step's result: what it changed, and what stopped it, if anything did. */
@@ -141,11 +153,48 @@ interface StepResult {
   problems: AppProblem[];
 }
 
-const EVENT_REASONS = {
-  created: "AccountCreated",
-  updated: "AccountUpdated",
-  deleted: "AccountDeleted",
-} as const;
+/** The Event each kind of change is announced with; `envs` names the environments. */
+const EVENTS = {
+  created: {
+    reason: "AccountCreated",
+    type: "Normal",
+    message: (envs: string, many: boolean) =>
+      `NATS account${many ? "s" : ""} of ${envs} created on the NATS servers`,
+  },
+  updated: {
+    reason: "AccountUpdated",
+    type: "Normal",
+    message: (envs: string, many: boolean) =>
+      `NATS account${many ? "s" : ""} of ${envs} updated on the NATS servers`,
+  },
+  deleted: {
+    reason: "AccountDeleted",
+    type: "Normal",
+    message: (envs: string, many: boolean) =>
+      `NATS account${many ? "s" : ""} of ${envs} deleted on the NATS servers; ${many ? "their Secrets are" : "its Secret is"} removed`,
+  },
+  rotated: {
+    reason: "CredentialsRotated",
+    type: "Normal",
+    message: (envs: string) =>
+      `new credentials for ${envs} are in the Secret; the old ones keep working until no connection uses them (see status.environments[].rotation)`,
+  },
+  unused: {
+    reason: "CredentialsRevoked",
+    type: "Normal",
+    message: (envs: string) =>
+      `replaced credentials of ${envs} revoked on the NATS servers: no connection used them any more`,
+  },
+  "overlap-ended": {
+    reason: "CredentialsRevoked",
+    type: "Warning",
+    message: (envs: string) =>
+      `replaced credentials of ${envs} revoked on the NATS servers at the end of the longest overlap allowed; connections still using them were closed`,
+  },
+} as const satisfies Record<
+  string,
+  { reason: string; type: string; message: (envs: string, many: boolean) => string }
+>;
 
 function describe(error: unknown, scrub: (text: string) => string): AppProblem {
   if (error instanceof AppProblem) return error;
@@ -240,6 +289,8 @@ interface Minted {
   existingSecret: V1Secret | undefined;
   secretBase: Omit<AppSecretSource, "madeFrom">;
   before: EnvironmentStatus | undefined;
+  /** Set when the replaced pods user's overlap ended with this mint. */
+  retired: RetireReason | undefined;
 }
 
 type Prepared = Minted | { environment: string; recorded: EnvironmentStatus };
@@ -357,8 +408,21 @@ export class AppReconciler {
       ...(disabled ? { disabled: true } : {}),
     });
     const outcome = outcomeOf(problems);
+    if (outcome.kind !== "done") return outcome;
+    const overlapping = ensured.environments.filter((e) => e.rotation?.state === "Overlapping");
+    if (overlapping.length > 0) {
+      const now = this.deps.now();
+      const soonest = Math.min(
+        ...overlapping.map((e) => Date.parse(e.rotation?.revokeBy ?? "") - now),
+      );
+      return requeueAfter(
+        // At least a second: revokeBy is recorded in whole seconds.
+        Math.max(1000, Math.min(OVERLAP_RECHECK_MS, soonest)),
+        `${overlapping.map((e) => e.name).join(", ")}: replaced credentials still overlap`,
+      );
+    }
     const partial = ensured.environments.filter((e) => lacksServers(e, this.deps.expectedServers));
-    if (outcome.kind === "done" && partial.length > 0)
+    if (partial.length > 0)
       return requeueAfter(
         PARTIAL_RECHECK_MS,
         `${partial.map((e) => e.name).join(", ")}: not every server acknowledged the account yet`,
@@ -529,7 +593,8 @@ export class AppReconciler {
     // environment needs no read that would only answer 404.
     const stored = deps.index.environments(namespace, name).includes(environment);
     const before = app.status?.environments?.find((e) => e.name === environment);
-    if (stored && request !== KEEP_LIMITS) {
+    const rotation = rotationRequest(app.metadata.annotations, environment);
+    if (stored && request !== KEEP_LIMITS && credentialsSettled(before, rotation)) {
       const spec = { ...where, limits: request };
       const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
       if (recorded) return { environment, recorded: this.readyAs(app, environment, recorded) };
@@ -549,16 +614,27 @@ export class AppReconciler {
           : undefined;
     if (!limits) throw new KeyStoreError(`${environment}: no stored account to keep`);
     const accountSpec = { ...where, limits };
+    const retired = previous?.retiring
+      ? await retireReason(previous.retiring, parseJwt(previous.accountJwt).sub, {
+          nowMs: deps.now(),
+          overlapMs: deps.rotationOverlapMs,
+          connections: (account, user) => deps.servers().userConnections(account, user),
+        })
+      : undefined;
     return {
       environment,
       app,
       identity,
       accountSpec,
-      minted: mintAppAccount(accountSpec, identity, previous, deps.now()),
+      minted: mintAppAccount(accountSpec, identity, previous, deps.now(), {
+        ...(rotation !== undefined ? { rotation } : {}),
+        retire: retired !== undefined,
+      }),
       created: !previous,
       existingSecret,
       secretBase,
       before,
+      retired,
     };
   }
 
@@ -590,7 +666,7 @@ export class AppReconciler {
     ) {
       servers = (await deps.servers().push(minted.stored.accountJwt, identity)).length;
       deps.onPush("update");
-      if (minted.changed) change = { environment, change: step.created ? "created" : "updated" };
+      if (minted.changed) change = { environment, change: changeOf(step) };
     }
     const secretInput = {
       ...step.secretBase,
@@ -612,7 +688,13 @@ export class AppReconciler {
     } else if (!appSecretCurrent(existingSecret, secretInput)) {
       await deps.writes.applySecret(appSecret(secretInput));
     }
-    const status = this.readyAs(app, environment, { account: minted.publicKey, revision, servers });
+    const rotation = rotationStatus(minted.stored, deps.rotationOverlapMs);
+    const status = this.readyAs(app, environment, {
+      account: minted.publicKey,
+      revision,
+      servers,
+      ...(rotation ? { rotation } : {}),
+    });
     return { status, ...(change ? { change } : {}) };
   }
 
@@ -653,6 +735,7 @@ export class AppReconciler {
       account: before.account,
       revision: before.revision,
       servers: before.servers ?? deps.expectedServers,
+      ...(before.rotation ? { rotation: before.rotation } : {}),
     };
   }
 
@@ -720,18 +803,13 @@ export class AppReconciler {
    * reconcile creates all its accounts, and an Event each would be as many API writes.
    */
   private async announce(app: AppObject, changes: AccountChange[]): Promise<void> {
-    for (const change of ["created", "updated", "deleted"] as const) {
+    for (const [change, event] of Object.entries(EVENTS)) {
       const environments = changes.filter((c) => c.change === change).map((c) => c.environment);
       if (environments.length === 0) continue;
-      const plural = environments.length > 1 ? "s" : "";
       await this.deps.writes.event(app, {
-        type: "Normal",
-        reason: EVENT_REASONS[change],
-        message:
-          `NATS account${plural} of ${environments.join(", ")} ${change} on the NATS servers` +
-          (change === "deleted"
-            ? `; ${plural ? "their Secrets are" : "its Secret is"} removed`
-            : ""),
+        type: event.type,
+        reason: event.reason,
+        message: event.message(environments.join(", "), environments.length > 1),
       });
     }
   }
@@ -757,6 +835,27 @@ interface HeldAccount {
   account: string;
   revision: number;
   servers: number;
+  rotation?: RotationStatus;
+}
+
+/**
+ * Nothing to do about the environment's credentials: no old user overlaps, and the rotation
+ * asked for, if any, is the one its status says was answered.
+ */
+/** What a mint that changed the account did, as it is announced. */
+function changeOf(step: Minted): AccountChange["change"] {
+  if (step.created) return "created";
+  if (step.minted.rotated) return "rotated";
+  if (step.retired && step.minted.revoked.length > 0) return step.retired;
+  return "updated";
+}
+
+function credentialsSettled(
+  before: EnvironmentStatus | undefined,
+  rotation: string | undefined,
+): boolean {
+  if (before?.rotation?.state === "Overlapping") return false;
+  return rotation === undefined || before?.rotation?.requested === rotation;
 }
 
 /** What an app Secret's creds were made from, besides the account's keys. */

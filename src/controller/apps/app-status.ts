@@ -5,7 +5,9 @@
  * identical status and nothing is written.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { AppStatus, Condition, EnvironmentStatus } from "../../crds/app.ts";
+import type { StoredAccount } from "../../accounts/app-account.ts";
+import { revokeBy } from "../../accounts/retirement.ts";
+import type { AppStatus, Condition, EnvironmentStatus, RotationStatus } from "../../crds/app.ts";
 
 export interface StatusInput {
   generation: number;
@@ -43,7 +45,7 @@ export function appStatus(
   outcome: StatusInput,
   nowMs: number,
 ): AppStatus {
-  const now = new Date(nowMs).toISOString().replace(/\.\d+Z$/, "Z");
+  const now = isoSeconds(nowMs);
   const ready = outcome.environments.filter((e) => e.ready).length;
   const total = outcome.environments.length;
   const allReady = !outcome.problem && ready === total;
@@ -81,6 +83,28 @@ export function appStatus(
       ),
     ],
     environments: outcome.environments,
+  };
+}
+
+/** RFC 3339 in whole seconds, as Kubernetes writes times. */
+function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+}
+
+/** The state of the environment's last rotation; undefined when none was ever asked for. */
+export function rotationStatus(
+  stored: StoredAccount,
+  overlapMs: number,
+): RotationStatus | undefined {
+  if (stored.rotatedFor === undefined) return undefined;
+  const { retiring } = stored;
+  if (!retiring) return { requested: stored.rotatedFor, state: "Done" };
+  return {
+    requested: stored.rotatedFor,
+    state: "Overlapping",
+    oldUser: retiring.user,
+    since: isoSeconds(retiring.since),
+    revokeBy: isoSeconds(revokeBy(retiring, overlapMs)),
   };
 }
 

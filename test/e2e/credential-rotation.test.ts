@@ -1,0 +1,170 @@
+/**
+ * Rotation on demand, on the real API server and a 3-server NATS cluster of each tested
+ * version: the old credentials keep working while connections use them, the new ones work at
+ * once, and the old ones are refused by every server once revoked.
+ */
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, test } from "node:test";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
+import type { AppObject } from "../../src/contract/app-object.ts";
+import { ensureToolchain } from "../../src/embedded/toolchain.ts";
+import { OVERLAP_RECHECK_MS } from "../../src/controller/apps/app-reconciler.ts";
+import { connectWith, refused, waitApp, waitSecret } from "./app-client.ts";
+import {
+  appManifest,
+  appsApi,
+  readyAtGeneration,
+  useOperatorStack,
+  type OperatorStack,
+} from "./operator-harness.ts";
+
+const { natsServers } = await ensureToolchain();
+const OVERLAP_SECONDS = 20;
+
+function rotationOf(app: AppObject, environment: string) {
+  return app.status?.environments?.find((e) => e.name === environment)?.rotation;
+}
+
+/** Messages flow from `from` to `to`: both connected, in the same account. */
+async function talks(from: NatsConnection, to: NatsConnection): Promise<void> {
+  const subject = `check.${String(Math.random()).slice(2)}`;
+  const sub = to.subscribe(subject, { max: 1 });
+  await to.flush();
+  from.publish(subject, "hi");
+  for await (const msg of sub) assert.equal(msg.string(), "hi");
+}
+
+async function eventsOf(s: OperatorStack, namespace: string, reason: string) {
+  const events = await s.core.listNamespacedEvent({ namespace });
+  return events.items.filter((e) => e.reason === reason);
+}
+
+/** An App with prod and test, Ready; the prod Secret's values. */
+async function readyApp(s: OperatorStack, namespace: string, name: string) {
+  await s.core.createNamespace({ body: { metadata: { name: namespace } } });
+  await appsApi(s.custom).create(
+    namespace,
+    appManifest(namespace, name, { nats: true, environments: ["prod", "test"] }),
+  );
+  await waitApp(s, namespace, name, "Ready", readyAtGeneration);
+  return {
+    prod: await waitSecret(s, namespace, `${name}-prod-nats`),
+    test: await waitSecret(s, namespace, `${name}-test-nats`),
+  };
+}
+
+/** Asks for new prod credentials; the Secret's values once they changed, and the App then. */
+async function rotateProd(s: OperatorStack, namespace: string, name: string, old: string) {
+  await appsApi(s.custom).annotate(namespace, name, { [ROTATE_ANNOTATION]: "prod=1" });
+  const values = await waitSecret(
+    s,
+    namespace,
+    `${name}-prod-nats`,
+    (v) => v.NATS_CREDENTIALS !== old,
+  );
+  const app = await waitApp(
+    s,
+    namespace,
+    name,
+    "prod overlapping",
+    (a) => rotationOf(a, "prod")?.state === "Overlapping",
+  );
+  return { values, app };
+}
+
+for (const server of natsServers) {
+  describe(`credential rotation (${server.label})`, () => {
+    const stack = useOperatorStack(server.label);
+
+    test("old credentials work while in use, new ones at once; once the last old connection closes every server refuses the old ones", async () => {
+      const s = stack();
+      const operator = await s.startOperator({
+        args: [`--rotation-overlap-seconds=${String(OVERLAP_SECONDS)}`],
+      });
+      await operator.waitReady();
+      const urls = s.stack.nats.tlsUrls;
+      const before = await readyApp(s, "rotate", "orders");
+      // One connection with the old credentials on each server.
+      const olds = await Promise.all(
+        urls.map((url, i) => connectWith(before.prod, `old-${i}`, url)),
+      );
+      const { values: fresh, app } = await rotateProd(
+        s,
+        "rotate",
+        "orders",
+        before.prod.NATS_CREDENTIALS ?? "",
+      );
+      const revokeBy = Date.parse(rotationOf(app, "prod")?.revokeBy ?? "");
+      const news = await Promise.all(urls.map((url, i) => connectWith(fresh, `new-${i}`, url)));
+      try {
+        // The same account: old and new connections talk to each other, on any server.
+        await talks(news[2] ?? assert.fail(), olds[0] ?? assert.fail());
+        await talks(olds[1] ?? assert.fail(), news[0] ?? assert.fail());
+        assert.equal(
+          (await waitSecret(s, "rotate", "orders-test-nats")).NATS_CREDENTIALS,
+          before.test.NATS_CREDENTIALS,
+          "test was rotated too",
+        );
+        assert.equal((await eventsOf(s, "rotate", "CredentialsRotated")).length, 1);
+
+        // One old connection left: the overlap goes on past a check or more.
+        await Promise.all([olds[0]?.close(), olds[1]?.close()]);
+        await sleep(OVERLAP_RECHECK_MS + 1000);
+        const still = await appsApi(s.custom).get("rotate", "orders");
+        assert.equal(still && rotationOf(still, "prod")?.state, "Overlapping");
+        await olds[2]?.flush();
+
+        await olds[2]?.close();
+        await waitApp(
+          s,
+          "rotate",
+          "orders",
+          "prod rotation done",
+          (a) => rotationOf(a, "prod")?.state === "Done",
+        );
+        assert.ok(Date.now() < revokeBy, "the overlap ran to its end although nothing used it");
+        for (const url of urls)
+          assert.ok(await refused(before.prod, url), `${url} still takes the old credentials`);
+        for (const nc of news) await nc.flush();
+        assert.ok(!(await refused(fresh)), "the new credentials stopped working");
+        const [revoked] = await eventsOf(s, "rotate", "CredentialsRevoked");
+        assert.equal(revoked?.type, "Normal");
+      } finally {
+        await Promise.all(
+          [...olds, ...news].filter((nc) => !nc.isClosed()).map((nc) => nc.close()),
+        );
+      }
+    });
+
+    test("at the end of the longest overlap the old credentials are revoked even in use, and their connection closed", async () => {
+      const s = stack();
+      const before = await readyApp(s, "deadline", "billing");
+      const old = await connectWith(before.prod, "holds-on");
+      const closed = old.closed();
+      const { app } = await rotateProd(
+        s,
+        "deadline",
+        "billing",
+        before.prod.NATS_CREDENTIALS ?? "",
+      );
+      const revokeBy = Date.parse(rotationOf(app, "prod")?.revokeBy ?? "");
+      await old.flush();
+      await waitApp(
+        s,
+        "deadline",
+        "billing",
+        "prod rotation done",
+        (a) => rotationOf(a, "prod")?.state === "Done",
+        (OVERLAP_SECONDS + 15) * 1000,
+      );
+      assert.ok(Date.now() >= revokeBy - 1000, "revoked before the overlap ended");
+      const error = await Promise.race([closed, sleep(5000, "still open")]);
+      assert.match(String(error), /revoked/i);
+      assert.ok(await refused(before.prod));
+      const [revoked] = await eventsOf(s, "deadline", "CredentialsRevoked");
+      assert.equal(revoked?.type, "Warning");
+    });
+  });
+}
