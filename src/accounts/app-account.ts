@@ -2,9 +2,10 @@
  * One app x environment's account: its keys, its account JWT (issued by the operator's signing
  * key), and the user its pods connect as (issued by the account's scoped signing key).
  */
+import { isDeepStrictEqual } from "node:util";
 import type { Account, SigningKey, User } from "@nats-io/jwt";
 import { formatCreds, type OperatorIdentity } from "./identities.ts";
-import { decodeJwt, encodeJwt, keepOrIssue, nextIat, parseJwt } from "./jwt.ts";
+import { decodeJwt, encodeJwt, keepOrIssue, nextIat, parseJwt, validity } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { accountLimits, accountName, validateAccountSpec, type AccountSpec } from "./spec.ts";
 
@@ -26,6 +27,8 @@ export interface RetiringUser {
   user: string;
   /** When it was replaced, ms since the epoch. */
   since: number;
+  /** When its JWT expires (Unix seconds); absent: never. */
+  expires?: number;
 }
 
 /** What the App asks of the pods user's credentials. */
@@ -37,6 +40,24 @@ export interface CredentialsRequest {
   rotation?: string;
   /** The retiring user's overlap is over: revoke it now. */
   retire?: boolean;
+  /**
+   * Seconds a pods user is valid, 0 for no expiry; absent: as long as the current one is. A
+   * user issued for another lifetime is replaced, and one at 2/3 of its lifetime is renewed.
+   */
+  lifetimeSeconds?: number;
+}
+
+/** Why a new pods user replaced the previous one. */
+export type RotationCause = "requested" | "renewal" | "lifetime";
+
+/** A user is renewed at 2/3 of its lifetime: the rest is the time apps have to pick it up. */
+export function renewAt(validity: { iat: number; exp?: number }): number | undefined {
+  if (validity.exp === undefined) return undefined;
+  return validity.iat + Math.floor(((validity.exp - validity.iat) * 2) / 3);
+}
+
+function lifetimeOf(validity: { iat: number; exp?: number }): number {
+  return validity.exp === undefined ? 0 : validity.exp - validity.iat;
 }
 
 export interface MintedAccount {
@@ -47,8 +68,8 @@ export interface MintedAccount {
   creds: string;
   /** False when `stored` equals what was passed in: nothing to save or push. */
   changed: boolean;
-  /** A new pods user replaced the previous one, which now retires. */
-  rotated: boolean;
+  /** Set when a new pods user replaced the previous one, which now retires. */
+  rotated: RotationCause | undefined;
   /** Users revoked by this mint. */
   revoked: string[];
 }
@@ -108,10 +129,11 @@ export function mintAppAccount(
   const signing = previous
     ? NKey.fromSeed(previous.signingSeed, "account")
     : NKey.generate("account");
-  const rotate =
-    previous !== undefined &&
-    credentials.rotation !== undefined &&
-    credentials.rotation !== previous.rotatedFor;
+  const current = previous ? validity(previous.userJwt) : undefined;
+  const lifetime = credentials.lifetimeSeconds ?? (current ? lifetimeOf(current) : 0);
+  const rotated =
+    current && rotationCause(current, credentials, previous?.rotatedFor, lifetime, nowMs);
+  const rotate = rotated !== undefined;
   const previousUser = previous ? NKey.fromSeed(previous.userSeed, "user") : undefined;
   const user = previousUser && !rotate ? previousUser : NKey.generate("user");
   const recipe = recipeOf(spec, operator);
@@ -122,7 +144,9 @@ export function mintAppAccount(
   const revoke =
     previous?.retiring && (credentials.retire || rotate) ? previous.retiring : undefined;
   const revocations = { ...revocationsOf(previous) };
-  if (revoke) revocations[revoke.user] = Math.floor(nowMs / 1000);
+  // One that expired is refused without: the account JWT need not carry it for good.
+  if (revoke && !(revoke.expires !== undefined && revoke.expires * 1000 <= nowMs))
+    revocations[revoke.user] = Math.floor(nowMs / 1000);
   const scope: SigningKey = {
     kind: "user_scope",
     key: signing.publicKey,
@@ -148,12 +172,18 @@ export function mintAppAccount(
     { name: `${name}/pods`, sub: user.publicKey, type: "user", nats: userClaims },
     signing,
     nowMs,
+    lifetime,
   );
 
-  const rotatedFor = !previous || rotate ? credentials.rotation : previous.rotatedFor;
+  const rotatedFor =
+    !previous || rotated === "requested" ? credentials.rotation : previous.rotatedFor;
   const retiring: RetiringUser | undefined =
-    rotate && previousUser
-      ? { user: previousUser.publicKey, since: nowMs }
+    rotate && previousUser && current
+      ? {
+          user: previousUser.publicKey,
+          since: nowMs,
+          ...(current.exp !== undefined ? { expires: current.exp } : {}),
+        }
       : revoke
         ? undefined
         : previous?.retiring;
@@ -172,10 +202,28 @@ export function mintAppAccount(
     name,
     creds: formatCreds(userJwt, user),
     changed:
-      previous === undefined || previous.accountJwt !== accountJwt || previous.userJwt !== userJwt,
-    rotated: rotate,
+      previous === undefined ||
+      previous.accountJwt !== accountJwt ||
+      previous.userJwt !== userJwt ||
+      previous.rotatedFor !== rotatedFor ||
+      !isDeepStrictEqual(previous.retiring, retiring),
+    rotated,
     revoked: revoke ? [revoke.user] : [],
   };
+}
+
+function rotationCause(
+  current: { iat: number; exp?: number },
+  credentials: CredentialsRequest,
+  answered: string | undefined,
+  lifetime: number,
+  nowMs: number,
+): RotationCause | undefined {
+  if (credentials.rotation !== undefined && credentials.rotation !== answered) return "requested";
+  if (lifetimeOf(current) !== lifetime) return "lifetime";
+  const renewal = renewAt(current);
+  if (renewal !== undefined && nowMs >= renewal * 1000) return "renewal";
+  return undefined;
 }
 
 /** The users an account's JWT revokes, by public key, with the time each was revoked. */

@@ -149,14 +149,27 @@ export function nextIat(previousJwt: string | undefined, nowMs: number): number 
 
 /**
  * `previous` if it already carries these claims from this signer, else a new JWT whose iat
- * follows it: the same inputs re-sign nothing, a change always moves iat forward.
+ * follows it: the same inputs re-sign nothing, a change always moves iat forward. A new JWT
+ * expires `lifetimeSeconds` after its iat (0: never).
  */
 export function keepOrIssue<T extends object>(
   previous: string | undefined,
   input: ClaimsInput<T>,
   signer: NKey,
   nowMs: number,
+  lifetimeSeconds = 0,
 ): string {
   if (previous && sameClaims(previous, input, signer.publicKey)) return previous;
-  return encodeJwt(input, signer, nextIat(previous, nowMs));
+  const iat = nextIat(previous, nowMs);
+  return encodeJwt(
+    lifetimeSeconds > 0 ? { ...input, exp: iat + lifetimeSeconds } : input,
+    signer,
+    iat,
+  );
+}
+
+/** A JWT's validity: when issued and, if it expires, when (Unix seconds). */
+export function validity(jwt: string): { iat: number; exp?: number } {
+  const { iat, exp } = parseJwt(jwt);
+  return exp === undefined ? { iat } : { iat, exp };
 }

@@ -135,6 +135,8 @@ export function accountFields(account: StoredAccount): Record<string, string> {
   if (account.retiring) {
     fields.retiringUser = account.retiring.user;
     fields.retiringSince = String(account.retiring.since);
+    if (account.retiring.expires !== undefined)
+      fields.retiringExpires = String(account.retiring.expires);
   }
   return fields;
 }
@@ -177,13 +179,14 @@ export async function ensureOperatorSeeds(
 /** The account an entry holds; throws KeyStoreError when it is incomplete. */
 export function storedAccount(name: string, data: Record<string, string>): StoredAccount {
   const account: StoredAccount = pick(name, data, [...ACCOUNT_KEYS]);
-  const { rotatedFor, retiringUser, retiringSince } = data;
+  const { rotatedFor, retiringUser, retiringSince, retiringExpires } = data;
   if (rotatedFor !== undefined) account.rotatedFor = rotatedFor;
   if (retiringUser !== undefined) {
     const since = Number(retiringSince);
-    if (!Number.isSafeInteger(since))
+    const expires = retiringExpires === undefined ? undefined : Number(retiringExpires);
+    if (!Number.isSafeInteger(since) || (expires !== undefined && !Number.isSafeInteger(expires)))
       throw new KeyStoreError(`${name} has retiringUser without a valid retiringSince`);
-    account.retiring = { user: retiringUser, since };
+    account.retiring = { user: retiringUser, since, ...(expires !== undefined ? { expires } : {}) };
   }
   return account;
 }

@@ -6,12 +6,6 @@
  */
 import type { RetiringUser } from "./app-account.ts";
 
-/**
- * The longest overlap by default: the kubelet refreshes a mounted Secret within about two
- * minutes, and a rolling restart of a large Deployment takes several more.
- */
-export const DEFAULT_ROTATION_OVERLAP_MS = 15 * 60_000;
-
 /** Why the overlap is over: nobody uses the old credentials, or there was time enough. */
 export type RetireReason = "unused" | "overlap-ended";
 

@@ -6,7 +6,12 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { anyCeiling, ceilingName, type Ceilings, type LimitName } from "../accounts/ceilings.ts";
-import { DEFAULT_ROTATION_OVERLAP_MS } from "../accounts/retirement.ts";
+import {
+  DEFAULT_CREDENTIAL_POLICY,
+  LIFETIME_SETTINGS,
+  lifetimeIssue,
+  type LifetimePolicy,
+} from "../accounts/credential-policy.ts";
 import { LIMIT_RANGES } from "../accounts/spec.ts";
 import { DEFAULT_CA_POLICY } from "../ca/authority.ts";
 import { MAX_ENVIRONMENTS } from "../crds/app.ts";
@@ -142,7 +147,25 @@ const FLAGS = {
     type: "string",
     env: "NATS_TENANCY_ROTATION_OVERLAP_SECONDS",
     help: "after a credential rotation, the longest the replaced credentials keep working (they are revoked sooner once no connection uses them); long enough for the kubelet to refresh mounted Secrets and a rollout to finish",
-    default: String(DEFAULT_ROTATION_OVERLAP_MS / 1000),
+    default: String(DEFAULT_CREDENTIAL_POLICY.rotationOverlapMs / 1000),
+  },
+  "credential-lifetime-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_CREDENTIAL_LIFETIME_SECONDS",
+    help: "how long pods credentials are valid for Apps that ask for no lifetime (renewed at 2/3 of it); 0: they never expire",
+    default: String(DEFAULT_CREDENTIAL_POLICY.lifetime.defaultSeconds),
+  },
+  "credential-lifetime-min-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_CREDENTIAL_LIFETIME_MIN_SECONDS",
+    help: "the shortest lifetime an App may ask for (a third of it must cover the kubelet's refresh of mounted Secrets)",
+    default: String(DEFAULT_CREDENTIAL_POLICY.lifetime.minSeconds),
+  },
+  "credential-lifetime-max-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_CREDENTIAL_LIFETIME_MAX_SECONDS",
+    help: "the longest lifetime an App may ask for; 0: no bound, and Apps may ask for credentials that never expire",
+    default: String(DEFAULT_CREDENTIAL_POLICY.lifetime.maxSeconds),
   },
   concurrency: {
     type: "string",
@@ -315,6 +338,28 @@ function hostPort(name: string, value: string): { host: string; port: number } {
   return { host: value.slice(0, at), port: integer(name, value.slice(at + 1), 0, 65535) };
 }
 
+const TEN_YEARS_SECONDS = 10 * 365 * 86_400;
+
+/** The lifetime flags, checked together: the default must be one an App could ask for. */
+function lifetimePolicy(get: (name: FlagName) => string | undefined): LifetimePolicy {
+  const seconds = (name: FlagName, min: number) =>
+    integer(name, get(name) ?? "", min, TEN_YEARS_SECONDS);
+  const policy = {
+    defaultSeconds: seconds("credential-lifetime-seconds", 0),
+    minSeconds: seconds("credential-lifetime-min-seconds", 60),
+    maxSeconds: seconds("credential-lifetime-max-seconds", 0),
+  };
+  if (policy.defaultSeconds !== 0 && policy.defaultSeconds < 60)
+    throw new OptionsError(`${LIFETIME_SETTINGS.defaultSeconds.flag}: 0, or at least 60`);
+  if (policy.maxSeconds !== 0 && policy.maxSeconds < policy.minSeconds)
+    throw new OptionsError(
+      `${LIFETIME_SETTINGS.maxSeconds.flag} must be 0 or at least ${LIFETIME_SETTINGS.minSeconds.flag}`,
+    );
+  const issue = lifetimeIssue(policy, policy.defaultSeconds);
+  if (issue) throw new OptionsError(`${LIFETIME_SETTINGS.defaultSeconds.flag}: ${issue}`);
+  return policy;
+}
+
 export function parseOptions(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
@@ -427,9 +472,16 @@ export function parseOptions(
         : {}),
       concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
       ceilings,
-      rotationOverlapMs:
-        integer("rotation-overlap-seconds", get("rotation-overlap-seconds") ?? "", 1, 30 * 86_400) *
-        1000,
+      credentials: {
+        rotationOverlapMs:
+          integer(
+            "rotation-overlap-seconds",
+            get("rotation-overlap-seconds") ?? "",
+            1,
+            30 * 86_400,
+          ) * 1000,
+        lifetime: lifetimePolicy(get),
+      },
       ...(webhookAddress !== "off"
         ? {
             webhook: {

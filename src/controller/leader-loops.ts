@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Ceilings } from "../accounts/ceilings.ts";
+import type { CredentialPolicy } from "../accounts/credential-policy.ts";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { abortableKubeConfig } from "../kube/abortable-config.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -34,8 +35,8 @@ export interface ControllerSettings extends BootstrapSettings {
   concurrency: number;
   /** The platform team's ceilings on what Apps may ask for. */
   ceilings: Ceilings;
-  /** The longest replaced pods credentials keep working after a rotation. */
-  rotationOverlapMs: number;
+  /** Rotation overlap and pods credentials' lifetime. */
+  credentials: CredentialPolicy;
   /** Ask the servers to reload renewed certificates (the chart); absent: something else does. */
   serverReload?: ServerReloadSettings;
 }
@@ -109,7 +110,7 @@ export async function buildLeaderLoops(
     servers: fenced,
     expectedServers: settings.expectedServers,
     ceilings: settings.ceilings,
-    rotationOverlapMs: settings.rotationOverlapMs,
+    credentials: settings.credentials,
     natsConnected: nats.connected,
     serverJoined: nats.serverJoined,
     appUrl: settings.appUrl,

@@ -34,6 +34,8 @@ export function appPath(namespace: string, name: string): string {
 /** The same labels accounts/spec.ts accepts for an environment. */
 const DNS_LABEL_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 export const MAX_ENVIRONMENTS = 32;
+/** Ten years. */
+const MAX_LIFETIME_SECONDS = 10 * 365 * 86_400;
 
 function limit(key: keyof typeof LIMIT_RANGES, description: string) {
   const range = LIMIT_RANGES[key];
@@ -109,6 +111,23 @@ export const AppSpecSchema = Type.Object({
         "The app's environments (prod, test, ...): each gets its own account and Secret.",
     },
   ),
+  credentials: Type.Optional(
+    Type.Object(
+      {
+        lifetimeSeconds: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: MAX_LIFETIME_SECONDS,
+            description:
+              "How long the pods' credentials are valid; they are renewed at 2/3 of it. 0: they " +
+              "never expire. Within the platform's bounds; default: the platform's.",
+            errorMessage: `must be an integer from 0 to ${String(MAX_LIFETIME_SECONDS)}`,
+          }),
+        ),
+      },
+      { additionalProperties: false, description: "The pods' credentials." },
+    ),
+  ),
 });
 
 export const ConditionSchema = Type.Object({
@@ -122,9 +141,11 @@ export const ConditionSchema = Type.Object({
 
 export const RotationStatusSchema = Type.Object(
   {
-    requested: Type.String({
-      description: "The rotate-credentials annotation value the current credentials answer.",
-    }),
+    requested: Type.Optional(
+      Type.String({
+        description: "The rotate-credentials annotation value the current credentials answer.",
+      }),
+    ),
     state: Type.Union([Type.Literal("Overlapping"), Type.Literal("Done")], {
       description:
         "Overlapping: the replaced credentials still work, until no connection uses them or revokeBy; Done: they are revoked.",
@@ -142,7 +163,7 @@ export const RotationStatusSchema = Type.Object(
       }),
     ),
   },
-  { description: "The last credential rotation asked for." },
+  { description: "The last credential rotation (asked for, or a renewal)." },
 );
 
 export const EnvironmentStatusSchema = Type.Object({
@@ -166,6 +187,19 @@ export const EnvironmentStatusSchema = Type.Object({
     }),
   ),
   rotation: Type.Optional(RotationStatusSchema),
+  credentials: Type.Optional(
+    Type.Object(
+      {
+        lifetimeSeconds: Type.Integer({ minimum: 1 }),
+        expires: Type.String({ format: "date-time" }),
+        renewAt: Type.String({
+          format: "date-time",
+          description: "When new credentials replace these (2/3 of their lifetime).",
+        }),
+      },
+      { description: "When the current credentials expire; absent: never." },
+    ),
+  ),
 });
 
 export const AppStatusSchema = Type.Object({
@@ -202,6 +236,7 @@ export type AppSpec = Static<typeof AppSpecSchema>;
 export type Condition = Static<typeof ConditionSchema>;
 export type EnvironmentStatus = Static<typeof EnvironmentStatusSchema>;
 export type RotationStatus = Static<typeof RotationStatusSchema>;
+export type CredentialsStatus = NonNullable<EnvironmentStatus["credentials"]>;
 export type AppStatus = Static<typeof AppStatusSchema>;
 export type App = Static<typeof AppSchema>;
 

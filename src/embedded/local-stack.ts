@@ -7,7 +7,7 @@
 import { NO_CEILINGS } from "../accounts/ceilings.ts";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
-import { DEFAULT_ROTATION_OVERLAP_MS } from "../accounts/retirement.ts";
+import { DEFAULT_CREDENTIAL_POLICY } from "../accounts/credential-policy.ts";
 import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
 import type { ControllerSettings } from "../controller/leader-loops.ts";
 import { bootstrap } from "../controller/platform/bootstrap.ts";
@@ -53,7 +53,7 @@ export function localSettings(namespace: string, replicas: number): ControllerSe
     resyncMs: 300_000,
     concurrency: 8,
     ceilings: NO_CEILINGS,
-    rotationOverlapMs: DEFAULT_ROTATION_OVERLAP_MS,
+    credentials: DEFAULT_CREDENTIAL_POLICY,
   };
 }
 

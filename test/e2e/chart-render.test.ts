@@ -9,6 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { parseAllDocuments } from "yaml";
+import { DEFAULT_CREDENTIAL_POLICY } from "../../src/accounts/credential-policy.ts";
 import { parseOptions } from "../../src/cli/options.ts";
 import { renderServerConfig } from "../../src/nats/server-config.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
@@ -240,6 +241,41 @@ for (const helm of helms) {
         });
       }
       await assert.rejects(render(["--set", "ceilings.connections=0"]), /ceilings/);
+    });
+
+    test("the credential settings reach the controller as its variables", async () => {
+      const objects = await render([
+        "--set",
+        "operator.credentials.lifetimeSeconds=86400",
+        "--set",
+        "operator.credentials.maxLifetimeSeconds=604800",
+        "--set",
+        "operator.credentials.rotationOverlapSeconds=300",
+      ]);
+      const controller = objects.find(
+        (o) => o.kind === "Deployment" && containerEnv(o).some((e) => e.value === "controller"),
+      );
+      assert.ok(controller);
+      const env = Object.fromEntries(containerEnv(controller).map((e) => [e.name, e.value]));
+      assert.deepEqual(parseOptions([], env).settings.credentials, {
+        rotationOverlapMs: 300_000,
+        lifetime: { defaultSeconds: 86_400, minSeconds: 600, maxSeconds: 604_800 },
+      });
+      // The defaults are the operator's own.
+      const defaults = await render([]);
+      const plain = defaults.find(
+        (o) => o.kind === "Deployment" && containerEnv(o).some((e) => e.value === "controller"),
+      );
+      assert.ok(plain);
+      assert.deepEqual(
+        parseOptions([], Object.fromEntries(containerEnv(plain).map((e) => [e.name, e.value])))
+          .settings.credentials,
+        DEFAULT_CREDENTIAL_POLICY,
+      );
+      await assert.rejects(
+        render(["--set", "operator.credentials.minLifetimeSeconds=10"]),
+        /minLifetimeSeconds/,
+      );
     });
 
     test("the CRD and admission policy are templates behind crds.install, kept on uninstall by crds.keep", async () => {

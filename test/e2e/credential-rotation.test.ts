@@ -4,9 +4,12 @@
  * once, and the old ones are refused by every server once revoked.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
@@ -16,12 +19,15 @@ import {
   appManifest,
   appsApi,
   readyAtGeneration,
+  secretValues,
   useOperatorStack,
   type OperatorStack,
+  type RunningOperator,
 } from "./operator-harness.ts";
 
 const { natsServers } = await ensureToolchain();
 const OVERLAP_SECONDS = 20;
+const LIFETIME_SECONDS = 60;
 
 function rotationOf(app: AppObject, environment: string) {
   return app.status?.environments?.find((e) => e.name === environment)?.rotation;
@@ -77,10 +83,11 @@ async function rotateProd(s: OperatorStack, namespace: string, name: string, old
 for (const server of natsServers) {
   describe(`credential rotation (${server.label})`, () => {
     const stack = useOperatorStack(server.label);
+    let operator: RunningOperator | undefined;
 
     test("old credentials work while in use, new ones at once; once the last old connection closes every server refuses the old ones", async () => {
       const s = stack();
-      const operator = await s.startOperator({
+      operator = await s.startOperator({
         args: [`--rotation-overlap-seconds=${String(OVERLAP_SECONDS)}`],
       });
       await operator.waitReady();
@@ -165,6 +172,94 @@ for (const server of natsServers) {
       assert.ok(await refused(before.prod));
       const [revoked] = await eventsOf(s, "deadline", "CredentialsRevoked");
       assert.equal(revoked?.type, "Warning");
+    });
+
+    // Minutes of waiting: on the newest server only.
+    if (server !== natsServers.at(-1)) return;
+
+    test("credentials that expire in a minute are renewed before they do; an app that reads its file again never fails to connect", async () => {
+      const s = stack();
+      // The lifetime is the platform's: a controller started with it.
+      if (operator) await operator.stop();
+      operator = await s.startOperator({
+        args: [
+          `--credential-lifetime-seconds=${String(LIFETIME_SECONDS)}`,
+          "--credential-lifetime-min-seconds=60",
+          `--rotation-overlap-seconds=${String(OVERLAP_SECONDS)}`,
+        ],
+      });
+      await operator.waitReady();
+      const before = await readyApp(s, "expiry", "clock");
+      const app = await appsApi(s.custom).get("expiry", "clock");
+      const held = app?.status?.environments?.find((e) => e.name === "prod")?.credentials;
+      assert.equal(held?.lifetimeSeconds, LIFETIME_SECONDS);
+      const expires = Date.parse(held.expires);
+
+      // The kubelet's part: the mounted file follows the Secret.
+      const dir = mkdtempSync(join(tmpdir(), "nats-tenancy-expiry-"));
+      const credsFile = join(dir, "nats.creds");
+      writeFileSync(credsFile, before.prod.NATS_CREDENTIALS ?? "");
+      const kubelet = { on: true };
+      const sync = (async () => {
+        while (kubelet.on) {
+          const values = await secretValues(s.core, "expiry", "clock-prod-nats");
+          if (values?.NATS_CREDENTIALS) writeFileSync(credsFile, values.NATS_CREDENTIALS);
+          await sleep(1000);
+        }
+      })();
+      const caFile = join(dir, "ca.crt");
+      writeFileSync(caFile, before.prod["ca.crt"] ?? "");
+      // The documented pattern: the function form reads the file on every (re)connect.
+      const nc = await connect({
+        servers: (before.prod.NATS_URL ?? "").split(","),
+        authenticator: credsAuthenticator(() => readFileSync(credsFile)),
+        tls: { caFile },
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+      });
+      const events: string[] = [];
+      void (async () => {
+        for await (const status of nc.status())
+          events.push(`${status.type} ${JSON.stringify(status)}`);
+      })();
+      nc.subscribe("echo", {
+        callback: (_error, msg) => {
+          msg.respond(msg.data);
+        },
+      });
+      try {
+        // Past the first lifetime: the renewal, the overlap and the revocation all happened.
+        await waitApp(
+          s,
+          "expiry",
+          "clock",
+          "prod renewed and the replaced user revoked",
+          (a) => {
+            const prod = a.status?.environments?.find((e) => e.name === "prod");
+            return Date.parse(prod?.credentials?.expires ?? "") > expires && !prod?.rotation;
+          },
+          (LIFETIME_SECONDS + OVERLAP_SECONDS + 15) * 1000,
+        );
+        assert.ok(Date.now() > expires - 1000 || (await refused(before.prod)));
+        assert.equal(
+          (await nc.request("echo", "still here", { timeout: 5000 })).string(),
+          "still here",
+        );
+        assert.ok(
+          events.some((e) => e.startsWith("reconnect ")),
+          `no reconnect: ${events.join("; ")}`,
+        );
+        assert.ok(
+          !events.some((e) => /authorization violation/i.test(e)),
+          `a connect was refused: ${events.join("; ")}`,
+        );
+        assert.equal((await eventsOf(s, "expiry", "CredentialsRenewed")).length, 1);
+      } finally {
+        kubelet.on = false;
+        await sync;
+        await nc.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 }

@@ -3,13 +3,14 @@ import { describe, test } from "node:test";
 import { encodeAccount, encodeUser, parseCreds } from "@nats-io/jwt";
 import { createAccount, fromSeed } from "@nats-io/nkeys";
 import { credsAuthenticator } from "@nats-io/transport-node";
-import { disabledAccountJwt, mintAppAccount } from "../../src/accounts/app-account.ts";
+import { disabledAccountJwt, mintAppAccount, renewAt } from "../../src/accounts/app-account.ts";
+import { lifetimeIssue } from "../../src/accounts/credential-policy.ts";
 import {
   buildOperatorArtifacts,
   generateOperatorSeeds,
   loadOperatorIdentity,
 } from "../../src/accounts/identities.ts";
-import { decodeJwt, encodeJwt } from "../../src/accounts/jwt.ts";
+import { decodeJwt, encodeJwt, validity } from "../../src/accounts/jwt.ts";
 import { NKey, NKeyError, isPublicKey } from "../../src/accounts/nkey.ts";
 import { KeyStoreError, accountFields, storedAccount } from "../../src/accounts/key-store.ts";
 import {
@@ -291,12 +292,13 @@ describe("pods user rotation", () => {
 
   test("a new request issues a new user under the same account; the old one retires unrevoked", () => {
     const first = mintAppAccount(spec, operator, undefined, T, { rotation: "a" });
-    assert.equal(first.rotated, false, "a new account answers the request as it is");
+    assert.equal(first.rotated, undefined, "a new account answers the request as it is");
     assert.equal(first.stored.rotatedFor, "a");
     const same = mintAppAccount(spec, operator, first.stored, T + 1000, { rotation: "a" });
     assert.equal(same.changed, false);
     const next = mintAppAccount(spec, operator, first.stored, T + 2000, { rotation: "b" });
-    assert.ok(next.rotated && next.changed);
+    assert.equal(next.rotated, "requested");
+    assert.ok(next.changed);
     assert.equal(next.publicKey, first.publicKey);
     assert.equal(next.stored.accountJwt, first.stored.accountJwt, "nothing revoked yet");
     assert.notEqual(userKey(next.creds), userKey(first.creds));
@@ -345,5 +347,60 @@ describe("pods user rotation", () => {
     assert.equal(rotationRequest(at("prod,test=7"), "staging"), undefined);
     assert.equal(rotationValue(["prod", "test"], "7"), "prod,test=7");
     assert.equal(rotationValue([], "7"), "7");
+  });
+});
+
+describe("pods user lifetime", () => {
+  const T = 1_790_000_000_000;
+  const exp = (jwt: string) => decodeJwt(jwt).exp;
+
+  test("a user expires its lifetime after issue, is renewed at 2/3 of it, and replaced when the lifetime changes", () => {
+    const first = mintAppAccount(spec, operator, undefined, T, { lifetimeSeconds: 3000 });
+    assert.equal(exp(first.stored.userJwt), T / 1000 + 3000);
+    assert.equal(renewAt(validity(first.stored.userJwt)), T / 1000 + 2000);
+    const early = mintAppAccount(spec, operator, first.stored, T + 1_999_000, {
+      lifetimeSeconds: 3000,
+    });
+    assert.equal(early.changed, false);
+    // As long as it is: the lifetime kept when none is asked for (an App on hold).
+    assert.equal(mintAppAccount(spec, operator, first.stored, T + 1000).changed, false);
+    const renewed = mintAppAccount(spec, operator, first.stored, T + 2_000_000, {
+      lifetimeSeconds: 3000,
+    });
+    assert.equal(renewed.rotated, "renewal");
+    assert.equal(exp(renewed.stored.userJwt), T / 1000 + 2000 + 3000);
+    assert.deepEqual(renewed.stored.retiring?.expires, T / 1000 + 3000);
+    assert.deepEqual(storedAccount("x", accountFields(renewed.stored)), renewed.stored);
+    // Revoked only while it would still work: once expired, it needs no revocation.
+    const late = mintAppAccount(spec, operator, renewed.stored, T + 3_000_000, {
+      lifetimeSeconds: 3000,
+      retire: true,
+    });
+    assert.deepEqual(late.revoked, [decodeJwt(first.stored.userJwt).sub]);
+    assert.ok(late.changed && late.stored.retiring === undefined);
+    assert.equal(
+      decodeJwt<{ revocations?: object }>(late.stored.accountJwt).nats.revocations,
+      undefined,
+    );
+    assert.equal(renewed.stored.retiring.since, T + 2_000_000);
+    assert.equal(renewed.stored.rotatedFor, undefined, "a renewal answers no request");
+    const never = mintAppAccount(spec, operator, renewed.stored, T + 2_001_000, {
+      lifetimeSeconds: 0,
+    });
+    assert.equal(never.rotated, "lifetime");
+    assert.equal(exp(never.stored.userJwt), undefined);
+    assert.equal(exp(never.stored.accountJwt), undefined, "the account itself never expires");
+  });
+
+  test("the platform's bounds: an App's lifetime within them, users that never expire only without a maximum", () => {
+    const policy = { defaultSeconds: 3600, minSeconds: 600, maxSeconds: 86_400 };
+    assert.equal(lifetimeIssue(policy, 3600), undefined);
+    assert.match(
+      lifetimeIssue(policy, 60) ?? "",
+      /60 s is under the shortest lifetime allowed, 600 s \(--credential-lifetime-min-seconds, chart value operator\.credentials\.minLifetimeSeconds\)/,
+    );
+    assert.match(lifetimeIssue(policy, 90_000) ?? "", /over the longest lifetime allowed, 86400 s/);
+    assert.match(lifetimeIssue(policy, 0) ?? "", /never expire are over the longest lifetime/);
+    assert.equal(lifetimeIssue({ ...policy, maxSeconds: 0 }, 0), undefined);
   });
 });

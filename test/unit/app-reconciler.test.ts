@@ -13,6 +13,10 @@ import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
 import { NO_CEILINGS, type Ceilings } from "../../src/accounts/ceilings.ts";
+import {
+  DEFAULT_CREDENTIAL_POLICY,
+  type LifetimePolicy,
+} from "../../src/accounts/credential-policy.ts";
 import { AccountIndex } from "../../src/accounts/account-index.ts";
 import {
   AppReconciler,
@@ -171,7 +175,7 @@ class FakeCluster implements AppWrites {
 
 const ROTATION_OVERLAP_MS = 600_000;
 
-function setup(ceilings: Ceilings = NO_CEILINGS) {
+function setup(ceilings: Ceilings = NO_CEILINGS, lifetime: Partial<LifetimePolicy> = {}) {
   const store = new MemoryStore();
   const servers = new FakeServers();
   const cluster = new FakeCluster();
@@ -191,7 +195,10 @@ function setup(ceilings: Ceilings = NO_CEILINGS) {
     servers: () => servers,
     expectedServers: 3,
     ceilings,
-    rotationOverlapMs: ROTATION_OVERLAP_MS,
+    credentials: {
+      rotationOverlapMs: ROTATION_OVERLAP_MS,
+      lifetime: { ...DEFAULT_CREDENTIAL_POLICY.lifetime, ...lifetime },
+    },
     namespaceApps: (namespace) =>
       [...cluster.apps.values()].filter((app) => app.metadata.namespace === namespace),
     getApp: (namespace, name) => structuredClone(cluster.apps.get(`${namespace}/${name}`)),
@@ -658,5 +665,50 @@ describe("credential rotation", () => {
     assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
     assert.deepEqual(rotationOf(s, "prod"), { requested: "7", state: "Done" });
     assert.ok(!s.cluster.events.some((e) => e.reason === "CredentialsRotated"));
+  });
+});
+
+describe("pods credentials' lifetime", () => {
+  const prodStatus = (s: ReturnType<typeof setup>) =>
+    s.cluster.app("shop", "orders").status?.environments?.find((e) => e.name === "prod");
+
+  test("credentials expire after the platform's default, are renewed at 2/3 of it, and the App waits for that", async () => {
+    const s = setup(NO_CEILINGS, { defaultSeconds: 3000, minSeconds: 60 });
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    const first = await s.reconciler.reconcile("shop/orders");
+    assert.equal(first.kind, "requeueAfter");
+    assert.ok(first.ms > 1_990_000 && first.ms <= 2_000_000);
+    const held = prodStatus(s)?.credentials;
+    assert.equal(held?.lifetimeSeconds, 3000);
+    const secret = s.cluster.secrets.get("shop/orders-prod-nats");
+
+    s.clock.aheadMs = 2_000_000;
+    assert.equal((await s.reconciler.reconcile("shop/orders")).kind, "requeueAfter");
+    assert.notDeepEqual(s.cluster.secrets.get("shop/orders-prod-nats"), secret);
+    assert.equal(prodStatus(s)?.rotation?.state, "Overlapping");
+    assert.equal(prodStatus(s)?.rotation?.requested, undefined);
+    assert.ok(s.cluster.events.some((e) => e.reason === "CredentialsRenewed"));
+    assert.ok(Date.parse(prodStatus(s)?.credentials?.expires ?? "") > Date.parse(held.expires));
+  });
+
+  test("a lifetime outside the platform's bounds is reported and the working credentials are kept", async () => {
+    const s = setup(NO_CEILINGS, { defaultSeconds: 3000, minSeconds: 600, maxSeconds: 86_400 });
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    await s.reconciler.reconcile("shop/orders");
+    const secret = s.cluster.secrets.get("shop/orders-prod-nats");
+    s.addApp("orders", {
+      nats: true,
+      environments: ["prod"],
+      credentials: { lifetimeSeconds: 60 },
+    });
+    assert.equal((await s.reconciler.reconcile("shop/orders")).kind, "requeueAfter");
+    const degraded = s.condition("orders", "Degraded");
+    assert.equal(degraded?.reason, "CredentialLifetime");
+    assert.match(
+      degraded.message,
+      /spec\.credentials\.lifetimeSeconds: 60 s is under the shortest lifetime allowed, 600 s/,
+    );
+    assert.deepEqual(s.cluster.secrets.get("shop/orders-prod-nats"), secret);
+    assert.equal(prodStatus(s)?.ready, true);
   });
 });

@@ -44,6 +44,35 @@ describe("operator options", () => {
       );
   });
 
+  test("credential lifetimes: the default must be one an App could ask for", () => {
+    assert.deepEqual(
+      parseOptions(["--credential-lifetime-seconds=3600", "--rotation-overlap-seconds=60"]).settings
+        .credentials,
+      {
+        rotationOverlapMs: 60_000,
+        lifetime: { defaultSeconds: 3600, minSeconds: 600, maxSeconds: 0 },
+      },
+    );
+    const refusals: [string[], RegExp][] = [
+      [
+        ["--credential-lifetime-seconds=300"],
+        /300 s is under the shortest lifetime allowed, 600 s/,
+      ],
+      [["--credential-lifetime-max-seconds=86400"], /never expire are over the longest lifetime/],
+      [
+        ["--credential-lifetime-seconds=3600", "--credential-lifetime-max-seconds=300"],
+        /--credential-lifetime-max-seconds must be 0 or at least --credential-lifetime-min-seconds/,
+      ],
+      [["--credential-lifetime-min-seconds=30"], /not an integer from 60/],
+    ];
+    for (const [args, message] of refusals)
+      assert.throws(
+        () => parseOptions(args, {}),
+        (e: unknown) => e instanceof OptionsError && message.test(e.message),
+        args.join(" "),
+      );
+  });
+
   test("usage lists every flag with its environment variable", () => {
     const text = usage();
     assert.match(text, /--namespace \[NATS_TENANCY_NAMESPACE\]/);

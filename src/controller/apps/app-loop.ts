@@ -10,6 +10,7 @@ import {
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Ceilings } from "../../accounts/ceilings.ts";
+import type { CredentialPolicy } from "../../accounts/credential-policy.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import type { SecretStore } from "../../accounts/key-store.ts";
 import { asAppObject, readAppObject, type AppObject } from "../../contract/app-object.ts";
@@ -41,7 +42,7 @@ export interface AppLoopOptions {
   /** Servers running a full resolver. */
   expectedServers: number;
   ceilings: Ceilings;
-  rotationOverlapMs: number;
+  credentials: CredentialPolicy;
   /** Fired on every new NATS connection. */
   natsConnected: Trigger;
   /** Fired when a NATS server (re)joins the cluster. */
@@ -121,7 +122,7 @@ export class AppLoop implements Loop {
       servers: options.servers,
       expectedServers: options.expectedServers,
       ceilings: options.ceilings,
-      rotationOverlapMs: options.rotationOverlapMs,
+      credentials: options.credentials,
       namespaceApps: (namespace) =>
         this.apps.list(namespace).flatMap((object) => asAppObject(object) ?? []),
       getApp: (namespace, name) => this.apps.get(namespace, name),

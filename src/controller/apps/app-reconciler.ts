@@ -10,6 +10,7 @@ import type { Account } from "@nats-io/jwt";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
 import { accountRecipe, mintAppAccount, type StoredAccount } from "../../accounts/app-account.ts";
 import { retireReason, type RetireReason } from "../../accounts/retirement.ts";
+import { lifetimeIssue, type CredentialPolicy } from "../../accounts/credential-policy.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
@@ -45,6 +46,7 @@ import {
   natsRequest,
   type AppSpec,
   type EnvironmentStatus,
+  type CredentialsStatus,
   type RotationStatus,
 } from "../../crds/app.ts";
 import { rotationRequest } from "../../contract/credential-rotation.ts";
@@ -64,6 +66,7 @@ import {
   appStatus,
   degradedReason,
   lacksServers,
+  credentialsStatus,
   rotationStatus,
   sameStatus,
   type StatusInput,
@@ -103,8 +106,20 @@ export const PARTIAL_RECHECK_MS = 15_000;
 /** How often an environment whose old credentials still overlap asks whether they are in use. */
 export const OVERLAP_RECHECK_MS = 5_000;
 
-/** Each environment keeps the limits its stored account has (the spec cannot be applied). */
-const KEEP_LIMITS = Symbol("keep limits");
+/** The longest a Node.js timer waits (24.8 days); a resync or a restart looks sooner anyway. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * Each environment keeps the limits its stored account has, and its users their lifetime (the
+ * spec cannot be applied).
+ */
+const KEEP_AS_IS = Symbol("keep as is");
+
+/** What the App asks of every environment's account. */
+interface Asked {
+  limits: AccountRequest;
+  lifetimeSeconds: number;
+}
 
 /** What the reconciler asks of the NATS servers. */
 export type AccountServers = Pick<
@@ -124,8 +139,7 @@ export interface ReconcilerDeps {
   /** Servers running a full resolver: an account is complete once all of them acknowledged. */
   expectedServers: number;
   ceilings: Ceilings;
-  /** The longest a replaced pods user keeps working after a rotation. */
-  rotationOverlapMs: number;
+  credentials: CredentialPolicy;
   /** The Apps of a namespace, from the informer's cache (the Apps-per-namespace ceiling). */
   namespaceApps: (namespace: string) => AppObject[];
   getApp: (namespace: string, name: string) => AppObject | undefined;
@@ -178,6 +192,12 @@ const EVENTS = {
     type: "Normal",
     message: (envs: string) =>
       `new credentials for ${envs} are in the Secret; the old ones keep working until no connection uses them (see status.environments[].rotation)`,
+  },
+  renewed: {
+    reason: "CredentialsRenewed",
+    type: "Normal",
+    message: (envs: string) =>
+      `credentials of ${envs} renewed before they expire; the old ones keep working until no connection uses them`,
   },
   unused: {
     reason: "CredentialsRevoked",
@@ -368,8 +388,20 @@ export class AppReconciler {
     const { wanted, request } = checked;
     const overCeiling = this.overCeilings(app, wanted, request);
     if (overCeiling) return this.hold(app, "OverCeiling", overCeiling);
+    const asked = (app.spec as AppSpec).credentials?.lifetimeSeconds;
+    const lifetimeSeconds = asked ?? this.deps.credentials.lifetime.defaultSeconds;
+    const badLifetime = lifetimeIssue(this.deps.credentials.lifetime, lifetimeSeconds);
+    if (badLifetime)
+      return this.hold(
+        app,
+        "CredentialLifetime",
+        `spec.credentials.lifetimeSeconds${asked === undefined ? " (the default)" : ""}: ${badLifetime}`,
+      );
     await this.ensureFinalizer(app, wanted);
-    const ensured = await this.ensureEnvironments(app, wanted, request ?? {});
+    const ensured = await this.ensureEnvironments(app, wanted, {
+      limits: request ?? {},
+      lifetimeSeconds,
+    });
     const removed = await this.removeDropped(app, wanted);
     return this.conclude(app, ensured, removed, !request);
   }
@@ -384,7 +416,7 @@ export class AppReconciler {
     const kept = await this.ensureEnvironments(
       app,
       this.deps.index.environments(namespace, name),
-      KEEP_LIMITS,
+      KEEP_AS_IS,
     );
     const cause = new AppProblem(reason, message, "change");
     return this.conclude(app, { ...kept, problems: [cause, ...kept.problems] });
@@ -409,25 +441,36 @@ export class AppReconciler {
     });
     const outcome = outcomeOf(problems);
     if (outcome.kind !== "done") return outcome;
-    const overlapping = ensured.environments.filter((e) => e.rotation?.state === "Overlapping");
-    if (overlapping.length > 0) {
-      const now = this.deps.now();
-      const soonest = Math.min(
-        ...overlapping.map((e) => Date.parse(e.rotation?.revokeBy ?? "") - now),
-      );
-      return requeueAfter(
-        // At least a second: revokeBy is recorded in whole seconds.
-        Math.max(1000, Math.min(OVERLAP_RECHECK_MS, soonest)),
-        `${overlapping.map((e) => e.name).join(", ")}: replaced credentials still overlap`,
-      );
+    return this.nextLook(ensured.environments) ?? outcome;
+  }
+
+  /** When the App must be looked at again though nothing changes: the soonest of its waits. */
+  private nextLook(environments: EnvironmentStatus[]): ReconcileOutcome | undefined {
+    const now = this.deps.now();
+    const waits: { ms: number; why: string }[] = [];
+    for (const e of environments) {
+      if (e.rotation?.state === "Overlapping") {
+        const revoke = Date.parse(e.rotation.revokeBy ?? "") - now;
+        waits.push({
+          ms: Math.min(OVERLAP_RECHECK_MS, revoke),
+          why: `${e.name}: replaced credentials still overlap`,
+        });
+      }
+      if (e.credentials)
+        waits.push({
+          ms: Date.parse(e.credentials.renewAt) - now,
+          why: `${e.name}: credentials renewed at ${e.credentials.renewAt}`,
+        });
+      if (lacksServers(e, this.deps.expectedServers))
+        waits.push({
+          ms: PARTIAL_RECHECK_MS,
+          why: `${e.name}: not every server acknowledged the account yet`,
+        });
     }
-    const partial = ensured.environments.filter((e) => lacksServers(e, this.deps.expectedServers));
-    if (partial.length > 0)
-      return requeueAfter(
-        PARTIAL_RECHECK_MS,
-        `${partial.map((e) => e.name).join(", ")}: not every server acknowledged the account yet`,
-      );
-    return outcome;
+    const [soonest] = waits.sort((a, b) => a.ms - b.ms);
+    if (!soonest) return undefined;
+    // At least a second (times are recorded in whole seconds), at most what a timer can wait.
+    return requeueAfter(Math.min(Math.max(1000, soonest.ms), MAX_DELAY_MS), soonest.why);
   }
 
   /** What in the App is over the platform team's ceilings, as one message; undefined if none. */
@@ -472,7 +515,7 @@ export class AppReconciler {
   private async ensureEnvironments(
     app: AppObject,
     wanted: string[],
-    request: AccountRequest | typeof KEEP_LIMITS,
+    asked: Asked | typeof KEEP_AS_IS,
   ): Promise<StepResult & { environments: EnvironmentStatus[] }> {
     const { namespace, name } = app.metadata;
     const result: StepResult & { environments: EnvironmentStatus[] } = {
@@ -486,7 +529,7 @@ export class AppReconciler {
     const prepared: (Prepared | Failed)[] = [];
     for (const environment of wanted) {
       try {
-        prepared.push(await this.prepareEnvironment(app, environment, request, keys));
+        prepared.push(await this.prepareEnvironment(app, environment, asked, keys));
       } catch (error) {
         prepared.push({ environment, problem: describe(error, this.deps.scrub) });
       }
@@ -570,7 +613,7 @@ export class AppReconciler {
   private async prepareEnvironment(
     app: AppObject,
     environment: string,
-    request: AccountRequest | typeof KEEP_LIMITS,
+    asked: Asked | typeof KEEP_AS_IS,
     keys: () => Promise<AppKeys>,
   ): Promise<Prepared> {
     const { namespace, name } = app.metadata;
@@ -594,8 +637,12 @@ export class AppReconciler {
     const stored = deps.index.environments(namespace, name).includes(environment);
     const before = app.status?.environments?.find((e) => e.name === environment);
     const rotation = rotationRequest(app.metadata.annotations, environment);
-    if (stored && request !== KEEP_LIMITS && credentialsSettled(before, rotation)) {
-      const spec = { ...where, limits: request };
+    if (
+      stored &&
+      asked !== KEEP_AS_IS &&
+      credentialsSettled(before, rotation, asked.lifetimeSeconds, deps.now())
+    ) {
+      const spec = { ...where, limits: asked.limits };
       const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
       if (recorded) return { environment, recorded: this.readyAs(app, environment, recorded) };
     }
@@ -607,8 +654,8 @@ export class AppReconciler {
       previous = held.accounts.get(environment);
     }
     const limits =
-      request !== KEEP_LIMITS
-        ? request
+      asked !== KEEP_AS_IS
+        ? asked.limits
         : previous
           ? requestFromLimits(decodeJwt<Account>(previous.accountJwt).nats.limits ?? {})
           : undefined;
@@ -617,7 +664,7 @@ export class AppReconciler {
     const retired = previous?.retiring
       ? await retireReason(previous.retiring, parseJwt(previous.accountJwt).sub, {
           nowMs: deps.now(),
-          overlapMs: deps.rotationOverlapMs,
+          overlapMs: deps.credentials.rotationOverlapMs,
           connections: (account, user) => deps.servers().userConnections(account, user),
         })
       : undefined;
@@ -629,6 +676,7 @@ export class AppReconciler {
       minted: mintAppAccount(accountSpec, identity, previous, deps.now(), {
         ...(rotation !== undefined ? { rotation } : {}),
         retire: retired !== undefined,
+        ...(asked !== KEEP_AS_IS ? { lifetimeSeconds: asked.lifetimeSeconds } : {}),
       }),
       created: !previous,
       existingSecret,
@@ -688,12 +736,14 @@ export class AppReconciler {
     } else if (!appSecretCurrent(existingSecret, secretInput)) {
       await deps.writes.applySecret(appSecret(secretInput));
     }
-    const rotation = rotationStatus(minted.stored, deps.rotationOverlapMs);
+    const rotation = rotationStatus(minted.stored, deps.credentials.rotationOverlapMs);
+    const credentials = credentialsStatus(minted.stored);
     const status = this.readyAs(app, environment, {
       account: minted.publicKey,
       revision,
       servers,
       ...(rotation ? { rotation } : {}),
+      ...(credentials ? { credentials } : {}),
     });
     return { status, ...(change ? { change } : {}) };
   }
@@ -736,6 +786,7 @@ export class AppReconciler {
       revision: before.revision,
       servers: before.servers ?? deps.expectedServers,
       ...(before.rotation ? { rotation: before.rotation } : {}),
+      ...(before.credentials ? { credentials: before.credentials } : {}),
     };
   }
 
@@ -836,6 +887,7 @@ interface HeldAccount {
   revision: number;
   servers: number;
   rotation?: RotationStatus;
+  credentials?: CredentialsStatus;
 }
 
 /**
@@ -845,6 +897,7 @@ interface HeldAccount {
 /** What a mint that changed the account did, as it is announced. */
 function changeOf(step: Minted): AccountChange["change"] {
   if (step.created) return "created";
+  if (step.minted.rotated === "renewal") return "renewed";
   if (step.minted.rotated) return "rotated";
   if (step.retired && step.minted.revoked.length > 0) return step.retired;
   return "updated";
@@ -853,9 +906,14 @@ function changeOf(step: Minted): AccountChange["change"] {
 function credentialsSettled(
   before: EnvironmentStatus | undefined,
   rotation: string | undefined,
+  lifetimeSeconds: number,
+  nowMs: number,
 ): boolean {
   if (before?.rotation?.state === "Overlapping") return false;
-  return rotation === undefined || before?.rotation?.requested === rotation;
+  if (rotation !== undefined && before?.rotation?.requested !== rotation) return false;
+  const held = before?.credentials;
+  if ((held?.lifetimeSeconds ?? 0) !== lifetimeSeconds) return false;
+  return !held || nowMs < Date.parse(held.renewAt);
 }
 
 /** What an app Secret's creds were made from, besides the account's keys. */

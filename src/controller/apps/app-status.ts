@@ -5,9 +5,16 @@
  * identical status and nothing is written.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { StoredAccount } from "../../accounts/app-account.ts";
+import { renewAt, type StoredAccount } from "../../accounts/app-account.ts";
+import { validity } from "../../accounts/jwt.ts";
 import { revokeBy } from "../../accounts/retirement.ts";
-import type { AppStatus, Condition, EnvironmentStatus, RotationStatus } from "../../crds/app.ts";
+import type {
+  AppStatus,
+  Condition,
+  CredentialsStatus,
+  EnvironmentStatus,
+  RotationStatus,
+} from "../../crds/app.ts";
 
 export interface StatusInput {
   generation: number;
@@ -91,20 +98,35 @@ function isoSeconds(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
 }
 
-/** The state of the environment's last rotation; undefined when none was ever asked for. */
+/**
+ * The state of the environment's last rotation: overlapping while a replaced user works on,
+ * done once it is revoked; undefined when none was ever asked for and no renewal overlaps.
+ */
 export function rotationStatus(
   stored: StoredAccount,
   overlapMs: number,
 ): RotationStatus | undefined {
-  if (stored.rotatedFor === undefined) return undefined;
-  const { retiring } = stored;
-  if (!retiring) return { requested: stored.rotatedFor, state: "Done" };
+  const { retiring, rotatedFor } = stored;
+  const requested = rotatedFor !== undefined ? { requested: rotatedFor } : {};
+  if (!retiring) return rotatedFor !== undefined ? { ...requested, state: "Done" } : undefined;
   return {
-    requested: stored.rotatedFor,
+    ...requested,
     state: "Overlapping",
     oldUser: retiring.user,
     since: isoSeconds(retiring.since),
     revokeBy: isoSeconds(revokeBy(retiring, overlapMs)),
+  };
+}
+
+/** When the pods user expires and is renewed; undefined when it never expires. */
+export function credentialsStatus(stored: StoredAccount): CredentialsStatus | undefined {
+  const user = validity(stored.userJwt);
+  const renewal = renewAt(user);
+  if (user.exp === undefined || renewal === undefined) return undefined;
+  return {
+    lifetimeSeconds: user.exp - user.iat,
+    expires: isoSeconds(user.exp * 1000),
+    renewAt: isoSeconds(renewal * 1000),
   };
 }
 
