@@ -48,6 +48,8 @@ export class KeyStoreError extends Error {
 }
 
 export const OPERATOR_ENTRY = "nats-tenancy-operator";
+/** In an App's entry: when its accounts were restored from a backup (ms since the epoch). */
+export const RESTORED_FIELD = "restoredAt";
 /** One entry per account: how keys were kept before an App's accounts shared one entry. */
 const ACCOUNT_PREFIX = "nats-account.";
 const APP_PREFIX = "nats-app.";
@@ -246,6 +248,12 @@ export async function loadAppKeys(
     if (data) admit(keys, { ...ref, environment, data }, own, true);
   }
   return keys;
+}
+
+/** When the App's keys were restored from a backup; undefined when they were not. */
+export function restoredAt(keys: AppKeys): number | undefined {
+  const value = Number(keys.entry?.data[RESTORED_FIELD]);
+  return Number.isSafeInteger(value) ? value : undefined;
 }
 
 /** One account: from the App's entry, else from its own. */

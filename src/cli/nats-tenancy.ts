@@ -11,8 +11,9 @@ import { CommandError, UsageError, parse, type Command, type Output } from "./co
 import { env, info, list } from "./commands/info.ts";
 import { iterapp } from "./commands/iterapp.ts";
 import { rotate } from "./commands/rotate.ts";
+import { backup, restore } from "./commands/backup.ts";
 
-const COMMANDS: Record<string, Command> = { iterapp, info, list, env, rotate };
+const COMMANDS: Record<string, Command> = { iterapp, info, list, env, rotate, backup, restore };
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));

@@ -81,6 +81,8 @@ export async function startLocalStack(options: {
   natsBinary: string;
   namespace?: string;
   replicas?: number;
+  /** Runs once the operator's namespace exists, before anything is in it (a key restore). */
+  beforeBootstrap?: (controlPlane: ControlPlane, namespace: string) => Promise<void>;
 }): Promise<LocalStack> {
   const namespace = options.namespace ?? LOCAL_NAMESPACE;
   const replicas = options.replicas ?? 3;
@@ -89,6 +91,7 @@ export async function startLocalStack(options: {
     const kc = controlPlane.kubeConfig();
     await installAppManifests(kc);
     await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    await options.beforeBootstrap?.(controlPlane, namespace);
     const base = localSettings(namespace, replicas);
     await bootstrap(kc, new KubernetesSecretStore(kc, namespace), base);
     const nats = await startTenancyNats({

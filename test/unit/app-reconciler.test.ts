@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Secret } from "@kubernetes/client-node";
 import { generateOperatorSeeds, loadOperatorIdentity } from "../../src/accounts/identities.ts";
-import { accountFields, loadAccount, type SecretStore } from "../../src/accounts/key-store.ts";
+import { accountFields, loadAccount } from "../../src/accounts/key-store.ts";
+import { MemoryStore } from "./memory-store.ts";
 import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
@@ -22,6 +23,7 @@ import {
   AppReconciler,
   CONFLICT_RECHECK_MS,
   PARTIAL_RECHECK_MS,
+  RESTORED_GRACE_MS,
   type AccountServers,
 } from "../../src/controller/apps/app-reconciler.ts";
 import { FINALIZER } from "../../src/contract/app-object.ts";
@@ -30,59 +32,6 @@ import type { AppStatus } from "../../src/crds/app.ts";
 import type { EventInput } from "../../src/kube/events.ts";
 
 const identity = loadOperatorIdentity("test", generateOperatorSeeds());
-
-class MemoryStore implements SecretStore {
-  readonly data = new Map<string, Record<string, string>>();
-  private readonly versions = new Map<string, number>();
-  private version = 0;
-  reads = 0;
-  get(name: string) {
-    this.reads++;
-    return Promise.resolve(this.data.get(name));
-  }
-  read(name: string) {
-    this.reads++;
-    const data = this.data.get(name);
-    return Promise.resolve(data && { data, version: String(this.versions.get(name)) });
-  }
-  write(name: string, data: Record<string, string>, version?: string) {
-    const current = this.versions.get(name);
-    if (version === undefined ? current !== undefined : String(current) !== version)
-      return Promise.resolve(undefined);
-    this.set(name, data);
-    return Promise.resolve(String(this.versions.get(name)));
-  }
-  writes = 0;
-  /** Any write: the entry gets a new version. */
-  set(name: string, data: Record<string, string>) {
-    this.writes++;
-    this.data.set(name, data);
-    this.versions.set(name, ++this.version);
-  }
-  create(name: string, data: Record<string, string>) {
-    if (this.data.has(name)) return Promise.resolve(false);
-    this.set(name, data);
-    return Promise.resolve(true);
-  }
-  put(name: string, data: Record<string, string>) {
-    this.set(name, data);
-    return Promise.resolve();
-  }
-  delete(name: string, version?: string) {
-    if (version !== undefined && String(this.versions.get(name)) !== version)
-      return Promise.resolve(false);
-    this.data.delete(name);
-    this.versions.delete(name);
-    return Promise.resolve(true);
-  }
-  list() {
-    return Promise.resolve([...this.data.keys()]);
-  }
-  async *entries() {
-    await Promise.resolve();
-    for (const [name, data] of this.data) yield { name, data };
-  }
-}
 
 /** Three servers that acknowledge everything while up (`running` of them), and time out while down. */
 class FakeServers implements AccountServers {
@@ -711,4 +660,20 @@ describe("pods credentials' lifetime", () => {
     assert.deepEqual(s.cluster.secrets.get("shop/orders-prod-nats"), secret);
     assert.equal(prodStatus(s)?.ready, true);
   });
+});
+
+test("keys restored from a backup wait a day for their App before they are orphans", async () => {
+  const s = setup();
+  s.addApp("orders", { nats: true, environments: ["prod"] });
+  await s.reconciler.reconcile("shop/orders");
+  s.cluster.apps.delete("shop/orders");
+  const entry = s.store.data.get("nats-app.shop.orders") ?? {};
+  s.store.set("nats-app.shop.orders", { ...entry, restoredAt: String(Date.now()) });
+  const waiting = await s.reconciler.reconcile("shop/orders");
+  assert.equal(waiting.kind, "requeueAfter");
+  assert.ok(waiting.ms > RESTORED_GRACE_MS - 60_000);
+  assert.equal(s.servers.accounts.size, 1, "a restored account was taken for an orphan");
+  s.clock.aheadMs = RESTORED_GRACE_MS;
+  assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+  assert.equal(s.servers.accounts.size, 0);
 });

@@ -16,6 +16,7 @@ import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
   KeyStoreError,
   loadAppKeys,
+  restoredAt,
   saveAppKeys,
   type AppKeys,
   type SecretStore,
@@ -102,6 +103,12 @@ export const CONFLICT_RECHECK_MS = 30_000;
  * until every server has it (a returning server is also noticed at once, see AppLoop).
  */
 export const PARTIAL_RECHECK_MS = 15_000;
+
+/**
+ * How long accounts restored from a backup wait for their Apps to be applied again: a new
+ * cluster's operator starts before its Apps come back.
+ */
+export const RESTORED_GRACE_MS = 24 * 3_600_000;
 
 /** How often an environment whose old credentials still overlap asks whether they are in use. */
 export const OVERLAP_RECHECK_MS = 5_000;
@@ -344,6 +351,9 @@ export class AppReconciler {
       this.deps.getApp(namespace, name) ??
       (stored.length > 0 ? await this.deps.readApp(namespace, name) : undefined);
     if (!app) {
+      const waiting = await this.restoredWaiting(namespace, name, stored);
+      if (waiting !== undefined)
+        return requeueAfter(waiting, "keys restored from a backup wait for their App");
       // Gone without our finalizer (it never had one, or it was removed by hand): whatever
       // keys remain are orphans.
       const removed = await this.removeEnvironments(namespace, name, stored);
@@ -351,6 +361,22 @@ export class AppReconciler {
     }
     if (app.metadata.deletionTimestamp) return this.finalize(app);
     return this.converge(app);
+  }
+
+  /**
+   * How much longer keys restored from a backup wait for their App to be applied again before
+   * they count as orphans; undefined when they do not wait.
+   */
+  private async restoredWaiting(
+    namespace: string,
+    name: string,
+    stored: string[],
+  ): Promise<number | undefined> {
+    if (stored.length === 0) return undefined;
+    const since = restoredAt(await this.loadKeys(namespace, name));
+    if (since === undefined) return undefined;
+    const left = since + RESTORED_GRACE_MS - this.deps.now();
+    return left > 0 ? left : undefined;
   }
 
   private async finalize(app: AppObject): Promise<ReconcileOutcome> {
