@@ -124,6 +124,15 @@ export const AppSpecSchema = Type.Object({
             errorMessage: `must be an integer from 0 to ${String(MAX_LIFETIME_SECONDS)}`,
           }),
         ),
+        restartWorkloads: Type.Optional(
+          Type.Boolean({
+            description:
+              "On every rotation or renewal, restart the Deployments, StatefulSets and " +
+              "DaemonSets whose pod template carries the App's labels, as kubectl rollout " +
+              "restart does: for pods that read NATS_CREDENTIALS from their environment.",
+            errorMessage: "must be true or false",
+          }),
+        ),
       },
       { additionalProperties: false, description: "The pods' credentials." },
     ),

@@ -25,6 +25,8 @@ import { ensureOperatorSeeds } from "../../src/accounts/key-store.ts";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import { FINALIZER, type AppObject } from "../../src/contract/app-object.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
+import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
+import { RESTARTED_FOR_ANNOTATION } from "../../src/controller/apps/workload-restarts.ts";
 import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator-image.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
@@ -98,7 +100,13 @@ async function answersWithin(pod: V1Pod, subject: string, timeoutMs: number): Pr
   );
 }
 
-async function createApp(c: Clients, namespace: string, name: string, envs: string[]) {
+async function createApp(
+  c: Clients,
+  namespace: string,
+  name: string,
+  envs: string[],
+  more: Record<string, unknown> = {},
+) {
   await c.custom.createNamespacedCustomObject({
     ...APP_RESOURCE,
     namespace,
@@ -106,7 +114,7 @@ async function createApp(c: Clients, namespace: string, name: string, envs: stri
       apiVersion: `${APP_RESOURCE.group}/${APP_RESOURCE.version}`,
       kind: "App",
       metadata: { name, namespace },
-      spec: { nats: true, environments: envs },
+      spec: { nats: true, environments: envs, ...more },
     },
   });
 }
@@ -364,6 +372,73 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           "the monitoring port refuses a tenant's pod",
         );
       });
+
+      test(
+        "a rotation restarts, once, the Deployment of an App that asks for it; its new pod works with the new credentials and the old ones are revoked",
+        { skip: helm !== helms[0] && "once is enough" },
+        async () => {
+          const c = clients();
+          const namespace = `${shop}-rollout`;
+          await c.core.createNamespace({ body: { metadata: { name: namespace } } });
+          await createApp(c, namespace, "ledger", ["prod"], {
+            credentials: { restartWorkloads: true },
+          });
+          await appReady(c, namespace, "ledger");
+          const before = await deployApp(c, namespace, "ledger", "prod");
+          const secretBefore = await readSecretData(c.core, namespace, "ledger-prod-nats");
+          await c.custom.patchNamespacedCustomObject(
+            {
+              ...APP_RESOURCE,
+              namespace,
+              name: "ledger",
+              body: { metadata: { annotations: { [ROTATE_ANNOTATION]: "1" } } },
+            },
+            setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+          );
+          // The old pod goes with the rollout, so nothing uses the old credentials: revoked.
+          let after: V1Pod | undefined;
+          await waitUntil(
+            "ledger's new pod Ready, the old one gone, the old credentials revoked",
+            async () => {
+              const pods = await podsOf(c.core, namespace, "deployment=ledger-prod");
+              after = pods.find(isReady);
+              const app = (await c.custom.getNamespacedCustomObject({
+                ...APP_RESOURCE,
+                namespace,
+                name: "ledger",
+              })) as AppObject;
+              const rotation = app.status?.environments?.[0]?.rotation;
+              return (
+                pods.length === 1 &&
+                after !== undefined &&
+                after.metadata?.name !== before.metadata?.name &&
+                rotation?.state === "Done"
+              );
+            },
+            { timeoutMs: 120_000, intervalMs: 1000 },
+          );
+          const pod = after ?? assert.fail("no new pod");
+          const secretAfter = await readSecretData(c.core, namespace, "ledger-prod-nats");
+          assert.notEqual(secretAfter?.NATS_CREDENTIALS, secretBefore?.NATS_CREDENTIALS);
+          assert.equal(
+            await ask(pod, "/request?subject=echo.hello&data=ping"),
+            `${pod.metadata?.name ?? ""}: ping`,
+            "the restarted pod works with the new credentials",
+          );
+          const deployment = await c.apps.readNamespacedDeployment({
+            name: "ledger-prod",
+            namespace,
+          });
+          assert.equal(deployment.metadata?.generation, 2, "restarted more than once");
+          assert.equal(
+            deployment.spec?.template.metadata?.annotations?.[RESTARTED_FOR_ANNOTATION] !==
+              undefined,
+            true,
+          );
+          const events = await c.core.listNamespacedEvent({ namespace });
+          assert.ok(events.items.some((e) => e.reason === "WorkloadsRestarted"));
+        },
+      );
 
       test("certificate renewal reaches every NATS server without a restart; the app keeps working and new pods connect", async () => {
         const c = clients();

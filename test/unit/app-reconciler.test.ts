@@ -115,6 +115,18 @@ class FakeCluster implements AppWrites {
     this.app(app.metadata.namespace, app.metadata.name).status = structuredClone(status);
     return Promise.resolve();
   }
+  /** Workloads restarted, as namespace/app/environment@rotation: each once. */
+  readonly restarts = new Set<string>();
+  restartWorkloads(
+    namespace: string,
+    target: { app: string; environment: string; rotation: string },
+  ) {
+    const key = `${namespace}/${target.app}/${target.environment}@${target.rotation}`;
+    if (this.restarts.has(key)) return Promise.resolve([]);
+    this.writes += 1;
+    this.restarts.add(key);
+    return Promise.resolve([`Deployment/${target.app}-${target.environment}`]);
+  }
   event(_app: AppObject, event: EventInput) {
     this.writes += 1;
     this.events.push(event);
@@ -676,4 +688,23 @@ test("keys restored from a backup wait a day for their App before they are orpha
   s.clock.aheadMs = RESTORED_GRACE_MS;
   assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
   assert.equal(s.servers.accounts.size, 0);
+});
+
+test("an App that asks for it gets its environment's workloads restarted once per rotation", async () => {
+  const s = setup();
+  s.addApp("orders", {
+    nats: true,
+    environments: ["prod", "test"],
+    credentials: { restartWorkloads: true },
+  });
+  await s.reconciler.reconcile("shop/orders");
+  assert.equal(s.cluster.restarts.size, 0, "restarted without a rotation");
+  s.cluster.app("shop", "orders").metadata.annotations = { [ROTATE_ANNOTATION]: "prod=1" };
+  // The old user stays in use: the second run still overlaps.
+  s.servers.userConnectionsUnknown = true;
+  await s.reconciler.reconcile("shop/orders");
+  await s.reconciler.reconcile("shop/orders");
+  assert.equal(s.cluster.restarts.size, 1);
+  assert.match([...s.cluster.restarts][0] ?? "", /^shop\/orders\/prod@\d+$/);
+  assert.equal(s.cluster.events.filter((e) => e.reason === "WorkloadsRestarted").length, 1);
 });

@@ -51,6 +51,7 @@ import {
   type RotationStatus,
 } from "../../crds/app.ts";
 import { rotationRequest } from "../../contract/credential-rotation.ts";
+import { ACCOUNT_EVENTS, type AccountEvent } from "./account-events.ts";
 import { apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
 import type { AccountIndex } from "../../accounts/account-index.ts";
@@ -165,7 +166,7 @@ export interface ReconcilerDeps {
 
 interface AccountChange {
   environment: string;
-  change: keyof typeof EVENTS;
+  change: AccountEvent;
 }
 
 /** One step's result: what it changed, and what stopped it, if anything did. */
@@ -173,55 +174,6 @@ interface StepResult {
   changes: AccountChange[];
   problems: AppProblem[];
 }
-
-/** The Event each kind of change is announced with; `envs` names the environments. */
-const EVENTS = {
-  created: {
-    reason: "AccountCreated",
-    type: "Normal",
-    message: (envs: string, many: boolean) =>
-      `NATS account${many ? "s" : ""} of ${envs} created on the NATS servers`,
-  },
-  updated: {
-    reason: "AccountUpdated",
-    type: "Normal",
-    message: (envs: string, many: boolean) =>
-      `NATS account${many ? "s" : ""} of ${envs} updated on the NATS servers`,
-  },
-  deleted: {
-    reason: "AccountDeleted",
-    type: "Normal",
-    message: (envs: string, many: boolean) =>
-      `NATS account${many ? "s" : ""} of ${envs} deleted on the NATS servers; ${many ? "their Secrets are" : "its Secret is"} removed`,
-  },
-  rotated: {
-    reason: "CredentialsRotated",
-    type: "Normal",
-    message: (envs: string) =>
-      `new credentials for ${envs} are in the Secret; the old ones keep working until no connection uses them (see status.environments[].rotation)`,
-  },
-  renewed: {
-    reason: "CredentialsRenewed",
-    type: "Normal",
-    message: (envs: string) =>
-      `credentials of ${envs} renewed before they expire; the old ones keep working until no connection uses them`,
-  },
-  unused: {
-    reason: "CredentialsRevoked",
-    type: "Normal",
-    message: (envs: string) =>
-      `replaced credentials of ${envs} revoked on the NATS servers: no connection used them any more`,
-  },
-  "overlap-ended": {
-    reason: "CredentialsRevoked",
-    type: "Warning",
-    message: (envs: string) =>
-      `replaced credentials of ${envs} revoked on the NATS servers at the end of the longest overlap allowed; connections still using them were closed`,
-  },
-} as const satisfies Record<
-  string,
-  { reason: string; type: string; message: (envs: string, many: boolean) => string }
->;
 
 function describe(error: unknown, scrub: (text: string) => string): AppProblem {
   if (error instanceof AppProblem) return error;
@@ -762,6 +714,7 @@ export class AppReconciler {
     } else if (!appSecretCurrent(existingSecret, secretInput)) {
       await deps.writes.applySecret(appSecret(secretInput));
     }
+    await this.restartForRotation(app, environment, minted.stored);
     const rotation = rotationStatus(minted.stored, deps.credentials.rotationOverlapMs);
     const credentials = credentialsStatus(minted.stored);
     const status = this.readyAs(app, environment, {
@@ -772,6 +725,30 @@ export class AppReconciler {
       ...(credentials ? { credentials } : {}),
     });
     return { status, ...(change ? { change } : {}) };
+  }
+
+  /**
+   * While replaced credentials overlap, restarts the environment's workloads for an App that
+   * asked for it, each once per rotation: their pods then start with the new credentials.
+   */
+  private async restartForRotation(
+    app: AppObject,
+    environment: string,
+    stored: StoredAccount,
+  ): Promise<void> {
+    const spec = app.spec as Partial<AppSpec> | undefined;
+    if (!stored.retiring || spec?.credentials?.restartWorkloads !== true) return;
+    const restarted = await this.deps.writes.restartWorkloads(app.metadata.namespace, {
+      app: app.metadata.name,
+      environment,
+      rotation: String(stored.retiring.since),
+    });
+    if (restarted.length > 0)
+      await this.deps.writes.event(app, {
+        type: "Normal",
+        reason: "WorkloadsRestarted",
+        message: `${restarted.join(", ")} restarted for the new credentials of ${environment}`,
+      });
   }
 
   private readyAs(app: AppObject, environment: string, held: HeldAccount): EnvironmentStatus {
@@ -880,7 +857,7 @@ export class AppReconciler {
    * reconcile creates all its accounts, and an Event each would be as many API writes.
    */
   private async announce(app: AppObject, changes: AccountChange[]): Promise<void> {
-    for (const [change, event] of Object.entries(EVENTS)) {
+    for (const [change, event] of Object.entries(ACCOUNT_EVENTS)) {
       const environments = changes.filter((c) => c.change === change).map((c) => c.environment);
       if (environments.length === 0) continue;
       await this.deps.writes.event(app, {

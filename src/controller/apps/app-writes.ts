@@ -12,6 +12,7 @@ import { FIELD_MANAGER, applySecret, createSecret } from "../../kube/apply-secre
 import { unlessNotFound } from "../../kube/api-errors.ts";
 import { recordEvent, type EventInput } from "../../kube/events.ts";
 import { APPLY_TYPE, JSON_PATCH_TYPE, JsonRequests, corePath } from "../../kube/json-requests.ts";
+import { restartWorkloads } from "./workload-restarts.ts";
 
 export interface AppWrites {
   /** Creates the Secret; false, writing nothing, when one of that name exists. */
@@ -22,6 +23,11 @@ export interface AppWrites {
   setFinalizer(app: App, present: boolean): Promise<void>;
   applyStatus(app: App, status: AppStatus): Promise<void>;
   event(app: App, event: EventInput): Promise<void>;
+  /** Restarts the environment's workloads not yet restarted for `rotation`; their names. */
+  restartWorkloads(
+    namespace: string,
+    target: { app: string; environment: string; rotation: string },
+  ): Promise<string[]>;
 }
 
 /**
@@ -100,6 +106,13 @@ export function kubernetesAppWrites(
         body: { apiVersion: APP_API_VERSION, kind: APP_KIND, metadata: identify(app), status },
         contentType: APPLY_TYPE,
       });
+    },
+    async restartWorkloads(namespace, target) {
+      const restarted = await restartWorkloads(kubeConfig, namespace, target, Date.now());
+      restarted.forEach(() => {
+        onWrite("workload");
+      });
+      return restarted;
     },
     async event(app, event) {
       onWrite("event");
