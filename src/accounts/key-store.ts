@@ -128,7 +128,7 @@ const OPERATOR_KEYS: (keyof OperatorSeeds)[] = [
 ];
 const ACCOUNT_KEYS = ["accountSeed", "signingSeed", "userSeed", "accountJwt", "userJwt"] as const;
 
-/** An account as entry fields: every key of ACCOUNT_KEYS, and those of ROTATION_KEYS it has. */
+/** An account as entry fields: every key of ACCOUNT_KEYS, and the rotation fields it has. */
 export function accountFields(account: StoredAccount): Record<string, string> {
   const fields: Record<string, string> = Object.fromEntries(
     ACCOUNT_KEYS.map((k) => [k, account[k]]),

@@ -22,10 +22,11 @@ import {
 export function rotationLine(environment: EnvironmentStatus): string {
   const rotation = environment.rotation;
   if (!rotation) return "never rotated";
-  if (rotation.state === "Done")
-    return `done (${rotation.requested}): the replaced credentials are revoked`;
+  // A renewal answers no request.
+  const cause = rotation.requested ?? "renewal";
+  if (rotation.state === "Done") return `done (${cause}): the replaced credentials are revoked`;
   return (
-    `overlapping (${rotation.requested}): new credentials in Secret ${environment.secret}; ` +
+    `overlapping (${cause}): new credentials in Secret ${environment.secret}; ` +
     `the replaced ones work until no connection uses them, at the latest ${rotation.revokeBy ?? "soon"}`
   );
 }
