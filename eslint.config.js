@@ -9,7 +9,7 @@ import tseslint from "typescript-eslint";
  */
 const LAYERS = [
   ["kube", "pki", "observability", "nats", "server"], // plumbing
-  ["accounts", "ca", "crds", "contract", "runtime"], // domain, and the controller runtime
+  ["accounts", "ca", "backup", "crds", "contract", "runtime"], // domain, and the controller runtime
   ["controller", "webhook"], // features
   ["embedded"], // the local environment built on them (npm start, tests)
   ["cli"], // entry points

@@ -8,7 +8,7 @@ import {
   createBackup,
   openBackup,
   restoreBackup,
-} from "../../src/accounts/key-backup.ts";
+} from "../../src/backup/key-backup.ts";
 import {
   accountFields,
   appEntryName,

@@ -11,7 +11,7 @@ import {
   openBackup,
   restoreBackup,
   type Key,
-} from "../../accounts/key-backup.ts";
+} from "../../backup/key-backup.ts";
 import { KubernetesSecretStore } from "../../accounts/kubernetes-secret-store.ts";
 import {
   CLUSTER_OPTIONS,

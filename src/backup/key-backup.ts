@@ -8,7 +8,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { Decrypter, Encrypter, armor } from "age-encryption";
 import { CA_ENTRY } from "../ca/ca-store.ts";
-import { parseJwt } from "./jwt.ts";
+import { parseJwt } from "../accounts/jwt.ts";
 import {
   entryAccounts,
   OPERATOR_ENTRY,
@@ -16,8 +16,8 @@ import {
   RESTORED_FIELD,
   type SecretStore,
   type StoreEntry,
-} from "./key-store.ts";
-import { NKey } from "./nkey.ts";
+} from "../accounts/key-store.ts";
+import { NKey } from "../accounts/nkey.ts";
 
 const FORMAT = "nats-tenancy-key-backup/1";
 
