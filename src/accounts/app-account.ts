@@ -20,6 +20,10 @@ export interface StoredAccount {
   rotatedFor?: string;
   /** The pods user the current one replaced: it works until it is revoked. */
   retiring?: RetiringUser;
+  /** The signing-key rotation request the signing key answers; absent until one is asked. */
+  signingRotatedFor?: string;
+  /** When the signing key was made (Unix seconds); absent for keys older than this field. */
+  signingSince?: number;
 }
 
 export interface RetiringUser {
@@ -29,6 +33,11 @@ export interface RetiringUser {
   since: number;
   /** When its JWT expires (Unix seconds); absent: never. */
   expires?: number;
+  /**
+   * The signing key that issued it, when a new key replaced that one too: the key stays in the
+   * account until the user retires, then leaves, and the servers refuse what it signed.
+   */
+  signingKey?: string;
 }
 
 /** What the App asks of the pods user's credentials. */
@@ -45,10 +54,25 @@ export interface CredentialsRequest {
    * user issued for another lifetime is replaced, and one at 2/3 of its lifetime is renewed.
    */
   lifetimeSeconds?: number;
+  /**
+   * The signing-key rotation asked for now: a new signing key, and a new pods user signed by
+   * it, when it differs from the one the current key answers.
+   */
+  signingKeyRotation?: string;
+  /** A signing key this old (seconds) is replaced; 0 or absent: only when asked. */
+  signingKeyMaxAgeSeconds?: number;
 }
 
 /** Why a new pods user replaced the previous one. */
-export type RotationCause = "requested" | "renewal" | "lifetime";
+export type RotationCause = "requested" | "renewal" | "lifetime" | "signing-key";
+
+/** When a signing key made at `since` (Unix seconds) is replaced; undefined: never. */
+export function signingKeyRotateAt(
+  since: number | undefined,
+  maxAgeSeconds: number,
+): number | undefined {
+  return since !== undefined && maxAgeSeconds > 0 ? since + maxAgeSeconds : undefined;
+}
 
 /** A user is renewed at 2/3 of its lifetime: the rest is the time apps have to pick it up. */
 export function renewAt(validity: { iat: number; exp?: number }): number | undefined {
@@ -123,16 +147,20 @@ export function mintAppAccount(
   credentials: CredentialsRequest = {},
 ): MintedAccount {
   validateAccountSpec(spec);
+  const nowSeconds = Math.floor(nowMs / 1000);
+  const maxAge = credentials.signingKeyMaxAgeSeconds ?? 0;
   const account = previous
     ? NKey.fromSeed(previous.accountSeed, "account")
     : NKey.generate("account");
-  const signing = previous
-    ? NKey.fromSeed(previous.signingSeed, "account")
-    : NKey.generate("account");
+  const previousSigning = previous ? NKey.fromSeed(previous.signingSeed, "account") : undefined;
+  const newKey = previous !== undefined && signingKeyDue(previous, credentials, maxAge, nowMs);
+  const signing = previousSigning && !newKey ? previousSigning : NKey.generate("account");
   const current = previous ? validity(previous.userJwt) : undefined;
   const lifetime = credentials.lifetimeSeconds ?? (current ? lifetimeOf(current) : 0);
-  const rotated =
-    current && rotationCause(current, credentials, previous?.rotatedFor, lifetime, nowMs);
+  // A new key signs a new user: the overlap then counts that user's connections alone.
+  const rotated: RotationCause | undefined = newKey
+    ? "signing-key"
+    : current && rotationCause(current, credentials, previous?.rotatedFor, lifetime, nowMs);
   const rotate = rotated !== undefined;
   const previousUser = previous ? NKey.fromSeed(previous.userSeed, "user") : undefined;
   const user = previousUser && !rotate ? previousUser : NKey.generate("user");
@@ -144,18 +172,39 @@ export function mintAppAccount(
   const revoke =
     previous?.retiring && (credentials.retire || rotate) ? previous.retiring : undefined;
   const revocations = { ...revocationsOf(previous) };
-  // One that expired is refused without: the account JWT need not carry it for good.
-  if (revoke && !(revoke.expires !== undefined && revoke.expires * 1000 <= nowMs))
-    revocations[revoke.user] = Math.floor(nowMs / 1000);
-  const scope: SigningKey = {
+  // One that expired is refused without: the account JWT need not carry it for good. Nor one
+  // whose signing key leaves: the servers refuse it, and close its connections.
+  if (
+    revoke &&
+    revoke.signingKey === undefined &&
+    !(revoke.expires !== undefined && revoke.expires * 1000 <= nowMs)
+  )
+    revocations[revoke.user] = nowSeconds;
+  const retiring: RetiringUser | undefined =
+    rotate && previousUser && current
+      ? {
+          user: previousUser.publicKey,
+          since: nowMs,
+          ...(current.exp !== undefined ? { expires: current.exp } : {}),
+          ...(newKey && previousSigning ? { signingKey: previousSigning.publicKey } : {}),
+        }
+      : revoke
+        ? undefined
+        : previous?.retiring;
+  // The retiring key keeps the very scope it had: a server closes the connections of users
+  // whose signing key's scope changed.
+  const scope = (key: string): SigningKey => ({
     kind: "user_scope",
-    key: signing.publicKey,
+    key,
     role: recipe.role,
     template: recipe.template,
-  };
+  });
   const accountClaims: Partial<Account> = {
     limits: recipe.limits,
-    signing_keys: [scope],
+    signing_keys: [
+      scope(signing.publicKey),
+      ...(retiring?.signingKey ? [scope(retiring.signingKey)] : []),
+    ],
     // Only once there is one: accounts issued before rotations existed keep their JWTs.
     ...(Object.keys(revocations).length > 0 ? { revocations } : {}),
   };
@@ -175,18 +224,20 @@ export function mintAppAccount(
     lifetime,
   );
 
+  // Any new user answers the rotation asked for, whatever made it.
   const rotatedFor =
-    !previous || rotated === "requested" ? credentials.rotation : previous.rotatedFor;
-  const retiring: RetiringUser | undefined =
-    rotate && previousUser && current
-      ? {
-          user: previousUser.publicKey,
-          since: nowMs,
-          ...(current.exp !== undefined ? { expires: current.exp } : {}),
-        }
-      : revoke
-        ? undefined
-        : previous?.retiring;
+    (!previous || rotate) && credentials.rotation !== undefined
+      ? credentials.rotation
+      : previous?.rotatedFor;
+  const signingRotatedFor =
+    (!previous || newKey) && credentials.signingKeyRotation !== undefined
+      ? credentials.signingKeyRotation
+      : previous?.signingRotatedFor;
+  // A key older than the field gets its age counted from when a schedule first needs it.
+  const signingSince =
+    !previous || newKey
+      ? nowSeconds
+      : (previous.signingSince ?? (maxAge > 0 ? nowSeconds : undefined));
   const stored: StoredAccount = {
     accountSeed: account.seed,
     signingSeed: signing.seed,
@@ -195,6 +246,8 @@ export function mintAppAccount(
     userJwt,
     ...(rotatedFor !== undefined ? { rotatedFor } : {}),
     ...(retiring ? { retiring } : {}),
+    ...(signingRotatedFor !== undefined ? { signingRotatedFor } : {}),
+    ...(signingSince !== undefined ? { signingSince } : {}),
   };
   return {
     stored,
@@ -206,10 +259,24 @@ export function mintAppAccount(
       previous.accountJwt !== accountJwt ||
       previous.userJwt !== userJwt ||
       previous.rotatedFor !== rotatedFor ||
+      previous.signingRotatedFor !== signingRotatedFor ||
+      previous.signingSince !== signingSince ||
       !isDeepStrictEqual(previous.retiring, retiring),
     rotated,
     revoked: revoke ? [revoke.user] : [],
   };
+}
+
+function signingKeyDue(
+  previous: StoredAccount,
+  credentials: CredentialsRequest,
+  maxAgeSeconds: number,
+  nowMs: number,
+): boolean {
+  const asked = credentials.signingKeyRotation;
+  if (asked !== undefined && asked !== previous.signingRotatedFor) return true;
+  const due = signingKeyRotateAt(previous.signingSince, maxAgeSeconds);
+  return due !== undefined && nowMs >= due * 1000;
 }
 
 function rotationCause(

@@ -1,14 +1,17 @@
 /**
  * What the platform team decides about pods credentials: how long a replaced user may keep
- * working after a rotation, and how long users are valid (a default, and bounds an App's own
- * choice must keep within). A user is renewed at 2/3 of its lifetime (app-account.ts), so the
- * shortest lifetime must leave apps the time to pick up the new credentials.
+ * working after a rotation, how long users are valid (a default, and bounds an App's own
+ * choice must keep within), and how old an account's signing key may grow. A user is renewed at
+ * 2/3 of its lifetime (app-account.ts), so the shortest lifetime must leave apps the time to
+ * pick up the new credentials.
  */
 
 export interface CredentialPolicy {
   /** The longest a replaced pods user keeps working after a rotation. */
   rotationOverlapMs: number;
   lifetime: LifetimePolicy;
+  /** An account's scoped signing key is replaced once this old; 0: only when asked. */
+  signingKeyMaxAgeSeconds: number;
 }
 
 export interface LifetimePolicy {
@@ -34,6 +37,7 @@ export const DEFAULT_CREDENTIAL_POLICY: CredentialPolicy = {
   // a large Deployment takes several more.
   rotationOverlapMs: 15 * 60_000,
   lifetime: DEFAULT_LIFETIME_POLICY,
+  signingKeyMaxAgeSeconds: 0,
 };
 
 /** How a platform team sets each bound: the operator flag and the chart value. */

@@ -134,11 +134,15 @@ export function accountFields(account: StoredAccount): Record<string, string> {
     ACCOUNT_KEYS.map((k) => [k, account[k]]),
   );
   if (account.rotatedFor !== undefined) fields.rotatedFor = account.rotatedFor;
+  if (account.signingRotatedFor !== undefined) fields.signingRotatedFor = account.signingRotatedFor;
+  if (account.signingSince !== undefined) fields.signingSince = String(account.signingSince);
   if (account.retiring) {
     fields.retiringUser = account.retiring.user;
     fields.retiringSince = String(account.retiring.since);
     if (account.retiring.expires !== undefined)
       fields.retiringExpires = String(account.retiring.expires);
+    if (account.retiring.signingKey !== undefined)
+      fields.retiringSigningKey = account.retiring.signingKey;
   }
   return fields;
 }
@@ -178,17 +182,37 @@ export async function ensureOperatorSeeds(
   return pick(OPERATOR_ENTRY, winner, OPERATOR_KEYS);
 }
 
+function optionalInteger(
+  name: string,
+  data: Record<string, string>,
+  field: string,
+): number | undefined {
+  const text = data[field];
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new KeyStoreError(`${name} has an invalid ${field}`);
+  return value;
+}
+
 /** The account an entry holds; throws KeyStoreError when it is incomplete. */
 export function storedAccount(name: string, data: Record<string, string>): StoredAccount {
   const account: StoredAccount = pick(name, data, [...ACCOUNT_KEYS]);
-  const { rotatedFor, retiringUser, retiringSince, retiringExpires } = data;
+  const { rotatedFor, signingRotatedFor, retiringUser, retiringSigningKey } = data;
   if (rotatedFor !== undefined) account.rotatedFor = rotatedFor;
+  if (signingRotatedFor !== undefined) account.signingRotatedFor = signingRotatedFor;
+  const signingSince = optionalInteger(name, data, "signingSince");
+  if (signingSince !== undefined) account.signingSince = signingSince;
   if (retiringUser !== undefined) {
-    const since = Number(retiringSince);
-    const expires = retiringExpires === undefined ? undefined : Number(retiringExpires);
-    if (!Number.isSafeInteger(since) || (expires !== undefined && !Number.isSafeInteger(expires)))
-      throw new KeyStoreError(`${name} has retiringUser without a valid retiringSince`);
-    account.retiring = { user: retiringUser, since, ...(expires !== undefined ? { expires } : {}) };
+    const since = optionalInteger(name, data, "retiringSince");
+    if (since === undefined)
+      throw new KeyStoreError(`${name} has retiringUser without retiringSince`);
+    const expires = optionalInteger(name, data, "retiringExpires");
+    account.retiring = {
+      user: retiringUser,
+      since,
+      ...(expires !== undefined ? { expires } : {}),
+      ...(retiringSigningKey !== undefined ? { signingKey: retiringSigningKey } : {}),
+    };
   }
   return account;
 }

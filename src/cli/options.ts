@@ -10,6 +10,7 @@ import {
   DEFAULT_CREDENTIAL_POLICY,
   LIFETIME_SETTINGS,
   lifetimeIssue,
+  type CredentialPolicy,
   type LifetimePolicy,
 } from "../accounts/credential-policy.ts";
 import { LIMIT_RANGES } from "../accounts/spec.ts";
@@ -148,6 +149,12 @@ const FLAGS = {
     env: "NATS_TENANCY_ROTATION_OVERLAP_SECONDS",
     help: "after a credential rotation, the longest the replaced credentials keep working (they are revoked sooner once no connection uses them); long enough for the kubelet to refresh mounted Secrets and a rollout to finish",
     default: String(DEFAULT_CREDENTIAL_POLICY.rotationOverlapMs / 1000),
+  },
+  "signing-key-max-age-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_SIGNING_KEY_MAX_AGE_SECONDS",
+    help: "an account's signing key is replaced once this old, with new credentials signed by the new key (the old key leaves after the rotation's overlap); 0: only when an App asks",
+    default: String(DEFAULT_CREDENTIAL_POLICY.signingKeyMaxAgeSeconds),
   },
   "credential-lifetime-seconds": {
     type: "string",
@@ -360,6 +367,31 @@ function lifetimePolicy(get: (name: FlagName) => string | undefined): LifetimePo
   return policy;
 }
 
+function credentialPolicy(get: (name: FlagName) => string | undefined): CredentialPolicy {
+  const overlapSeconds = integer(
+    "rotation-overlap-seconds",
+    get("rotation-overlap-seconds") ?? "",
+    1,
+    30 * 86_400,
+  );
+  const signingKeyMaxAgeSeconds = integer(
+    "signing-key-max-age-seconds",
+    get("signing-key-max-age-seconds") ?? "",
+    0,
+    TEN_YEARS_SECONDS,
+  );
+  // Shorter, and a key would be replaced again before the one it replaced could leave.
+  if (signingKeyMaxAgeSeconds !== 0 && signingKeyMaxAgeSeconds <= overlapSeconds)
+    throw new OptionsError(
+      "--signing-key-max-age-seconds: 0, or longer than --rotation-overlap-seconds",
+    );
+  return {
+    rotationOverlapMs: overlapSeconds * 1000,
+    lifetime: lifetimePolicy(get),
+    signingKeyMaxAgeSeconds,
+  };
+}
+
 export function parseOptions(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
@@ -472,16 +504,7 @@ export function parseOptions(
         : {}),
       concurrency: integer("concurrency", get("concurrency") ?? "", 1, 256),
       ceilings,
-      credentials: {
-        rotationOverlapMs:
-          integer(
-            "rotation-overlap-seconds",
-            get("rotation-overlap-seconds") ?? "",
-            1,
-            30 * 86_400,
-          ) * 1000,
-        lifetime: lifetimePolicy(get),
-      },
+      credentials: credentialPolicy(get),
       ...(webhookAddress !== "off"
         ? {
             webhook: {

@@ -175,6 +175,36 @@ export const RotationStatusSchema = Type.Object(
   { description: "The last credential rotation (asked for, or a renewal)." },
 );
 
+export const SigningKeyStatusSchema = Type.Object(
+  {
+    key: Type.String({ description: "Public key of the account's signing key for pods users." }),
+    requested: Type.Optional(
+      Type.String({
+        description: "The rotate-signing-key annotation value the current key answers.",
+      }),
+    ),
+    since: Type.Optional(
+      Type.String({ format: "date-time", description: "When the current key was made." }),
+    ),
+    rotateAt: Type.Optional(
+      Type.String({
+        format: "date-time",
+        description: "When the platform's schedule replaces the key.",
+      }),
+    ),
+    oldKey: Type.Optional(
+      Type.String({
+        description:
+          "The replaced key, while the credentials it signed overlap (see rotation); it then leaves the account.",
+      }),
+    ),
+  },
+  {
+    description:
+      "The account's signing key, once a rotation of it was asked for or a schedule replaces it.",
+  },
+);
+
 export const EnvironmentStatusSchema = Type.Object({
   name: Type.String(),
   /** Absent until the account is first minted. */
@@ -196,6 +226,7 @@ export const EnvironmentStatusSchema = Type.Object({
     }),
   ),
   rotation: Type.Optional(RotationStatusSchema),
+  signingKey: Type.Optional(SigningKeyStatusSchema),
   credentials: Type.Optional(
     Type.Object(
       {
@@ -246,6 +277,7 @@ export type Condition = Static<typeof ConditionSchema>;
 export type EnvironmentStatus = Static<typeof EnvironmentStatusSchema>;
 export type RotationStatus = Static<typeof RotationStatusSchema>;
 export type CredentialsStatus = NonNullable<EnvironmentStatus["credentials"]>;
+export type SigningKeyStatus = Static<typeof SigningKeyStatusSchema>;
 export type AppStatus = Static<typeof AppStatusSchema>;
 export type App = Static<typeof AppSchema>;
 

@@ -251,6 +251,8 @@ for (const helm of helms) {
         "operator.credentials.maxLifetimeSeconds=604800",
         "--set",
         "operator.credentials.rotationOverlapSeconds=300",
+        "--set",
+        "operator.credentials.signingKeyMaxAgeSeconds=2592000",
       ]);
       const controller = objects.find(
         (o) => o.kind === "Deployment" && containerEnv(o).some((e) => e.value === "controller"),
@@ -260,6 +262,7 @@ for (const helm of helms) {
       assert.deepEqual(parseOptions([], env).settings.credentials, {
         rotationOverlapMs: 300_000,
         lifetime: { defaultSeconds: 86_400, minSeconds: 600, maxSeconds: 604_800 },
+        signingKeyMaxAgeSeconds: 2_592_000,
       });
       // The defaults are the operator's own.
       const defaults = await render([]);

@@ -10,7 +10,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
+import {
+  ROTATE_ANNOTATION,
+  ROTATE_SIGNING_KEY_ANNOTATION,
+} from "../../src/contract/credential-rotation.ts";
+import { credsJwt } from "../../src/accounts/identities.ts";
+import { parseJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
@@ -37,6 +42,15 @@ const RENEWAL_OVERLAP_SECONDS = 20;
 
 function rotationOf(app: AppObject, environment: string) {
   return app.status?.environments?.find((e) => e.name === environment)?.rotation;
+}
+
+function signingKeyOf(app: AppObject, environment: string) {
+  return app.status?.environments?.find((e) => e.name === environment)?.signingKey;
+}
+
+/** The key that signed the user of a Secret's credentials. */
+function signerOf(values: Record<string, string>): string {
+  return parseJwt(credsJwt(values.NATS_CREDENTIALS ?? "") ?? "").iss;
 }
 
 /**
@@ -164,7 +178,77 @@ for (const server of natsServers) {
       }
     });
 
-    // Waiting out overlaps and lifetimes: on the newest server only (the first test shows
+    test("a new signing key: its credentials work at once, every connection carries on through it, and once the old key leaves every server refuses what it signed and closes its connections", async () => {
+      const s = stack();
+      operator ??= await restartOperator(s, operator, [
+        `--rotation-overlap-seconds=${String(OVERLAP_SECONDS)}`,
+      ]);
+      const urls = s.stack.nats.tlsUrls;
+      const before = await readyApp(s, "signing", "ledger");
+      const olds = await Promise.all(
+        urls.map((url, i) => connectWith(before.prod, `old-${i}`, url)),
+      );
+      const otherEnvironment = await connectWith(before.test, "test");
+      await appsApi(s.custom).annotate("signing", "ledger", {
+        [ROTATE_SIGNING_KEY_ANNOTATION]: "prod=1",
+      });
+      const fresh = await waitSecret(
+        s,
+        "signing",
+        "ledger-prod-nats",
+        (v) => v.NATS_CREDENTIALS !== before.prod.NATS_CREDENTIALS,
+      );
+      const app = await waitApp(s, "signing", "ledger", "prod's old key overlapping", (a) =>
+        Boolean(signingKeyOf(a, "prod")?.oldKey),
+      );
+      const held = signingKeyOf(app, "prod");
+      assert.equal(held?.key, signerOf(fresh));
+      assert.equal(held.oldKey, signerOf(before.prod));
+      assert.equal(held.requested, "prod=1");
+      const news = await Promise.all(urls.map((url, i) => connectWith(fresh, `new-${i}`, url)));
+      const closed = olds[0]?.closed() ?? assert.fail();
+      try {
+        // One account, both keys: old and new connections talk to each other on any server.
+        await talks(news[1] ?? assert.fail(), olds[2] ?? assert.fail());
+        await talks(olds[0] ?? assert.fail(), news[2] ?? assert.fail());
+        assert.equal((await eventsOf(s, "signing", "SigningKeyRotated")).length, 1);
+
+        // New credentials while the old key overlaps end that overlap at once: the old key
+        // leaves, though a connection it signed is still open.
+        await Promise.all([olds[1]?.close(), olds[2]?.close()]);
+        await appsApi(s.custom).annotate("signing", "ledger", { [ROTATE_ANNOTATION]: "prod=2" });
+        await waitApp(
+          s,
+          "signing",
+          "ledger",
+          "prod's old key gone",
+          (a) => signingKeyOf(a, "prod")?.oldKey === undefined,
+        );
+        // The server closes it without a word (no -ERR), so the client's close is the sign.
+        const gone = await Promise.race([closed.then(() => "closed"), sleep(10_000, "open")]);
+        assert.equal(gone, "closed", "the old key's connection is still open");
+        for (const url of urls)
+          assert.ok(await refused(before.prod, url), `${url} still takes the old key's users`);
+        // The new key's user now retires in its turn, yet works on: its key stays.
+        for (const nc of news) assert.ok(!nc.isClosed(), "a connection of the new key closed");
+        await talks(news[0] ?? assert.fail(), news[1] ?? assert.fail());
+        assert.ok(!(await refused(fresh)), "the new key's credentials stopped working");
+        await otherEnvironment.flush();
+        assert.equal(
+          (await waitSecret(s, "signing", "ledger-test-nats")).NATS_CREDENTIALS,
+          before.test.NATS_CREDENTIALS,
+          "test's credentials changed",
+        );
+      } finally {
+        await Promise.all(
+          [...olds, ...news, otherEnvironment]
+            .filter((nc) => !nc.isClosed())
+            .map((nc) => nc.close()),
+        );
+      }
+    });
+
+    // Waiting out overlaps and lifetimes: on the newest server only (the first two tests show
     // revocation on both).
     if (server !== natsServers.at(-1)) return;
 

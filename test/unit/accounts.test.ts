@@ -3,7 +3,12 @@ import { describe, test } from "node:test";
 import { encodeAccount, encodeUser, parseCreds } from "@nats-io/jwt";
 import { createAccount, fromSeed } from "@nats-io/nkeys";
 import { credsAuthenticator } from "@nats-io/transport-node";
-import { disabledAccountJwt, mintAppAccount, renewAt } from "../../src/accounts/app-account.ts";
+import {
+  disabledAccountJwt,
+  mintAppAccount,
+  renewAt,
+  signingKeyRotateAt,
+} from "../../src/accounts/app-account.ts";
 import { lifetimeIssue } from "../../src/accounts/credential-policy.ts";
 import {
   buildOperatorArtifacts,
@@ -15,6 +20,7 @@ import { NKey, NKeyError, isPublicKey } from "../../src/accounts/nkey.ts";
 import { KeyStoreError, accountFields, storedAccount } from "../../src/accounts/key-store.ts";
 import {
   ROTATE_ANNOTATION,
+  ROTATE_SIGNING_KEY_ANNOTATION,
   rotationRequest,
   rotationValue,
 } from "../../src/contract/credential-rotation.ts";
@@ -347,6 +353,102 @@ describe("pods user rotation", () => {
     assert.equal(rotationRequest(at("prod,test=7"), "staging"), undefined);
     assert.equal(rotationValue(["prod", "test"], "7"), "prod,test=7");
     assert.equal(rotationValue([], "7"), "7");
+  });
+});
+
+describe("signing-key rotation", () => {
+  const T = 1_790_000_000_000;
+  type Scoped = { signing_keys: { key: string }[]; revocations?: Record<string, number> };
+  const claimsOf = (stored: { accountJwt: string }) => decodeJwt<Scoped>(stored.accountJwt).nats;
+  const keysOf = (stored: { accountJwt: string }) => claimsOf(stored).signing_keys ?? [];
+  const issuerOf = (stored: { userJwt: string }) => decodeJwt(stored.userJwt).iss;
+
+  test("a new key joins the account beside the old one, with the same scope, and signs a new user; the old key leaves when that user retires, unrevoked", () => {
+    const first = mintAppAccount(spec, operator, undefined, T, { signingKeyRotation: "a" });
+    assert.equal(first.rotated, undefined, "a new account answers the request as it is");
+    assert.equal(first.stored.signingRotatedFor, "a");
+    assert.equal(first.stored.signingSince, T / 1000);
+    const oldKey = issuerOf(first.stored);
+    const next = mintAppAccount(spec, operator, first.stored, T + 1000, {
+      signingKeyRotation: "b",
+    });
+    assert.equal(next.rotated, "signing-key");
+    assert.equal(next.publicKey, first.publicKey);
+    const newKey = issuerOf(next.stored);
+    assert.notEqual(newKey, oldKey);
+    assert.notEqual(decodeJwt(next.stored.userJwt).sub, decodeJwt(first.stored.userJwt).sub);
+    assert.deepEqual(
+      keysOf(next.stored).map((k) => k.key),
+      [newKey, oldKey],
+    );
+    // The servers close the connections of a key whose scope changes.
+    assert.deepEqual(keysOf(next.stored)[1], keysOf(first.stored)[0]);
+    assert.equal(next.stored.retiring?.signingKey, oldKey);
+    assert.equal(next.stored.signingSince, T / 1000 + 1);
+    assert.deepEqual(storedAccount("x", accountFields(next.stored)), next.stored);
+    assert.equal(
+      mintAppAccount(spec, operator, next.stored, T + 2000, { signingKeyRotation: "b" }).changed,
+      false,
+    );
+
+    const retired = mintAppAccount(spec, operator, next.stored, T + 3000, {
+      signingKeyRotation: "b",
+      retire: true,
+    });
+    assert.deepEqual(retired.revoked, [decodeJwt(first.stored.userJwt).sub]);
+    assert.deepEqual(
+      keysOf(retired.stored).map((k) => k.key),
+      [newKey],
+    );
+    assert.equal(claimsOf(retired.stored).revocations, undefined, "a key that left needs none");
+    assert.equal(retired.creds, next.creds);
+  });
+
+  test("a schedule replaces a key once it is old; a key older than the schedule is counted from when it first sees it", () => {
+    const policy = { signingKeyMaxAgeSeconds: 1000 };
+    const first = mintAppAccount(spec, operator, undefined, T, policy);
+    assert.equal(mintAppAccount(spec, operator, first.stored, T + 999_000, policy).changed, false);
+    const due = mintAppAccount(spec, operator, first.stored, T + 1_000_000, policy);
+    assert.equal(due.rotated, "signing-key");
+    assert.equal(due.stored.signingRotatedFor, undefined, "a schedule answers no request");
+    assert.equal(signingKeyRotateAt(due.stored.signingSince, 1000), T / 1000 + 2000);
+
+    const { signingSince: _unknown, ...legacy } = first.stored;
+    assert.equal(mintAppAccount(spec, operator, legacy, T + 5_000_000).changed, false);
+    const counted = mintAppAccount(spec, operator, legacy, T + 5_000_000, policy);
+    assert.equal(counted.rotated, undefined);
+    assert.ok(counted.changed);
+    assert.equal(counted.stored.accountJwt, first.stored.accountJwt, "nothing to push");
+    assert.equal(counted.stored.signingSince, T / 1000 + 5000);
+  });
+
+  test("a credentials rotation during the overlap sends the old key away at once and keeps the new one", () => {
+    const first = mintAppAccount(spec, operator, undefined, T);
+    const next = mintAppAccount(spec, operator, first.stored, T + 1000, {
+      signingKeyRotation: "b",
+    });
+    const again = mintAppAccount(spec, operator, next.stored, T + 2000, {
+      signingKeyRotation: "b",
+      rotation: "c",
+    });
+    assert.equal(again.rotated, "requested");
+    assert.equal(issuerOf(again.stored), issuerOf(next.stored));
+    assert.deepEqual(
+      keysOf(again.stored).map((k) => k.key),
+      [issuerOf(next.stored)],
+    );
+    assert.deepEqual(again.stored.retiring, {
+      user: decodeJwt(next.stored.userJwt).sub,
+      since: T + 2000,
+    });
+    assert.equal(claimsOf(again.stored).revocations, undefined);
+  });
+
+  test("the annotations are read apart", () => {
+    const annotations = { [ROTATE_SIGNING_KEY_ANNOTATION]: "prod=1", [ROTATE_ANNOTATION]: "2" };
+    assert.equal(rotationRequest(annotations, "prod", ROTATE_SIGNING_KEY_ANNOTATION), "prod=1");
+    assert.equal(rotationRequest(annotations, "test", ROTATE_SIGNING_KEY_ANNOTATION), undefined);
+    assert.equal(rotationRequest(annotations, "test"), "2");
   });
 });
 

@@ -12,7 +12,10 @@ import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
 import { ResolverTimeoutError } from "../../src/accounts/resolver-client.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
-import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
+import {
+  ROTATE_ANNOTATION,
+  ROTATE_SIGNING_KEY_ANNOTATION,
+} from "../../src/contract/credential-rotation.ts";
 import { NO_CEILINGS, type Ceilings } from "../../src/accounts/ceilings.ts";
 import {
   DEFAULT_CREDENTIAL_POLICY,
@@ -136,7 +139,11 @@ class FakeCluster implements AppWrites {
 
 const ROTATION_OVERLAP_MS = 600_000;
 
-function setup(ceilings: Ceilings = NO_CEILINGS, lifetime: Partial<LifetimePolicy> = {}) {
+function setup(
+  ceilings: Ceilings = NO_CEILINGS,
+  lifetime: Partial<LifetimePolicy> = {},
+  signingKeyMaxAgeSeconds = 0,
+) {
   const store = new MemoryStore();
   const servers = new FakeServers();
   const cluster = new FakeCluster();
@@ -159,6 +166,7 @@ function setup(ceilings: Ceilings = NO_CEILINGS, lifetime: Partial<LifetimePolic
     credentials: {
       rotationOverlapMs: ROTATION_OVERLAP_MS,
       lifetime: { ...DEFAULT_CREDENTIAL_POLICY.lifetime, ...lifetime },
+      signingKeyMaxAgeSeconds,
     },
     namespaceApps: (namespace) =>
       [...cluster.apps.values()].filter((app) => app.metadata.namespace === namespace),
@@ -452,7 +460,8 @@ describe("the App reconciler", () => {
     assert.equal(s.store.writes, 2);
     assert.deepEqual(
       Object.keys(s.store.data.get("nats-app.shop.orders") ?? {}).map((k) => k.split(".")[0]),
-      Array(5).fill("prod"),
+      // The five keys and JWTs, and when the signing key was made.
+      Array(6).fill("prod"),
     );
     assert.equal(s.servers.accounts.size, 1);
   });
@@ -626,6 +635,76 @@ describe("credential rotation", () => {
     assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
     assert.deepEqual(rotationOf(s, "prod"), { requested: "7", state: "Done" });
     assert.ok(!s.cluster.events.some((e) => e.reason === "CredentialsRotated"));
+  });
+});
+
+describe("signing-key rotation", () => {
+  const prodStatus = (s: ReturnType<typeof setup>) =>
+    s.cluster.app("shop", "orders").status?.environments?.find((e) => e.name === "prod");
+  const pushedKeys = (s: ReturnType<typeof setup>) => {
+    const jwt = s.servers.accounts.get(s.index.account("shop", "orders", "prod") ?? "") ?? "";
+    return (parseJwt<{ signing_keys?: { key: string }[] }>(jwt).nats.signing_keys ?? []).map(
+      (k) => k.key,
+    );
+  };
+  const podsUser = async (s: ReturnType<typeof setup>) => {
+    const stored = await loadAccount(s.store, {
+      namespace: "shop",
+      app: "orders",
+      environment: "prod",
+    });
+    return parseJwt(stored?.userJwt ?? "");
+  };
+
+  test("on request: a new key and user, both keys pushed while the old user is in use, then the old key leaves", async () => {
+    const s = setup();
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    await s.reconciler.reconcile("shop/orders");
+    assert.equal(prodStatus(s)?.signingKey, undefined, "nothing to say before any request");
+    const before = await podsUser(s);
+    s.servers.connections.set(before.sub, 1);
+    s.cluster.app("shop", "orders").metadata.annotations = {
+      [ROTATE_SIGNING_KEY_ANNOTATION]: "prod=1",
+    };
+    assert.equal((await s.reconciler.reconcile("shop/orders")).kind, "requeueAfter");
+    const after = await podsUser(s);
+    assert.notEqual(after.iss, before.iss);
+    assert.deepEqual(pushedKeys(s), [after.iss, before.iss]);
+    const held = prodStatus(s)?.signingKey;
+    assert.equal(held?.key, after.iss);
+    assert.equal(held.oldKey, before.iss);
+    assert.equal(held.requested, "prod=1");
+    assert.equal(prodStatus(s)?.rotation?.oldUser, before.sub);
+    assert.ok(s.cluster.events.some((e) => e.reason === "SigningKeyRotated"));
+
+    s.servers.connections.delete(before.sub);
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.deepEqual(pushedKeys(s), [after.iss]);
+    assert.deepEqual(prodStatus(s)?.signingKey, {
+      key: after.iss,
+      requested: "prod=1",
+      since: held.since,
+    });
+    // It answered no credentials request: like a renewal, nothing is left to say.
+    assert.equal(prodStatus(s)?.rotation, undefined);
+    const writes = s.cluster.writes + s.store.writes;
+    assert.deepEqual(await s.reconciler.reconcile("shop/orders"), { kind: "done" });
+    assert.equal(s.cluster.writes + s.store.writes, writes, "a settled rotation wrote again");
+  });
+
+  test("on a schedule: the App waits for the key's age, then the key is replaced", async () => {
+    const s = setup(NO_CEILINGS, {}, 3000);
+    s.addApp("orders", { nats: true, environments: ["prod"] });
+    const first = await s.reconciler.reconcile("shop/orders");
+    assert.equal(first.kind, "requeueAfter");
+    assert.ok(first.ms > 2_990_000 && first.ms <= 3_000_000);
+    const rotateAt = prodStatus(s)?.signingKey?.rotateAt;
+    assert.ok(rotateAt);
+    const before = await podsUser(s);
+    s.clock.aheadMs = 3_000_000;
+    await s.reconciler.reconcile("shop/orders");
+    assert.notEqual((await podsUser(s)).iss, before.iss);
+    assert.ok(Date.parse(prodStatus(s)?.signingKey?.rotateAt ?? "") > Date.parse(rotateAt));
   });
 });
 

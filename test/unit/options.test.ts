@@ -51,7 +51,13 @@ describe("operator options", () => {
       {
         rotationOverlapMs: 60_000,
         lifetime: { defaultSeconds: 3600, minSeconds: 600, maxSeconds: 0 },
+        signingKeyMaxAgeSeconds: 0,
       },
+    );
+    assert.equal(
+      parseOptions(["--signing-key-max-age-seconds=86400"]).settings.credentials
+        .signingKeyMaxAgeSeconds,
+      86_400,
     );
     const refusals: [string[], RegExp][] = [
       [
@@ -64,6 +70,10 @@ describe("operator options", () => {
         /--credential-lifetime-max-seconds must be 0 or at least --credential-lifetime-min-seconds/,
       ],
       [["--credential-lifetime-min-seconds=30"], /not an integer from 60/],
+      [
+        ["--signing-key-max-age-seconds=600", "--rotation-overlap-seconds=900"],
+        /--signing-key-max-age-seconds: 0, or longer than --rotation-overlap-seconds/,
+      ],
     ];
     for (const [args, message] of refusals)
       assert.throws(

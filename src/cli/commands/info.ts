@@ -10,7 +10,7 @@ import type { AppObject } from "../../contract/app-object.ts";
 import { CA_KEY, CREDS_KEY } from "../../contract/app-secret.ts";
 import type { EnvironmentStatus } from "../../crds/app.ts";
 import { environmentsOf, listApps, oneEnvironment, readApp, readAppSecret } from "./apps.ts";
-import { rotationLine } from "./rotate.ts";
+import { rotationLine, signingKeyLine } from "./rotate.ts";
 import {
   CLUSTER_OPTIONS,
   CLUSTER_USAGE,
@@ -101,13 +101,14 @@ export const info: Command = {
       }
       lines.push(
         `${environment.name}:`,
-        `  url:        ${environment.url ?? "(not yet)"}`,
-        `  secret:     ${environment.secret}`,
-        `  status:     ${environmentStatus(app, environment)}`,
-        `  account:    ${environment.account ?? "(not yet)"}`,
-        `  servers:    ${environment.servers === undefined ? "all" : String(environment.servers)} acknowledged the current account`,
-        `  ca expires: ${ca}`,
-        `  rotation:   ${rotationLine(environment)}`,
+        `  url:         ${environment.url ?? "(not yet)"}`,
+        `  secret:      ${environment.secret}`,
+        `  status:      ${environmentStatus(app, environment)}`,
+        `  account:     ${environment.account ?? "(not yet)"}`,
+        `  servers:     ${environment.servers === undefined ? "all" : String(environment.servers)} acknowledged the current account`,
+        `  ca expires:  ${ca}`,
+        `  rotation:    ${rotationLine(environment)}`,
+        `  signing key: ${signingKeyLine(environment)}`,
       );
     }
     output.out(`${lines.join("\n")}\n`);

@@ -27,6 +27,12 @@ export const ACCOUNT_EVENTS = {
     message: (envs: string) =>
       `new credentials for ${envs} are in the Secret; the old ones keep working until no connection uses them (see status.environments[].rotation)`,
   },
+  signingKeyRotated: {
+    reason: "SigningKeyRotated",
+    type: "Normal",
+    message: (envs: string) =>
+      `new signing key for ${envs}, and new credentials signed by it in the Secret; the old key and the credentials it signed keep working until no connection uses them (see status.environments[].signingKey)`,
+  },
   renewed: {
     reason: "CredentialsRenewed",
     type: "Normal",

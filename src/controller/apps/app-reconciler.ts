@@ -49,8 +49,12 @@ import {
   type EnvironmentStatus,
   type CredentialsStatus,
   type RotationStatus,
+  type SigningKeyStatus,
 } from "../../crds/app.ts";
-import { rotationRequest } from "../../contract/credential-rotation.ts";
+import {
+  ROTATE_SIGNING_KEY_ANNOTATION,
+  rotationRequest,
+} from "../../contract/credential-rotation.ts";
 import { ACCOUNT_EVENTS, type AccountEvent } from "./account-events.ts";
 import { apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
@@ -70,6 +74,7 @@ import {
   lacksServers,
   credentialsStatus,
   rotationStatus,
+  signingKeyStatus,
   sameStatus,
   type StatusInput,
 } from "./app-status.ts";
@@ -439,6 +444,11 @@ export class AppReconciler {
           ms: Date.parse(e.credentials.renewAt) - now,
           why: `${e.name}: credentials renewed at ${e.credentials.renewAt}`,
         });
+      if (e.signingKey?.rotateAt)
+        waits.push({
+          ms: Date.parse(e.signingKey.rotateAt) - now,
+          why: `${e.name}: signing key replaced at ${e.signingKey.rotateAt}`,
+        });
       if (lacksServers(e, this.deps.expectedServers))
         waits.push({
           ms: PARTIAL_RECHECK_MS,
@@ -615,10 +625,17 @@ export class AppReconciler {
     const stored = deps.index.environments(namespace, name).includes(environment);
     const before = app.status?.environments?.find((e) => e.name === environment);
     const rotation = rotationRequest(app.metadata.annotations, environment);
+    const signingRotation = rotationRequest(
+      app.metadata.annotations,
+      environment,
+      ROTATE_SIGNING_KEY_ANNOTATION,
+    );
+    const { signingKeyMaxAgeSeconds } = deps.credentials;
     if (
       stored &&
       asked !== KEEP_AS_IS &&
-      credentialsSettled(before, rotation, asked.lifetimeSeconds, deps.now())
+      credentialsSettled(before, rotation, asked.lifetimeSeconds, deps.now()) &&
+      signingKeySettled(before, signingRotation, signingKeyMaxAgeSeconds, deps.now())
     ) {
       const spec = { ...where, limits: asked.limits };
       const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
@@ -653,6 +670,8 @@ export class AppReconciler {
       accountSpec,
       minted: mintAppAccount(accountSpec, identity, previous, deps.now(), {
         ...(rotation !== undefined ? { rotation } : {}),
+        ...(signingRotation !== undefined ? { signingKeyRotation: signingRotation } : {}),
+        signingKeyMaxAgeSeconds,
         retire: retired !== undefined,
         ...(asked !== KEEP_AS_IS ? { lifetimeSeconds: asked.lifetimeSeconds } : {}),
       }),
@@ -716,12 +735,14 @@ export class AppReconciler {
     }
     await this.restartForRotation(app, environment, minted.stored);
     const rotation = rotationStatus(minted.stored, deps.credentials.rotationOverlapMs);
+    const signingKey = signingKeyStatus(minted.stored, deps.credentials.signingKeyMaxAgeSeconds);
     const credentials = credentialsStatus(minted.stored);
     const status = this.readyAs(app, environment, {
       account: minted.publicKey,
       revision,
       servers,
       ...(rotation ? { rotation } : {}),
+      ...(signingKey ? { signingKey } : {}),
       ...(credentials ? { credentials } : {}),
     });
     return { status, ...(change ? { change } : {}) };
@@ -789,6 +810,7 @@ export class AppReconciler {
       revision: before.revision,
       servers: before.servers ?? deps.expectedServers,
       ...(before.rotation ? { rotation: before.rotation } : {}),
+      ...(before.signingKey ? { signingKey: before.signingKey } : {}),
       ...(before.credentials ? { credentials: before.credentials } : {}),
     };
   }
@@ -890,22 +912,24 @@ interface HeldAccount {
   revision: number;
   servers: number;
   rotation?: RotationStatus;
+  signingKey?: SigningKeyStatus;
   credentials?: CredentialsStatus;
 }
 
-/**
- * Nothing to do about the environment's credentials: no old user overlaps, and the rotation
- * asked for, if any, is the one its status says was answered.
- */
 /** What a mint that changed the account did, as it is announced. */
 function changeOf(step: Minted): AccountChange["change"] {
   if (step.created) return "created";
   if (step.minted.rotated === "renewal") return "renewed";
+  if (step.minted.rotated === "signing-key") return "signingKeyRotated";
   if (step.minted.rotated) return "rotated";
   if (step.retired && step.minted.revoked.length > 0) return step.retired;
   return "updated";
 }
 
+/**
+ * Nothing to do about the environment's credentials: no old user overlaps, the rotation asked
+ * for, if any, is the one its status says was answered, and they are not due for renewal.
+ */
 function credentialsSettled(
   before: EnvironmentStatus | undefined,
   rotation: string | undefined,
@@ -917,6 +941,24 @@ function credentialsSettled(
   const held = before?.credentials;
   if ((held?.lifetimeSeconds ?? 0) !== lifetimeSeconds) return false;
   return !held || nowMs < Date.parse(held.renewAt);
+}
+
+/**
+ * Nothing to do about the signing key: the rotation asked for, if any, was answered, and the
+ * status's schedule is the policy's and not yet due.
+ */
+function signingKeySettled(
+  before: EnvironmentStatus | undefined,
+  rotation: string | undefined,
+  maxAgeSeconds: number,
+  nowMs: number,
+): boolean {
+  const held = before?.signingKey;
+  if (rotation !== undefined && held?.requested !== rotation) return false;
+  if (maxAgeSeconds === 0) return held?.rotateAt === undefined;
+  if (!held?.since || !held.rotateAt) return false;
+  const rotateAt = Date.parse(held.rotateAt);
+  return rotateAt === Date.parse(held.since) + maxAgeSeconds * 1000 && nowMs < rotateAt;
 }
 
 /** What an app Secret's creds were made from, besides the account's keys. */

@@ -5,8 +5,8 @@
  * identical status and nothing is written.
  */
 import { isDeepStrictEqual } from "node:util";
-import { renewAt, type StoredAccount } from "../../accounts/app-account.ts";
-import { validity } from "../../accounts/jwt.ts";
+import { renewAt, signingKeyRotateAt, type StoredAccount } from "../../accounts/app-account.ts";
+import { parseJwt, validity } from "../../accounts/jwt.ts";
 import { revokeBy } from "../../accounts/retirement.ts";
 import type {
   AppStatus,
@@ -14,6 +14,7 @@ import type {
   CredentialsStatus,
   EnvironmentStatus,
   RotationStatus,
+  SigningKeyStatus,
 } from "../../crds/app.ts";
 
 export interface StatusInput {
@@ -115,6 +116,28 @@ export function rotationStatus(
     oldUser: retiring.user,
     since: isoSeconds(retiring.since),
     revokeBy: isoSeconds(revokeBy(retiring, overlapMs)),
+  };
+}
+
+/**
+ * The account's signing key, when there is something to say about it: a rotation of it was
+ * asked for, a schedule replaces it, or the key it replaced still overlaps.
+ */
+export function signingKeyStatus(
+  stored: StoredAccount,
+  maxAgeSeconds: number,
+): SigningKeyStatus | undefined {
+  const { signingRotatedFor, signingSince, retiring } = stored;
+  const rotateAt = signingKeyRotateAt(signingSince, maxAgeSeconds);
+  if (signingRotatedFor === undefined && rotateAt === undefined && !retiring?.signingKey)
+    return undefined;
+  return {
+    // The current user's issuer: the key itself stays in the operator's namespace.
+    key: parseJwt(stored.userJwt).iss,
+    ...(signingRotatedFor !== undefined ? { requested: signingRotatedFor } : {}),
+    ...(signingSince !== undefined ? { since: isoSeconds(signingSince * 1000) } : {}),
+    ...(rotateAt !== undefined ? { rotateAt: isoSeconds(rotateAt * 1000) } : {}),
+    ...(retiring?.signingKey ? { oldKey: retiring.signingKey } : {}),
   };
 }
 
