@@ -8,7 +8,8 @@
 import { fmtCreds, type Account, type KeyPair, type Operator, type User } from "@nats-io/jwt";
 import { STATSZ_SUBJECT } from "../nats/server-discovery.ts";
 import { SERVER_RELOAD_PUBLISH } from "../nats/server-reload.ts";
-import { keepOrIssue } from "./jwt.ts";
+import { VARZ_SUBJECT } from "../nats/server-trust.ts";
+import { keepOrIssue, parseJwt } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
 import { SYSTEM_ACCOUNT_LIMITS } from "./spec.ts";
 
@@ -19,12 +20,50 @@ export interface OperatorSeeds {
   systemUserSeed: string;
 }
 
+/**
+ * A rotation of the operator's signing key, as the operator entry keeps it: a new key is
+ * trusted by every server before it signs, and the old one stays trusted until nothing it
+ * signed is left (see operator-key-rotation.ts).
+ */
+export interface OperatorKeyState {
+  /** The key the servers are being made to trust, before it signs. */
+  nextSigningSeed?: string;
+  /** Public key of the key that signed before the current one; trusted until it retires. */
+  retiringSigningKey?: string;
+  /** The retired key, until every server runs an operator JWT without it. */
+  droppedSigningKey?: string;
+  /** The rotation request the keys answer; absent until one is asked. */
+  signingRotatedFor?: string;
+  /** When the current key started signing (Unix seconds); absent for the first key. */
+  signingSince?: number;
+}
+
+export type OperatorEntry = OperatorSeeds & OperatorKeyState;
+
 export interface OperatorIdentity {
   name: string;
   operator: NKey;
+  /** Signs accounts. */
   signing: NKey;
+  /** Trusted, not signing yet. */
+  nextSigning?: NKey;
+  /** Trusted, no longer signing. */
+  retiringSigning?: string;
   systemAccount: NKey;
   systemUser: NKey;
+}
+
+/**
+ * The operator JWT's signing keys. Sorted, so that promoting the next key (which changes which
+ * key signs, not which keys are trusted) leaves the operator JWT as it is: servers load a new
+ * operator JWT only by a restart.
+ */
+export function trustedSigningKeys(
+  identity: Pick<OperatorIdentity, "signing" | "nextSigning" | "retiringSigning">,
+): string[] {
+  return [identity.signing.publicKey, identity.nextSigning?.publicKey, identity.retiringSigning]
+    .filter((key): key is string => key !== undefined)
+    .sort();
 }
 
 /** What the servers are configured with, and the operator's own credentials. */
@@ -45,6 +84,8 @@ export const SYSTEM_USER_PUBLISH = [
   "$SYS.REQ.ACCOUNT.*.CONNZ",
   // Certificate renewals reach the servers by a reload the operator asks for.
   ...SERVER_RELOAD_PUBLISH,
+  // Which operator JWT each server runs: a new signing key waits until all trust it.
+  VARZ_SUBJECT,
 ];
 
 /** Replies, and the STATSZ by which a server's return is noticed. */
@@ -59,14 +100,26 @@ export function generateOperatorSeeds(): OperatorSeeds {
   };
 }
 
-export function loadOperatorIdentity(name: string, seeds: OperatorSeeds): OperatorIdentity {
+export function loadOperatorIdentity(name: string, seeds: OperatorEntry): OperatorIdentity {
   return {
     name,
     operator: NKey.fromSeed(seeds.operatorSeed, "operator"),
     signing: NKey.fromSeed(seeds.operatorSigningSeed, "operator"),
+    ...(seeds.nextSigningSeed
+      ? { nextSigning: NKey.fromSeed(seeds.nextSigningSeed, "operator") }
+      : {}),
+    ...(seeds.retiringSigningKey ? { retiringSigning: seeds.retiringSigningKey } : {}),
     systemAccount: NKey.fromSeed(seeds.systemAccountSeed, "account"),
     systemUser: NKey.fromSeed(seeds.systemUserSeed, "user"),
   };
+}
+
+/** The signing keys an operator JWT lists. */
+export function trustedSigningKeysOf(operatorJwt: string): string[] {
+  // An operator's signing keys are plain public keys (scopes are for accounts').
+  return (parseJwt<Partial<Operator>>(operatorJwt).nats.signing_keys ?? []).map((key) =>
+    typeof key === "string" ? key : key.key,
+  );
 }
 
 /**
@@ -79,7 +132,7 @@ export function buildOperatorArtifacts(
   nowMs = Date.now(),
 ): OperatorArtifacts {
   const operatorClaims: Partial<Operator> = {
-    signing_keys: [identity.signing.publicKey],
+    signing_keys: trustedSigningKeys(identity),
     system_account: identity.systemAccount.publicKey,
   };
   const operatorJwt = keepOrIssue(

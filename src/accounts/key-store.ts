@@ -5,7 +5,12 @@
  */
 import { sameSecretData } from "../kube/read-secret.ts";
 import type { StoredAccount } from "./app-account.ts";
-import { generateOperatorSeeds, type OperatorSeeds } from "./identities.ts";
+import {
+  generateOperatorSeeds,
+  type OperatorEntry,
+  type OperatorKeyState,
+  type OperatorSeeds,
+} from "./identities.ts";
 import type { AccountSpec } from "./spec.ts";
 
 export interface SecretStore {
@@ -170,16 +175,57 @@ function pick<K extends string>(
 export async function ensureOperatorSeeds(
   store: SecretStore,
   beforeCreate?: () => Promise<void>,
-): Promise<OperatorSeeds> {
+): Promise<OperatorEntry> {
   const existing = await store.get(OPERATOR_ENTRY);
-  if (existing) return pick(OPERATOR_ENTRY, existing, OPERATOR_KEYS);
+  if (existing) return operatorEntry(existing);
   await beforeCreate?.();
   const fresh = generateOperatorSeeds();
   if (await store.create(OPERATOR_ENTRY, { ...fresh })) return fresh;
   const winner = await store.get(OPERATOR_ENTRY);
   if (!winner)
     throw new KeyStoreError(`${OPERATOR_ENTRY} was created concurrently and then vanished`);
-  return pick(OPERATOR_ENTRY, winner, OPERATOR_KEYS);
+  return operatorEntry(winner);
+}
+
+function operatorEntry(data: Record<string, string>): OperatorEntry {
+  const entry: OperatorEntry = pick(OPERATOR_ENTRY, data, OPERATOR_KEYS);
+  const { nextSigningSeed, retiringSigningKey, droppedSigningKey, signingRotatedFor } = data;
+  if (nextSigningSeed) entry.nextSigningSeed = nextSigningSeed;
+  if (retiringSigningKey) entry.retiringSigningKey = retiringSigningKey;
+  if (droppedSigningKey) entry.droppedSigningKey = droppedSigningKey;
+  if (signingRotatedFor !== undefined) entry.signingRotatedFor = signingRotatedFor;
+  const signingSince = optionalInteger(OPERATOR_ENTRY, data, "signingSince");
+  if (signingSince !== undefined) entry.signingSince = signingSince;
+  return entry;
+}
+
+/**
+ * Replaces the operator entry `expected` was read as with `next`, unless it changed since
+ * (another writer: KeyStoreError, and the next look reads it again).
+ */
+export async function saveOperatorKeys(
+  store: SecretStore,
+  expected: OperatorEntry,
+  next: OperatorEntry,
+): Promise<void> {
+  const read = await store.read(OPERATOR_ENTRY);
+  if (!read || !sameSecretData(operatorFields(operatorEntry(read.data)), operatorFields(expected)))
+    throw new KeyStoreError(`${OPERATOR_ENTRY} changed meanwhile; the next look reads it again`);
+  if ((await store.write(OPERATOR_ENTRY, operatorFields(next), read.version)) === undefined)
+    throw new KeyStoreError(`${OPERATOR_ENTRY} changed meanwhile; the next look reads it again`);
+}
+
+function operatorFields(entry: OperatorEntry): Record<string, string> {
+  const state: OperatorKeyState = entry;
+  const fields: Record<string, string> = Object.fromEntries(
+    OPERATOR_KEYS.map((k) => [k, entry[k]]),
+  );
+  if (state.nextSigningSeed) fields.nextSigningSeed = state.nextSigningSeed;
+  if (state.retiringSigningKey) fields.retiringSigningKey = state.retiringSigningKey;
+  if (state.droppedSigningKey) fields.droppedSigningKey = state.droppedSigningKey;
+  if (state.signingRotatedFor !== undefined) fields.signingRotatedFor = state.signingRotatedFor;
+  if (state.signingSince !== undefined) fields.signingSince = String(state.signingSince);
+  return fields;
 }
 
 function optionalInteger(

@@ -15,7 +15,7 @@ import {
   credsAuthenticator,
   type NatsConnection,
 } from "@nats-io/transport-node";
-import { type OperatorIdentity } from "./identities.ts";
+import { trustedSigningKeys, type OperatorIdentity } from "./identities.ts";
 import { decodeJwt, encodeJwt } from "./jwt.ts";
 import { isPublicKey } from "./nkey.ts";
 
@@ -223,7 +223,7 @@ export class ResolverClient {
    */
   async push(
     accountJwt: string,
-    operator: Pick<OperatorIdentity, "operator" | "signing">,
+    operator: Pick<OperatorIdentity, "operator" | "signing" | "nextSigning" | "retiringSigning">,
   ): Promise<ServerReply[]> {
     let claims;
     try {
@@ -237,7 +237,8 @@ export class ResolverClient {
       throw new InvalidClaimsError(
         `not an account JWT (${String(claims.nats.type)} for ${claims.sub})`,
       );
-    const trusted = [operator.operator.publicKey, operator.signing.publicKey];
+    // A retiring key's accounts are still served (drift repair) until each is signed anew.
+    const trusted = [operator.operator.publicKey, ...trustedSigningKeys(operator)];
     if (!trusted.includes(claims.iss))
       throw new InvalidClaimsError(`account ${claims.sub} is issued by an untrusted key`);
     if (claims.exp !== undefined && claims.exp * 1000 <= Date.now())

@@ -12,8 +12,18 @@ import { env, info, list } from "./commands/info.ts";
 import { iterapp } from "./commands/iterapp.ts";
 import { rotate } from "./commands/rotate.ts";
 import { backup, restore } from "./commands/backup.ts";
+import { rotateOperatorKey } from "./commands/operator-key.ts";
 
-const COMMANDS: Record<string, Command> = { iterapp, info, list, env, rotate, backup, restore };
+const COMMANDS: Record<string, Command> = {
+  iterapp,
+  info,
+  list,
+  env,
+  rotate,
+  backup,
+  restore,
+  "rotate-operator-key": rotateOperatorKey,
+};
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));

@@ -144,6 +144,12 @@ const FLAGS = {
     help: "how long a new CA is in every bundle before it signs, and the old one after",
     default: String(DEFAULT_CA_POLICY.overlapMs / 1000),
   },
+  "operator-signing-key-max-age-seconds": {
+    type: "string",
+    env: "NATS_TENANCY_OPERATOR_SIGNING_KEY_MAX_AGE_SECONDS",
+    help: "the operator's signing key, which signs every account, is replaced once this old (the NATS servers restart twice, rolled one by one); 0: only when asked (nats-tenancy rotate-operator-key)",
+    default: "0",
+  },
   "rotation-overlap-seconds": {
     type: "string",
     env: "NATS_TENANCY_ROTATION_OVERLAP_SECONDS",
@@ -367,6 +373,14 @@ function lifetimePolicy(get: (name: FlagName) => string | undefined): LifetimePo
   return policy;
 }
 
+function operatorKeyMaxAge(get: (name: FlagName) => string | undefined): number {
+  const name = "operator-signing-key-max-age-seconds";
+  const value = integer(name, get(name) ?? "", 0, TEN_YEARS_SECONDS);
+  // Each rotation restarts every NATS server twice.
+  if (value !== 0 && value < 86_400) throw new OptionsError(`--${name}: 0, or at least 86400`);
+  return value;
+}
+
 function credentialPolicy(get: (name: FlagName) => string | undefined): CredentialPolicy {
   const overlapSeconds = integer(
     "rotation-overlap-seconds",
@@ -483,6 +497,7 @@ export function parseOptions(
       },
       leafLifetimeMs,
       caPolicy,
+      operatorKeyMaxAgeSeconds: operatorKeyMaxAge(get),
       natsUrls: (get("nats-url") ?? serviceUrl).split(",").map((u) => u.trim()),
       appUrl: get("app-nats-url") ?? serviceUrl,
       expectedServers: replicas,

@@ -87,7 +87,16 @@ export async function buildLeaderLoops(
       store,
       settings,
       resyncMs: settings.resyncMs,
-      ...(settings.serverReload ? { serverReload: settings.serverReload } : {}),
+      ...(settings.serverReload
+        ? {
+            serverReload: settings.serverReload,
+            // Under the chart: the servers run as its StatefulSet.
+            statefulSet: {
+              namespace: settings.natsNames.namespace,
+              name: settings.natsNames.statefulSet,
+            },
+          }
+        : {}),
       expectedServers: settings.expectedServers,
       connection: () => nats.resolver().connection,
       natsConnected: nats.connected,
@@ -106,7 +115,7 @@ export async function buildLeaderLoops(
     index,
     identity: () => platform.current().identity,
     caBundle: () => platform.current().caBundle,
-    caBundleChanged: platform.caBundleChanged,
+    appInputsChanged: platform.appInputsChanged,
     servers: fenced,
     expectedServers: settings.expectedServers,
     ceilings: settings.ceilings,

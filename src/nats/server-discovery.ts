@@ -25,6 +25,32 @@ interface IdzReply {
   name?: string;
 }
 
+/**
+ * The answers to a request every server answers (`$SYS.REQ.SERVER.PING.*`), as JSON, until
+ * `expected` answered or `maxWait` passed. A reconnect under way ends it early with the answers
+ * so far; a permission the connection lacks throws.
+ */
+export async function pingServers<T>(
+  nc: NatsConnection,
+  subject: string,
+  expected: number,
+  maxWait: number,
+): Promise<T[]> {
+  const answers: T[] = [];
+  try {
+    const replies = await nc.requestMany(subject, "", {
+      strategy: "count",
+      maxMessages: expected,
+      maxWait,
+    });
+    // A no-responders status arrives as an empty message.
+    for await (const msg of replies) if (msg.data.length > 0) answers.push(msg.json<T>());
+  } catch (error) {
+    rethrowPermission(error, [subject]);
+  }
+  return answers;
+}
+
 /** `server_name` to server id of the servers that answer the ping. */
 export async function discoverServers(
   nc: NatsConnection,
@@ -32,22 +58,8 @@ export async function discoverServers(
   maxWait: number,
 ): Promise<Map<string, string>> {
   const found = new Map<string, string>();
-  try {
-    const replies = await nc.requestMany(PING_SUBJECT, "", {
-      strategy: "count",
-      maxMessages: expected,
-      maxWait,
-    });
-    // A no-responders status arrives as an empty message.
-    for await (const msg of replies) {
-      if (msg.data.length === 0) continue;
-      const { id, name } = msg.json<IdzReply>();
-      if (id && name) found.set(name, id);
-    }
-  } catch (error) {
-    rethrowPermission(error, [PING_SUBJECT]);
-    // Otherwise (a reconnect under way): the servers that answered, and the next round.
-  }
+  for (const { id, name } of await pingServers<IdzReply>(nc, PING_SUBJECT, expected, maxWait))
+    if (id && name) found.set(name, id);
   return found;
 }
 

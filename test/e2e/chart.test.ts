@@ -20,13 +20,16 @@ import {
   type V1Pod,
 } from "@kubernetes/client-node";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { loadOperatorIdentity } from "../../src/accounts/identities.ts";
+import { mintAppAccount } from "../../src/accounts/app-account.ts";
+import { loadOperatorIdentity, trustedSigningKeysOf } from "../../src/accounts/identities.ts";
+import { storedAccountSignedBy } from "../../src/accounts/operator-key-rotation.ts";
+import { runningOperatorJwts } from "../../src/nats/server-trust.ts";
 import { ensureOperatorSeeds } from "../../src/accounts/key-store.ts";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import { FINALIZER, type AppObject } from "../../src/contract/app-object.ts";
 import { APP_RESOURCE } from "../../src/crds/app.ts";
 import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
-import { RESTARTED_FOR_ANNOTATION } from "../../src/controller/apps/workload-restarts.ts";
+import { RESTARTED_FOR_ANNOTATION } from "../../src/kube/rollout-restart.ts";
 import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator-image.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
@@ -41,6 +44,7 @@ import {
   installArgs,
 } from "./fixtures/chart.ts";
 import { useHelm, type Helm } from "./fixtures/helm.ts";
+import { TOOL, run } from "./fixtures/run-tool.ts";
 import { systemUserCreds } from "./fixtures/system-user.ts";
 import { natsAppContainer, natsAppImage } from "./fixtures/nats-app-image.ts";
 import { ask, describeNamespace, isReady, podLogs, podsOf } from "./fixtures/pods.ts";
@@ -59,11 +63,20 @@ interface Clients {
  * A system-account connection to one NATS pod, with a user signed by the operator's own system
  * account key (the test has admin access to the key store).
  */
-async function systemConnection(c: Clients, pod: V1Pod): Promise<NatsConnection> {
+async function systemConnection(
+  c: Clients,
+  pod: V1Pod,
+  publish = ["$SYS.REQ.SERVER.PING.*"],
+): Promise<NatsConnection> {
   const seeds = await ensureOperatorSeeds(new KubernetesSecretStore(c.kc, NAMESPACE));
   const identity = loadOperatorIdentity("nats-tenancy", seeds);
+  const creds = systemUserCreds(identity.systemAccount, publish);
+  return connectToPod(c, pod, creds);
+}
+
+/** Connects to one NATS pod by its IP, verified as the pod's name. */
+async function connectToPod(c: Clients, pod: V1Pod, creds: string): Promise<NatsConnection> {
   const config = await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`);
-  const creds = systemUserCreds(identity.systemAccount, ["$SYS.REQ.SERVER.PING.*"]);
   return connect({
     servers: `tls://${pod.status?.podIP ?? ""}:4222`,
     authenticator: credsAuthenticator(new TextEncoder().encode(creds)),
@@ -609,6 +622,101 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
         assert.equal(await environments(), statusBefore, "every App's accounts as they were");
         assert.equal(await secrets(), secretsBefore, "no app Secret rewritten");
       });
+
+      test(
+        "a new operator signing key: the NATS servers restart into it one at a time, every account is signed anew, the app keeps its credentials and keeps working; the old key is trusted no more",
+        { skip: helm !== helms[0] && "once is enough" },
+        async () => {
+          const c = clients();
+          const store = new KubernetesSecretStore(c.kc, NAMESPACE);
+          const old = loadOperatorIdentity("nats-tenancy", await ensureOperatorSeeds(store));
+          const credsOf = async () =>
+            (await readSecretData(c.core, shop, "orders-prod-nats"))?.["nats.creds"];
+          const credsBefore = await credsOf();
+          const natsUids = async (): Promise<string[]> =>
+            (await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats")).map(
+              (p) => p.metadata?.uid ?? "",
+            );
+          const uidsBefore = await natsUids();
+          // Before: the old key's accounts are served, as the probe below shows after.
+          const probe = mintAppAccount(
+            { namespace: "probe", app: "probe", environment: "old-key", limits: {} },
+            old,
+          );
+
+          const asked = Date.now();
+          const rotated = await run(
+            TOOL,
+            [
+              "rotate-operator-key",
+              "--operator-namespace",
+              NAMESPACE,
+              "--timeout-seconds",
+              "300",
+              "--kubeconfig",
+              cluster().kubeconfigPath,
+            ],
+            {},
+            330_000,
+          );
+          assert.equal(
+            rotated.code,
+            0,
+            `${rotated.stderr}
+${rotated.stdout}`,
+          );
+          assert.match(
+            rotated.stdout,
+            /the NATS servers restart to load it\n[^]*every account is being signed anew[^]*\ndone: the old key is trusted no more\n$/,
+          );
+          process.stderr.write(
+            `${helm.label}: operator signing key rotated in ${Date.now() - asked} ms
+`,
+          );
+
+          const now = loadOperatorIdentity("nats-tenancy", await ensureOperatorSeeds(store));
+          assert.notEqual(now.signing.publicKey, old.signing.publicKey);
+          assert.equal(await storedAccountSignedBy(store, old.signing.publicKey), false);
+          const uidsAfter = await natsUids();
+          assert.equal(
+            uidsAfter.filter((uid) => uidsBefore.includes(uid)).length,
+            0,
+            "every server restarted",
+          );
+          const nats = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+          const system = await systemConnection(c, nats[0] ?? assert.fail(), [
+            "$SYS.REQ.SERVER.PING.*",
+            "$SYS.REQ.CLAIMS.UPDATE",
+          ]);
+          try {
+            let running: Map<string, string> | undefined;
+            // The last server to restart may still be joining the route mesh.
+            await waitUntil(
+              "every server answers VARZ",
+              async () => {
+                running = await runningOperatorJwts(system, 3, 2000);
+                return running !== undefined;
+              },
+              { timeoutMs: 30_000 },
+            );
+            for (const [server, jwt] of running ?? [])
+              assert.deepEqual(trustedSigningKeysOf(jwt), [now.signing.publicKey], server);
+            // A server stores an account of an untrusted key, and refuses its users.
+            await system.request("$SYS.REQ.CLAIMS.UPDATE", probe.stored.accountJwt, {
+              timeout: 5000,
+            });
+          } finally {
+            await system.close();
+          }
+          await assert.rejects(
+            connectToPod(c, nats[0] ?? assert.fail(), probe.creds),
+            /authorization|violation/i,
+          );
+
+          assert.equal(await credsOf(), credsBefore, "the app's credentials changed");
+          await answersWithin(prod, "operator-key", 30_000);
+        },
+      );
 
       test("helm uninstall: the webhook registration is gone, labelled pods are created again (with nothing), the operator's keys are kept", async () => {
         const c = clients();

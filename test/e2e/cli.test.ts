@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { RbacAuthorizationV1Api } from "@kubernetes/client-node";
 // As apps connect: the `nats` v2 package.
@@ -11,38 +10,8 @@ import type { AppObject } from "../../src/contract/app-object.ts";
 import { APP_GROUP } from "../../src/crds/app.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { toolchain } from "./harness.ts";
+import { ROOT, TOOL, run } from "./fixtures/run-tool.ts";
 import { appsApi, readyAtGeneration, useOperatorStack } from "./operator-harness.ts";
-
-const ROOT = join(import.meta.dirname, "../..");
-const TOOL = join(ROOT, "bin/nats-tenancy");
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program the way a shell would, with Node 24 first on PATH for the tool's shebang. */
-function run(command: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      command,
-      args,
-      {
-        env: {
-          ...process.env,
-          PATH: `${join(ROOT, "bin")}:${dirname(process.execPath)}:${process.env.PATH ?? ""}`,
-          ...env,
-        },
-        timeout: 60_000,
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 /** The variables `nats-tenancy env` printed, as a shell's eval would set them. */
 function exported(stdout: string): Record<string, string> {

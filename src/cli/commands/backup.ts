@@ -17,17 +17,17 @@ import {
   CLUSTER_OPTIONS,
   CLUSTER_USAGE,
   CommandError,
+  OPERATOR_NAMESPACE_OPTION,
+  OPERATOR_NAMESPACE_USAGE,
   UsageError,
   connectCluster,
+  operatorNamespace,
   text,
   type Command,
 } from "./command.ts";
 
-const OPERATOR_NAMESPACE = "nats-tenancy-system";
-
 const KEY_USAGE =
-  "  --passphrase-file F   the passphrase is this file's first line\n" +
-  `  --operator-namespace NS   where the operator keeps its keys (default ${OPERATOR_NAMESPACE})\n`;
+  "  --passphrase-file F   the passphrase is this file's first line\n" + OPERATOR_NAMESPACE_USAGE;
 
 function passphrase(file: string): string {
   const first = readFileSync(file, "utf8").split(/\r?\n/)[0] ?? "";
@@ -37,10 +37,7 @@ function passphrase(file: string): string {
 
 function storeOf(values: Record<string, string | boolean | undefined>): KubernetesSecretStore {
   const cluster = connectCluster(values);
-  return new KubernetesSecretStore(
-    cluster.kubeConfig,
-    text(values, "operator-namespace") ?? OPERATOR_NAMESPACE,
-  );
+  return new KubernetesSecretStore(cluster.kubeConfig, operatorNamespace(values));
 }
 
 /** Library errors of a backup become the command's own. */
@@ -65,7 +62,7 @@ export const backup: Command = {
     out: { type: "string" },
     "passphrase-file": { type: "string" },
     recipient: { type: "string", multiple: true },
-    "operator-namespace": { type: "string" },
+    ...OPERATOR_NAMESPACE_OPTION,
   },
   run: async (values, positionals, output) => {
     if (positionals.length > 0) throw new UsageError("backup takes no arguments");
@@ -95,7 +92,7 @@ export const restore: Command = {
     ...CLUSTER_OPTIONS,
     "passphrase-file": { type: "string" },
     "identity-file": { type: "string" },
-    "operator-namespace": { type: "string" },
+    ...OPERATOR_NAMESPACE_OPTION,
     force: { type: "boolean" },
   },
   run: async (values, positionals, output) => {

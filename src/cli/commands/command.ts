@@ -97,3 +97,13 @@ export function text(values: Record<string, string | boolean | undefined>, name:
   const value = values[name];
   return typeof value === "string" ? value : undefined;
 }
+
+const DEFAULT_OPERATOR_NAMESPACE = "nats-tenancy-system";
+
+/** For the platform team's commands, which read or write the operator's keys. */
+export const OPERATOR_NAMESPACE_OPTION = { "operator-namespace": { type: "string" } } as const;
+export const OPERATOR_NAMESPACE_USAGE = `  --operator-namespace NS   where the operator keeps its keys (default ${DEFAULT_OPERATOR_NAMESPACE})\n`;
+
+export function operatorNamespace(values: Record<string, string | boolean | undefined>): string {
+  return text(values, "operator-namespace") ?? DEFAULT_OPERATOR_NAMESPACE;
+}

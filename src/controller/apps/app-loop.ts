@@ -36,8 +36,11 @@ export interface AppLoopOptions {
   /** The operator identity and CA bundle as last bootstrapped. */
   identity: () => OperatorIdentity;
   caBundle: () => string;
-  /** Fired when the CA bundle apps trust changed: every App Secret carries it. */
-  caBundleChanged: Trigger;
+  /**
+   * Fired when every App's accounts or Secrets must be made anew: the CA bundle apps trust
+   * changed (every App Secret carries it), or the operator key that signs accounts.
+   */
+  appInputsChanged: Trigger;
   servers: () => AccountServers;
   /** Servers running a full resolver. */
   expectedServers: number;
@@ -109,7 +112,7 @@ export class AppLoop implements Loop {
       // A server back from an outage lacks the accounts only the others acknowledged.
       { trigger: options.serverJoined, run: this.enqueueIncomplete },
       // Every App Secret carries the CA bundle.
-      { trigger: options.caBundleChanged, run: this.enqueueAll },
+      { trigger: options.appInputsChanged, run: this.enqueueAll },
       { everyMs: options.resyncMs, run: this.enqueueAll },
     ];
 

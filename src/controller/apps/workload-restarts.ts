@@ -6,16 +6,16 @@
  */
 import { AppsV1Api, type KubeConfig, type V1ObjectMeta } from "@kubernetes/client-node";
 import { APP_LABEL, ENVIRONMENT_LABEL } from "../../contract/app-secret.ts";
-import { JsonRequests, MERGE_PATCH_TYPE } from "../../kube/json-requests.ts";
-
-/** On a restarted pod template: the rotation it was restarted for. */
-export const RESTARTED_FOR_ANNOTATION = "nats-tenancy.io/restarted-for";
-/** What `kubectl rollout restart` sets; the same, so tools read it alike. */
-const RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt";
+import { JsonRequests } from "../../kube/json-requests.ts";
+import {
+  RESTARTED_FOR_ANNOTATION,
+  rolloutRestart,
+  type WorkloadPlural,
+} from "../../kube/rollout-restart.ts";
 
 interface Workload {
   kind: "Deployment" | "StatefulSet" | "DaemonSet";
-  plural: "deployments" | "statefulsets" | "daemonsets";
+  plural: WorkloadPlural;
   name: string;
   template: V1ObjectMeta | undefined;
 }
@@ -63,23 +63,12 @@ export async function restartWorkloads(
     if (labels[APP_LABEL] !== target.app || labels[ENVIRONMENT_LABEL] !== target.environment)
       continue;
     if (workload.template?.annotations?.[RESTARTED_FOR_ANNOTATION] === target.rotation) continue;
-    await requests.send({
-      method: "PATCH",
-      path: `/apis/apps/v1/namespaces/${namespace}/${workload.plural}/${workload.name}`,
-      body: {
-        spec: {
-          template: {
-            metadata: {
-              annotations: {
-                [RESTARTED_AT_ANNOTATION]: new Date(nowMs).toISOString(),
-                [RESTARTED_FOR_ANNOTATION]: target.rotation,
-              },
-            },
-          },
-        },
-      },
-      contentType: MERGE_PATCH_TYPE,
-    });
+    await rolloutRestart(
+      requests,
+      { namespace, plural: workload.plural, name: workload.name },
+      target.rotation,
+      nowMs,
+    );
     restarted.push(`${workload.kind}/${workload.name}`);
   }
   return restarted;

@@ -17,8 +17,16 @@ import {
   OPERATOR_ENTRY,
   ensureOperatorSeeds,
   entryAccounts,
+  saveOperatorKeys,
   type SecretStore,
 } from "../../accounts/key-store.ts";
+import {
+  applyOperatorKeyStep,
+  operatorKeyStep,
+  storedAccountSignedBy,
+  type OperatorKeyStep,
+} from "../../accounts/operator-key-rotation.ts";
+import { ROTATE_SIGNING_KEY_ANNOTATION } from "../../contract/credential-rotation.ts";
 import { parseJwt } from "../../accounts/jwt.ts";
 import { caBundle, type CaPolicy, type CaState } from "../../ca/authority.ts";
 import { CA_ENTRY, ensureCa } from "../../ca/ca-store.ts";
@@ -52,6 +60,14 @@ export interface BootstrapSettings {
   caPolicy: CaPolicy;
   /** The pod webhook's registration and certificate; absent: no webhook. */
   webhook?: WebhookSettings;
+  /** The operator's signing key is replaced once this old (seconds); 0: only when asked. */
+  operatorKeyMaxAgeSeconds?: number;
+}
+
+/** What the platform saw of the NATS servers, for the operator key's next step. */
+export interface ServersSeen {
+  /** The signing keys every server trusts; undefined: unknown (not asked yet, or not all answered). */
+  trustedByAll?: string[];
 }
 
 export interface Bootstrapped {
@@ -64,6 +80,8 @@ export interface Bootstrapped {
   natsServerCertificatePem: string;
   /** What was written, for the log: empty on a restart with everything in place. */
   changes: string[];
+  /** Where a rotation of the operator's signing key stands; absent: none under way. */
+  operatorKeyRotation?: "introduced" | "retiring" | "dropping";
 }
 
 /**
@@ -104,16 +122,25 @@ const OPERATOR_JWT = "operator.jwt";
 const SYSTEM_ACCOUNT_JWT = "system-account.jwt";
 const SYSTEM_USER_JWT = "system-user.jwt";
 
+const OPERATOR_KEY_STEPS: Record<OperatorKeyStep, string> = {
+  introduce: "a new key is trusted beside the current one; the NATS servers restart to load it",
+  promote: "the new key signs now; every account is signed anew, the old key stays trusted",
+  retire: "no account is signed by the old key any more: it leaves; the NATS servers restart",
+  forget: "every NATS server runs without the old key: the rotation is done",
+  count: "its age is counted from now for the schedule",
+};
+
 export async function bootstrap(
   kubeConfig: KubeConfig,
   store: SecretStore,
   settings: BootstrapSettings,
   nowMs = Date.now(),
+  servers: ServersSeen = {},
 ): Promise<Bootstrapped> {
   const changes: string[] = [];
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const existing = await readSecretData(core, settings.namespace, settings.natsConfigSecret);
-  const seeds = await ensureOperatorSeeds(store, () =>
+  let seeds = await ensureOperatorSeeds(store, () =>
     refuseOverInstallation(store, existing, settings, {
       entry: OPERATOR_ENTRY,
       what: "operator identity",
@@ -122,6 +149,22 @@ export async function bootstrap(
         `${KEYS_LABEL}=true in ${settings.namespace}; every app then gets new credentials`,
     }),
   );
+  const request = (
+    await core.readNamespacedSecret({ name: OPERATOR_ENTRY, namespace: settings.namespace })
+  ).metadata?.annotations?.[ROTATE_SIGNING_KEY_ANNOTATION];
+  const step = await operatorKeyStep(seeds, {
+    request,
+    maxAgeSeconds: settings.operatorKeyMaxAgeSeconds ?? 0,
+    nowMs,
+    serversTrust: servers.trustedByAll,
+    signedBy: (key) => storedAccountSignedBy(store, key),
+  });
+  if (step) {
+    const next = applyOperatorKeyStep(seeds, step, { request, nowMs });
+    await saveOperatorKeys(store, seeds, next);
+    seeds = next;
+    changes.push(`operator signing key: ${OPERATOR_KEY_STEPS[step]}`);
+  }
   const identity = loadOperatorIdentity(settings.operatorName, seeds);
 
   const previousUserJwt = existing?.[SYSTEM_USER_JWT];
@@ -227,5 +270,12 @@ export async function bootstrap(
     caBundle: bundle,
     natsServerCertificatePem: server.leaf.certificatePem,
     changes,
+    ...(seeds.nextSigningSeed
+      ? { operatorKeyRotation: "introduced" as const }
+      : seeds.retiringSigningKey
+        ? { operatorKeyRotation: "retiring" as const }
+        : seeds.droppedSigningKey
+          ? { operatorKeyRotation: "dropping" as const }
+          : {}),
   };
 }

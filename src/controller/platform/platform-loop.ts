@@ -1,7 +1,9 @@
 /**
  * The platform the Apps stand on: the operator identity, the CA, the NATS servers' config
  * Secret and the webhook's certificate, bootstrapped when the term starts and renewed every
- * resync period; after each renewal the servers are asked to reload what changed.
+ * resync period; after each renewal the servers are asked to reload what changed, or to
+ * restart when their operator JWT changed. While the operator's signing key rotates, each step
+ * is taken as soon as the servers or the accounts are ready for it.
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -16,6 +18,10 @@ import {
   type Bootstrapped,
 } from "./bootstrap.ts";
 import { NatsReloads, type ServerReloadSettings } from "./nats-reloads.ts";
+import { NatsRestarts } from "./nats-restarts.ts";
+
+/** How often a rotation of the operator's signing key looks whether its old key is unused. */
+export const OPERATOR_KEY_RECHECK_MS = 15_000;
 
 export interface PlatformLoopOptions {
   /** Built for the leader's term: its requests abort when the term ends. */
@@ -25,6 +31,8 @@ export interface PlatformLoopOptions {
   resyncMs: number;
   /** Ask the servers to reload renewed certificates (the chart); absent: something else does. */
   serverReload?: ServerReloadSettings;
+  /** The servers' StatefulSet, rolled when their operator JWT changes (the chart). */
+  statefulSet?: { namespace: string; name: string };
   expectedServers: number;
   /** The operator's system-user connection; throws while there is none. */
   connection: () => NatsConnection;
@@ -35,13 +43,19 @@ export interface PlatformLoopOptions {
 export class PlatformLoop implements Loop {
   /** After every renewal, whatever it changed (the NATS link compares credentials itself). */
   readonly renewed = new Trigger();
-  /** When the CA bundle apps trust changed. */
-  readonly caBundleChanged = new Trigger();
+  /**
+   * When something every App's accounts or Secrets are made from changed: the CA bundle apps
+   * trust, or the operator key that signs accounts.
+   */
+  readonly appInputsChanged = new Trigger();
   private readonly options: PlatformLoopOptions;
   private readonly reloads: NatsReloads | undefined;
+  private readonly restarts: NatsRestarts;
   private boot: Bootstrapped;
   private sources: Subscription[] = [];
   private renewing: Promise<void> | undefined;
+  private renewAgain = false;
+  private recheck: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Why the last renewal could not be made, when only a person can fix it. */
   private blocked: string | undefined;
@@ -58,6 +72,13 @@ export class PlatformLoop implements Loop {
           logger: options.logger,
         })
       : undefined;
+    this.restarts = new NatsRestarts({
+      kubeConfig: options.kubeConfig,
+      ...(options.statefulSet ? { statefulSet: options.statefulSet } : {}),
+      expectedServers: options.expectedServers,
+      connection: options.connection,
+      logger: options.logger,
+    });
   }
 
   ready(): Readiness {
@@ -69,17 +90,26 @@ export class PlatformLoop implements Loop {
   }
 
   start(signal: AbortSignal): Promise<void> {
-    // A reload in flight when the term ends is no longer this replica's to finish.
-    signal.addEventListener("abort", () => void this.reloads?.stop(), { once: true });
+    // A reload or restart in flight when the term ends is no longer this replica's to finish.
+    signal.addEventListener(
+      "abort",
+      () => {
+        void this.reloads?.stop();
+        void this.restarts.stop();
+      },
+      { once: true },
+    );
     this.sources = [
       // A server may have missed the last reload while the operator was away from it.
       this.options.natsConnected.on(() => {
         this.reloadServers();
       }),
-      every(this.options.resyncMs, () => {
-        this.renewing = this.renew();
-        return this.renewing;
+      // Every server runs a new operator JWT: a rotation of its signing key takes its next step.
+      this.restarts.current.on(() => {
+        const rotation = this.boot.operatorKeyRotation;
+        if (rotation === "introduced" || rotation === "dropping") this.renewSoon();
       }),
+      every(this.options.resyncMs, () => this.renewNow()),
     ];
     // Connected before this loop listened: the servers may still serve an older certificate.
     this.reloadServers();
@@ -89,22 +119,54 @@ export class PlatformLoop implements Loop {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const source of this.sources) source.cancel();
+    clearTimeout(this.recheck);
     await this.renewing;
     await this.reloads?.stop();
+    await this.restarts.stop();
+  }
+
+  /** One renewal at a time: asked for during one, another follows it. */
+  private renewNow(): Promise<void> {
+    if (this.renewing) {
+      this.renewAgain = true;
+      return this.renewing;
+    }
+    this.renewing = this.renew().finally(() => {
+      this.renewing = undefined;
+      if (this.renewAgain && !this.stopped) {
+        this.renewAgain = false;
+        void this.renewNow();
+      }
+    });
+    return this.renewing;
+  }
+
+  private renewSoon(): void {
+    void this.renewNow();
   }
 
   private async renew(): Promise<void> {
     const { kubeConfig, store, settings, logger } = this.options;
     try {
-      const boot = await bootstrap(kubeConfig, store, settings);
+      const boot = await bootstrap(kubeConfig, store, settings, Date.now(), {
+        trustedByAll: this.restarts.trustedByAll(),
+      });
       for (const change of boot.changes) logger.info({ change }, "bootstrap");
       if (this.stopped) return;
       this.blocked = undefined;
-      const bundleChanged = boot.caBundle !== this.boot.caBundle;
+      const appInputsChanged =
+        boot.caBundle !== this.boot.caBundle ||
+        boot.identity.signing.publicKey !== this.boot.identity.signing.publicKey;
       this.boot = boot;
       this.renewed.fire();
       this.reloadServers();
-      if (bundleChanged) this.caBundleChanged.fire();
+      if (appInputsChanged) this.appInputsChanged.fire();
+      // The old key leaves once every account is signed anew: look again soon.
+      clearTimeout(this.recheck);
+      if (boot.operatorKeyRotation === "retiring")
+        this.recheck = setTimeout(() => {
+          this.renewSoon();
+        }, OPERATOR_KEY_RECHECK_MS);
     } catch (error) {
       if (error instanceof PlatformMissingError) {
         // Nothing is re-minted: the identity and CA in memory keep serving the tenants.
@@ -118,5 +180,6 @@ export class PlatformLoop implements Loop {
 
   private reloadServers(): void {
     this.reloads?.request({ certificatePem: this.boot.natsServerCertificatePem });
+    this.restarts.request(this.boot.artifacts.operatorJwt);
   }
 }
