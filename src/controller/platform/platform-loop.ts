@@ -107,7 +107,7 @@ export class PlatformLoop implements Loop {
       // Every server runs a new operator JWT: a rotation of its signing key takes its next step.
       this.restarts.current.on(() => {
         const rotation = this.boot.operatorKeyRotation;
-        if (rotation === "introduced" || rotation === "dropping") this.renewSoon();
+        if (rotation === "introduced" || rotation === "dropping") void this.renewNow();
       }),
       every(this.options.resyncMs, () => this.renewNow()),
     ];
@@ -141,10 +141,6 @@ export class PlatformLoop implements Loop {
     return this.renewing;
   }
 
-  private renewSoon(): void {
-    void this.renewNow();
-  }
-
   private async renew(): Promise<void> {
     const { kubeConfig, store, settings, logger } = this.options;
     try {
@@ -164,9 +160,7 @@ export class PlatformLoop implements Loop {
       // The old key leaves once every account is signed anew: look again soon.
       clearTimeout(this.recheck);
       if (boot.operatorKeyRotation === "retiring")
-        this.recheck = setTimeout(() => {
-          this.renewSoon();
-        }, OPERATOR_KEY_RECHECK_MS);
+        this.recheck = setTimeout(() => void this.renewNow(), OPERATOR_KEY_RECHECK_MS);
     } catch (error) {
       if (error instanceof PlatformMissingError) {
         // Nothing is re-minted: the identity and CA in memory keep serving the tenants.
