@@ -25,11 +25,12 @@ export interface NatsRestartsOptions {
   /** The operator's system-user connection; throws while there is none. */
   connection: () => NatsConnection;
   logger: Logger;
-  /** How often the servers are asked while some still run an older operator JWT. */
-  checkMs?: number;
-  /** A run gives up after this long; the next request starts another. */
-  deadlineMs?: number;
 }
+
+/** How often the servers are asked while some still run an older operator JWT. */
+const CHECK_MS = 5000;
+/** A run gives up after this long (a roll of many servers included); the next request retries. */
+const DEADLINE_MS = 15 * 60_000;
 
 /** `restarted-for` on the StatefulSet's template: the operator JWT it was rolled for. */
 function restartedFor(operatorJwt: string): string {
@@ -83,8 +84,7 @@ export class NatsRestarts {
 
   private async until(operatorJwt: string, signal: AbortSignal): Promise<void> {
     const { logger, statefulSet } = this.options;
-    const checkMs = this.options.checkMs ?? 5000;
-    const deadline = Date.now() + (this.options.deadlineMs ?? 15 * 60_000);
+    const deadline = Date.now() + DEADLINE_MS;
     let asked = false;
     while (!signal.aborted) {
       const running = await this.running();
@@ -113,7 +113,7 @@ export class NatsRestarts {
         logger.warn("NATS servers still run an older operator JWT; the next resync asks again");
         return;
       }
-      await sleep(checkMs, undefined, { signal }).catch(() => undefined);
+      await sleep(CHECK_MS, undefined, { signal }).catch(() => undefined);
     }
   }
 
