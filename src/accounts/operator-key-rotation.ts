@@ -9,8 +9,10 @@
  *    into it.
  * 2. promote: once every server trusts it, it signs. Every account is signed anew by it; the
  *    old key stays trusted meanwhile.
- * 3. retire: once no stored account is signed by the old key, it leaves the operator JWT, and
- *    the servers restart once more. What the old key signed is refused from then on.
+ * 3. retire: once no account is signed by the old key, stored or on any server (a push that
+ *    reached only a majority would leave a server serving an account it no longer trusts), it
+ *    leaves the operator JWT, and the servers restart once more. What the old key signed is
+ *    refused from then on.
  * 4. forget: once every server runs without the old key, the rotation is done.
  *
  * Promoting changes no trusted key, so the operator JWT stays as it is (its keys are sorted):
@@ -31,7 +33,7 @@ export interface OperatorKeyWorld {
   nowMs: number;
   /** The signing keys every server trusts, as their running operator JWTs say; undefined: unknown. */
   serversTrust: string[] | undefined;
-  /** Whether some stored account is still signed by `key`; undefined: unknown. */
+  /** Whether some account, stored or served, is still signed by `key`; undefined: unknown. */
   signedBy: (key: string) => Promise<boolean | undefined>;
 }
 
@@ -95,8 +97,40 @@ export function applyOperatorKeyStep(
 
 /** Whether some stored account's JWT is signed by `key`: read a page of entries at a time. */
 export async function storedAccountSignedBy(store: SecretStore, key: string): Promise<boolean> {
+  return (await storedAccountsUnless(store, key)) === undefined;
+}
+
+/** Every stored account's public key, or undefined once one is signed by `key`. */
+async function storedAccountsUnless(
+  store: SecretStore,
+  key: string,
+): Promise<string[] | undefined> {
+  const accounts: string[] = [];
   for await (const { name, data } of store.entries())
-    for (const account of entryAccounts(name, data))
-      if (account.data.accountJwt && parseJwt(account.data.accountJwt).iss === key) return true;
+    for (const { data: fields } of entryAccounts(name, data)) {
+      if (!fields.accountJwt) continue;
+      const claims = parseJwt(fields.accountJwt);
+      if (claims.iss === key) return undefined;
+      accounts.push(claims.sub);
+    }
+  return accounts;
+}
+
+/**
+ * Whether some account is still signed by `key`, stored or in a server's resolver: true at the
+ * first one found; undefined when some server did not answer for an account.
+ */
+export async function accountSignedBy(
+  store: SecretStore,
+  key: string,
+  servers: { lookup: (account: string) => Promise<string[]>; expected: number },
+): Promise<boolean | undefined> {
+  const accounts = await storedAccountsUnless(store, key);
+  if (!accounts) return true;
+  for (const account of accounts) {
+    const copies = await servers.lookup(account);
+    if (copies.some((jwt) => parseJwt(jwt).iss === key)) return true;
+    if (copies.length < servers.expected) return undefined;
+  }
   return false;
 }

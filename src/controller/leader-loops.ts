@@ -99,6 +99,7 @@ export async function buildLeaderLoops(
         : {}),
       expectedServers: settings.expectedServers,
       connection: () => nats.resolver().connection,
+      lookup: (account) => nats.resolver().lookup(account),
       natsConnected: nats.connected,
       logger,
     },

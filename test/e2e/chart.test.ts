@@ -714,7 +714,15 @@ ${rotated.stdout}`,
           );
 
           assert.equal(await credsOf(), credsBefore, "the app's credentials changed");
-          await answersWithin(prod, "operator-key", 30_000);
+          await answersWithin(prod, "operator-key", 30_000).catch(async (error: unknown) => {
+            const app = await ask(prod, "/status").catch((e: unknown) => String(e));
+            const controller = await podLogs(
+              c.core,
+              NAMESPACE,
+              "app.kubernetes.io/component=controller",
+            );
+            throw new Error(`${String(error)}\napp: ${app}\n${controller}`, { cause: error });
+          });
         },
       );
 

@@ -19,7 +19,7 @@ import { parseJwt } from "../../src/accounts/jwt.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
-import { OVERLAP_RECHECK_MS } from "../../src/controller/apps/app-reconciler.ts";
+import { OVERLAP_RECHECK_MS } from "../../src/controller/apps/credential-schedule.ts";
 import { connectWith, refused, waitApp, waitSecret } from "./app-client.ts";
 import {
   appManifest,

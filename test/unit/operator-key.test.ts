@@ -12,7 +12,10 @@ import {
   ensureOperatorSeeds,
   saveOperatorKeys,
 } from "../../src/accounts/key-store.ts";
+import { accountFields, appEntryName } from "../../src/accounts/key-store.ts";
+import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import {
+  accountSignedBy,
   applyOperatorKeyStep,
   operatorKeyStep,
   type OperatorKeyWorld,
@@ -104,4 +107,34 @@ test("the operator entry is replaced only as it was read", async () => {
   await saveOperatorKeys(store, first, introduced);
   await assert.rejects(saveOperatorKeys(store, first, introduced), KeyStoreError);
   assert.ok(store.data.get(OPERATOR_ENTRY)?.nextSigningSeed);
+});
+
+test("the old key is still in use while a server holds an account it signed, or cannot say", async () => {
+  const store = new MemoryStore();
+  const first = await ensureOperatorSeeds(store);
+  const promoted = applyOperatorKeyStep(
+    applyOperatorKeyStep(first, "introduce", { request: "1", nowMs: T }),
+    "promote",
+    { request: "1", nowMs: T },
+  );
+  const oldKey = promoted.retiringSigningKey ?? assert.fail();
+  const spec = { namespace: "shop", app: "orders", environment: "prod", limits: {} };
+  const before = mintAppAccount(spec, loadOperatorIdentity("t", first), undefined, T);
+  const after = mintAppAccount(spec, loadOperatorIdentity("t", promoted), before.stored, T + 1000);
+  const put = (jwt: typeof before) => {
+    const fields = accountFields(jwt.stored);
+    store.set(
+      appEntryName(spec),
+      Object.fromEntries(Object.entries(fields).map(([k, v]) => [`prod.${k}`, v])),
+    );
+  };
+  const servers = (copies: string[]) => ({ lookup: () => Promise.resolve(copies), expected: 3 });
+  const { accountJwt: oldJwt } = before.stored;
+  const { accountJwt: newJwt } = after.stored;
+  put(before);
+  assert.equal(await accountSignedBy(store, oldKey, servers([newJwt, newJwt, newJwt])), true);
+  put(after);
+  assert.equal(await accountSignedBy(store, oldKey, servers([newJwt, oldJwt, newJwt])), true);
+  assert.equal(await accountSignedBy(store, oldKey, servers([newJwt, newJwt])), undefined);
+  assert.equal(await accountSignedBy(store, oldKey, servers([newJwt, newJwt, newJwt])), false);
 });

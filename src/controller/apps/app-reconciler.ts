@@ -9,7 +9,7 @@ import { ApiException, type V1OwnerReference, type V1Secret } from "@kubernetes/
 import type { Account } from "@nats-io/jwt";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
 import { accountRecipe, mintAppAccount, type StoredAccount } from "../../accounts/app-account.ts";
-import { retireReason, type RetireReason } from "../../accounts/retirement.ts";
+import type { RetireReason } from "../../accounts/retirement.ts";
 import { lifetimeIssue, type CredentialPolicy } from "../../accounts/credential-policy.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
@@ -52,9 +52,11 @@ import {
   type SigningKeyStatus,
 } from "../../crds/app.ts";
 import {
-  ROTATE_SIGNING_KEY_ANNOTATION,
-  rotationRequest,
-} from "../../contract/credential-rotation.ts";
+  credentialWaits,
+  credentialsRequest,
+  credentialsSettled,
+  rotationsAsked,
+} from "./credential-schedule.ts";
 import { ACCOUNT_EVENTS, type AccountEvent } from "./account-events.ts";
 import { apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
@@ -115,9 +117,6 @@ export const PARTIAL_RECHECK_MS = 15_000;
  * cluster's operator starts before its Apps come back.
  */
 export const RESTORED_GRACE_MS = 24 * 3_600_000;
-
-/** How often an environment whose old credentials still overlap asks whether they are in use. */
-export const OVERLAP_RECHECK_MS = 5_000;
 
 /** The longest a Node.js timer waits (24.8 days); a resync or a restart looks sooner anyway. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
@@ -432,23 +431,7 @@ export class AppReconciler {
     const now = this.deps.now();
     const waits: { ms: number; why: string }[] = [];
     for (const e of environments) {
-      if (e.rotation?.state === "Overlapping") {
-        const revoke = Date.parse(e.rotation.revokeBy ?? "") - now;
-        waits.push({
-          ms: Math.min(OVERLAP_RECHECK_MS, revoke),
-          why: `${e.name}: replaced credentials still overlap`,
-        });
-      }
-      if (e.credentials)
-        waits.push({
-          ms: Date.parse(e.credentials.renewAt) - now,
-          why: `${e.name}: credentials renewed at ${e.credentials.renewAt}`,
-        });
-      if (e.signingKey?.rotateAt)
-        waits.push({
-          ms: Date.parse(e.signingKey.rotateAt) - now,
-          why: `${e.name}: signing key replaced at ${e.signingKey.rotateAt}`,
-        });
+      waits.push(...credentialWaits(e, now));
       if (lacksServers(e, this.deps.expectedServers))
         waits.push({
           ms: PARTIAL_RECHECK_MS,
@@ -624,18 +607,17 @@ export class AppReconciler {
     // environment needs no read that would only answer 404.
     const stored = deps.index.environments(namespace, name).includes(environment);
     const before = app.status?.environments?.find((e) => e.name === environment);
-    const rotation = rotationRequest(app.metadata.annotations, environment);
-    const signingRotation = rotationRequest(
-      app.metadata.annotations,
-      environment,
-      ROTATE_SIGNING_KEY_ANNOTATION,
-    );
-    const { signingKeyMaxAgeSeconds } = deps.credentials;
+    const rotations = rotationsAsked(app.metadata.annotations, environment);
     if (
       stored &&
       asked !== KEEP_AS_IS &&
-      credentialsSettled(before, rotation, asked.lifetimeSeconds, deps.now()) &&
-      signingKeySettled(before, signingRotation, signingKeyMaxAgeSeconds, deps.now())
+      credentialsSettled(
+        before,
+        rotations,
+        asked.lifetimeSeconds,
+        deps.credentials.signingKeyMaxAgeSeconds,
+        deps.now(),
+      )
     ) {
       const spec = { ...where, limits: asked.limits };
       const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
@@ -656,25 +638,22 @@ export class AppReconciler {
           : undefined;
     if (!limits) throw new KeyStoreError(`${environment}: no stored account to keep`);
     const accountSpec = { ...where, limits };
-    const retired = previous?.retiring
-      ? await retireReason(previous.retiring, parseJwt(previous.accountJwt).sub, {
-          nowMs: deps.now(),
-          overlapMs: deps.credentials.rotationOverlapMs,
-          connections: (account, user) => deps.servers().userConnections(account, user),
-        })
-      : undefined;
+    const { request, retired } = await credentialsRequest(
+      previous,
+      rotations,
+      asked !== KEEP_AS_IS ? asked.lifetimeSeconds : undefined,
+      {
+        policy: deps.credentials,
+        nowMs: deps.now(),
+        connections: (account, user) => deps.servers().userConnections(account, user),
+      },
+    );
     return {
       environment,
       app,
       identity,
       accountSpec,
-      minted: mintAppAccount(accountSpec, identity, previous, deps.now(), {
-        ...(rotation !== undefined ? { rotation } : {}),
-        ...(signingRotation !== undefined ? { signingKeyRotation: signingRotation } : {}),
-        signingKeyMaxAgeSeconds,
-        retire: retired !== undefined,
-        ...(asked !== KEEP_AS_IS ? { lifetimeSeconds: asked.lifetimeSeconds } : {}),
-      }),
+      minted: mintAppAccount(accountSpec, identity, previous, deps.now(), request),
       created: !previous,
       existingSecret,
       secretBase,
@@ -924,41 +903,6 @@ function changeOf(step: Minted): AccountChange["change"] {
   if (step.minted.rotated) return "rotated";
   if (step.retired && step.minted.revoked.length > 0) return step.retired;
   return "updated";
-}
-
-/**
- * Nothing to do about the environment's credentials: no old user overlaps, the rotation asked
- * for, if any, is the one its status says was answered, and they are not due for renewal.
- */
-function credentialsSettled(
-  before: EnvironmentStatus | undefined,
-  rotation: string | undefined,
-  lifetimeSeconds: number,
-  nowMs: number,
-): boolean {
-  if (before?.rotation?.state === "Overlapping") return false;
-  if (rotation !== undefined && before?.rotation?.requested !== rotation) return false;
-  const held = before?.credentials;
-  if ((held?.lifetimeSeconds ?? 0) !== lifetimeSeconds) return false;
-  return !held || nowMs < Date.parse(held.renewAt);
-}
-
-/**
- * Nothing to do about the signing key: the rotation asked for, if any, was answered, and the
- * status's schedule is the policy's and not yet due.
- */
-function signingKeySettled(
-  before: EnvironmentStatus | undefined,
-  rotation: string | undefined,
-  maxAgeSeconds: number,
-  nowMs: number,
-): boolean {
-  const held = before?.signingKey;
-  if (rotation !== undefined && held?.requested !== rotation) return false;
-  if (maxAgeSeconds === 0) return held?.rotateAt === undefined;
-  if (!held?.since || !held.rotateAt) return false;
-  const rotateAt = Date.parse(held.rotateAt);
-  return rotateAt === Date.parse(held.since) + maxAgeSeconds * 1000 && nowMs < rotateAt;
 }
 
 /** What an app Secret's creds were made from, besides the account's keys. */

@@ -23,7 +23,7 @@ import {
 import {
   applyOperatorKeyStep,
   operatorKeyStep,
-  storedAccountSignedBy,
+  accountSignedBy,
   type OperatorKeyStep,
 } from "../../accounts/operator-key-rotation.ts";
 import { ROTATE_SIGNING_KEY_ANNOTATION } from "../../contract/credential-rotation.ts";
@@ -64,10 +64,12 @@ export interface BootstrapSettings {
   operatorKeyMaxAgeSeconds?: number;
 }
 
-/** What the platform saw of the NATS servers, for the operator key's next step. */
+/** What the platform sees of the NATS servers, for the operator key's next step. */
 export interface ServersSeen {
   /** The signing keys every server trusts; undefined: unknown (not asked yet, or not all answered). */
   trustedByAll?: string[];
+  /** Each server's copy of an account (its resolver's), and how many servers there are. */
+  accounts?: { lookup: (account: string) => Promise<string[]>; expected: number };
 }
 
 export interface Bootstrapped {
@@ -157,7 +159,11 @@ export async function bootstrap(
     maxAgeSeconds: settings.operatorKeyMaxAgeSeconds ?? 0,
     nowMs,
     serversTrust: servers.trustedByAll,
-    signedBy: (key) => storedAccountSignedBy(store, key),
+    // Not connected, or a server did not answer: not known, so the old key stays.
+    signedBy: (key) =>
+      servers.accounts
+        ? accountSignedBy(store, key, servers.accounts).catch(() => undefined)
+        : Promise.resolve(undefined),
   });
   if (step) {
     const next = applyOperatorKeyStep(seeds, step, { request, nowMs });

@@ -36,6 +36,8 @@ export interface PlatformLoopOptions {
   expectedServers: number;
   /** The operator's system-user connection; throws while there is none. */
   connection: () => NatsConnection;
+  /** Each server's copy of an account; throws while there is no connection. */
+  lookup: (account: string) => Promise<string[]>;
   natsConnected: Trigger;
   logger: Logger;
 }
@@ -146,6 +148,7 @@ export class PlatformLoop implements Loop {
     try {
       const boot = await bootstrap(kubeConfig, store, settings, Date.now(), {
         trustedByAll: this.restarts.trustedByAll(),
+        accounts: { lookup: this.options.lookup, expected: this.options.expectedServers },
       });
       for (const change of boot.changes) logger.info({ change }, "bootstrap");
       if (this.stopped) return;
