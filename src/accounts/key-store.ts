@@ -187,13 +187,17 @@ export async function ensureOperatorSeeds(
   return operatorEntry(winner);
 }
 
+/** The keys of a signing-key rotation under way, each in the operator entry only when set. */
+const OPERATOR_ROTATION_KEYS = [
+  "nextSigningSeed",
+  "retiringSigningKey",
+  "droppedSigningKey",
+] as const satisfies (keyof OperatorKeyState)[];
+
 function operatorEntry(data: Record<string, string>): OperatorEntry {
   const entry: OperatorEntry = pick(OPERATOR_ENTRY, data, OPERATOR_KEYS);
-  const { nextSigningSeed, retiringSigningKey, droppedSigningKey, signingRotatedFor } = data;
-  if (nextSigningSeed) entry.nextSigningSeed = nextSigningSeed;
-  if (retiringSigningKey) entry.retiringSigningKey = retiringSigningKey;
-  if (droppedSigningKey) entry.droppedSigningKey = droppedSigningKey;
-  if (signingRotatedFor !== undefined) entry.signingRotatedFor = signingRotatedFor;
+  for (const field of OPERATOR_ROTATION_KEYS) if (data[field]) entry[field] = data[field];
+  if (data.signingRotatedFor !== undefined) entry.signingRotatedFor = data.signingRotatedFor;
   const signingSince = optionalInteger(OPERATOR_ENTRY, data, "signingSince");
   if (signingSince !== undefined) entry.signingSince = signingSince;
   return entry;
@@ -216,15 +220,15 @@ export async function saveOperatorKeys(
 }
 
 function operatorFields(entry: OperatorEntry): Record<string, string> {
-  const state: OperatorKeyState = entry;
   const fields: Record<string, string> = Object.fromEntries(
     OPERATOR_KEYS.map((k) => [k, entry[k]]),
   );
-  if (state.nextSigningSeed) fields.nextSigningSeed = state.nextSigningSeed;
-  if (state.retiringSigningKey) fields.retiringSigningKey = state.retiringSigningKey;
-  if (state.droppedSigningKey) fields.droppedSigningKey = state.droppedSigningKey;
-  if (state.signingRotatedFor !== undefined) fields.signingRotatedFor = state.signingRotatedFor;
-  if (state.signingSince !== undefined) fields.signingSince = String(state.signingSince);
+  for (const field of OPERATOR_ROTATION_KEYS) {
+    const value = entry[field];
+    if (value) fields[field] = value;
+  }
+  if (entry.signingRotatedFor !== undefined) fields.signingRotatedFor = entry.signingRotatedFor;
+  if (entry.signingSince !== undefined) fields.signingSince = String(entry.signingSince);
   return fields;
 }
 

@@ -61,6 +61,16 @@ export async function operatorKeyStep(
   return world.nowMs >= due * 1000 ? "introduce" : undefined;
 }
 
+/** Where a rotation under way stands, from the entry's fields; undefined: none under way. */
+export function operatorKeyStage(
+  entry: Pick<OperatorEntry, "nextSigningSeed" | "retiringSigningKey" | "droppedSigningKey">,
+): "introduced" | "retiring" | "dropping" | undefined {
+  if (entry.nextSigningSeed) return "introduced";
+  if (entry.retiringSigningKey) return "retiring";
+  if (entry.droppedSigningKey) return "dropping";
+  return undefined;
+}
+
 /** The operator entry after `step`. */
 export function applyOperatorKeyStep(
   entry: OperatorEntry,

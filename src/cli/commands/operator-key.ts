@@ -6,6 +6,7 @@
  */
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { OPERATOR_ENTRY } from "../../accounts/key-store.ts";
+import { operatorKeyStage } from "../../accounts/operator-key-rotation.ts";
 import { ROTATE_SIGNING_KEY_ANNOTATION } from "../../contract/credential-rotation.ts";
 import { readSecretData } from "../../kube/read-secret.ts";
 import { waitUntil } from "../../embedded/wait.ts";
@@ -25,13 +26,16 @@ import {
 /** Where the rotation answering `token` stands, from the operator entry's fields. */
 export function operatorKeyState(data: Record<string, string>, token: string): string {
   if (data.signingRotatedFor !== token) return "asked; waiting for the controller";
-  if (data.nextSigningSeed)
-    return "new key trusted beside the old one; the NATS servers restart to load it";
-  if (data.retiringSigningKey)
-    return "new key signing; every account is being signed anew, then the old key leaves";
-  if (data.droppedSigningKey)
-    return "old key left the operator JWT; the NATS servers restart without it";
-  return "done: the old key is trusted no more";
+  switch (operatorKeyStage(data)) {
+    case "introduced":
+      return "new key trusted beside the old one; the NATS servers restart to load it";
+    case "retiring":
+      return "new key signing; every account is being signed anew, then the old key leaves";
+    case "dropping":
+      return "old key left the operator JWT; the NATS servers restart without it";
+    case undefined:
+      return "done: the old key is trusted no more";
+  }
 }
 
 export const rotateOperatorKey: Command = {

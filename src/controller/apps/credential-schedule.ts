@@ -4,7 +4,11 @@
  * a renewal, a signing key's age), and what to ask the mint for (the rotations the annotations
  * request, the lifetime, and whether the replaced user's overlap is over).
  */
-import type { CredentialsRequest, StoredAccount } from "../../accounts/app-account.ts";
+import {
+  signingKeyRotateAt,
+  type CredentialsRequest,
+  type StoredAccount,
+} from "../../accounts/app-account.ts";
 import type { CredentialPolicy } from "../../accounts/credential-policy.ts";
 import { parseJwt } from "../../accounts/jwt.ts";
 import {
@@ -59,7 +63,8 @@ export function credentialsSettled(
   if (signingKeyMaxAgeSeconds === 0) return key?.rotateAt === undefined;
   if (!key?.since || !key.rotateAt) return false;
   const rotateAt = Date.parse(key.rotateAt);
-  return rotateAt === Date.parse(key.since) + signingKeyMaxAgeSeconds * 1000 && nowMs < rotateAt;
+  const policy = signingKeyRotateAt(Date.parse(key.since) / 1000, signingKeyMaxAgeSeconds);
+  return policy !== undefined && rotateAt === policy * 1000 && nowMs < rotateAt;
 }
 
 /** When the environment must be looked at again for its credentials, and why. */

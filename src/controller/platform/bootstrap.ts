@@ -22,6 +22,7 @@ import {
 } from "../../accounts/key-store.ts";
 import {
   applyOperatorKeyStep,
+  operatorKeyStage,
   operatorKeyStep,
   accountSignedBy,
   type OperatorKeyStep,
@@ -83,7 +84,7 @@ export interface Bootstrapped {
   /** What was written, for the log: empty on a restart with everything in place. */
   changes: string[];
   /** Where a rotation of the operator's signing key stands; absent: none under way. */
-  operatorKeyRotation?: "introduced" | "retiring" | "dropping";
+  operatorKeyRotation?: NonNullable<ReturnType<typeof operatorKeyStage>>;
 }
 
 /**
@@ -172,6 +173,7 @@ export async function bootstrap(
     changes.push(`operator signing key: ${OPERATOR_KEY_STEPS[step]}`);
   }
   const identity = loadOperatorIdentity(settings.operatorName, seeds);
+  const stage = operatorKeyStage(seeds);
 
   const previousUserJwt = existing?.[SYSTEM_USER_JWT];
   const artifacts = buildOperatorArtifacts(
@@ -276,12 +278,6 @@ export async function bootstrap(
     caBundle: bundle,
     natsServerCertificatePem: server.leaf.certificatePem,
     changes,
-    ...(seeds.nextSigningSeed
-      ? { operatorKeyRotation: "introduced" as const }
-      : seeds.retiringSigningKey
-        ? { operatorKeyRotation: "retiring" as const }
-        : seeds.droppedSigningKey
-          ? { operatorKeyRotation: "dropping" as const }
-          : {}),
+    ...(stage ? { operatorKeyRotation: stage } : {}),
   };
 }
