@@ -7,6 +7,7 @@ import type { Account, SigningKey, User } from "@nats-io/jwt";
 import { formatCreds, type OperatorIdentity } from "./identities.ts";
 import { decodeJwt, encodeJwt, keepOrIssue, nextIat, parseJwt, validity } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
+import { NO_SHARING, sharedClaims, type Activation } from "./sharing.ts";
 import { accountLimits, accountName, validateAccountSpec, type AccountSpec } from "./spec.ts";
 
 /** What the key store keeps per account. Seeds: operator namespace only. */
@@ -24,6 +25,8 @@ export interface StoredAccount {
   signingRotatedFor?: string;
   /** When the signing key was made (Unix seconds); absent for keys older than this field. */
   signingSince?: number;
+  /** The activation tokens the account signed for the importers of its exports. */
+  activations?: Activation[];
 }
 
 export interface RetiringUser {
@@ -115,12 +118,19 @@ export const APP_USER_ROLE = "app";
  * keys change exactly when the recipe does.
  */
 function recipeOf(spec: AccountSpec, operator: Pick<OperatorIdentity, "signing">) {
+  const sharing = spec.sharing ?? NO_SHARING;
   return {
     name: accountName(spec),
-    limits: accountLimits(spec.limits),
+    limits: accountLimits(spec.limits, sharing),
     role: APP_USER_ROLE,
     template: APP_USER_TEMPLATE,
     issuer: operator.signing.publicKey,
+    // Tokens aside: an importer's token changes only with its exporter's key or consent, and
+    // both are here already (the import's account; the import itself, present only with it).
+    ...(sharing.exports.length > 0 ? { exports: sharing.exports } : {}),
+    ...(sharing.imports.length > 0
+      ? { imports: sharing.imports.map(({ token: _token, ...grant }) => grant) }
+      : {}),
   };
 }
 
@@ -199,12 +209,16 @@ export function mintAppAccount(
     role: recipe.role,
     template: recipe.template,
   });
+  const shared = sharedClaims(spec.sharing ?? NO_SHARING, account, previous, nowMs);
   const accountClaims: Partial<Account> = {
     limits: recipe.limits,
     signing_keys: [
       scope(signing.publicKey),
       ...(retiring?.signingKey ? [scope(retiring.signingKey)] : []),
     ],
+    // Only when there are some: accounts that share nothing keep their JWTs.
+    ...(shared.exports.length > 0 ? { exports: shared.exports } : {}),
+    ...(shared.imports.length > 0 ? { imports: shared.imports } : {}),
     // Only once there is one: accounts issued before rotations existed keep their JWTs.
     ...(Object.keys(revocations).length > 0 ? { revocations } : {}),
   };
@@ -248,6 +262,7 @@ export function mintAppAccount(
     ...(retiring ? { retiring } : {}),
     ...(signingRotatedFor !== undefined ? { signingRotatedFor } : {}),
     ...(signingSince !== undefined ? { signingSince } : {}),
+    ...(shared.activations.length > 0 ? { activations: shared.activations } : {}),
   };
   return {
     stored,
@@ -261,7 +276,8 @@ export function mintAppAccount(
       previous.rotatedFor !== rotatedFor ||
       previous.signingRotatedFor !== signingRotatedFor ||
       previous.signingSince !== signingSince ||
-      !isDeepStrictEqual(previous.retiring, retiring),
+      !isDeepStrictEqual(previous.retiring, retiring) ||
+      !isDeepStrictEqual(previous.activations, stored.activations),
     rotated,
     revoked: revoke ? [revoke.user] : [],
   };

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import type { ClaimsData } from "@nats-io/jwt";
 import { verifySignature, type NKey } from "./nkey.ts";
 
-export type ClaimType = "operator" | "account" | "user" | "generic";
+export type ClaimType = "operator" | "account" | "user" | "generic" | "activation";
 
 export interface ClaimsInput<T> {
   name: string;

@@ -11,6 +11,7 @@ import {
   type OperatorKeyState,
   type OperatorSeeds,
 } from "./identities.ts";
+import type { Activation } from "./sharing.ts";
 import type { AccountSpec } from "./spec.ts";
 
 export interface SecretStore {
@@ -149,6 +150,7 @@ export function accountFields(account: StoredAccount): Record<string, string> {
     if (account.retiring.signingKey !== undefined)
       fields.retiringSigningKey = account.retiring.signingKey;
   }
+  if (account.activations) fields.activations = JSON.stringify(account.activations);
   return fields;
 }
 
@@ -244,6 +246,25 @@ function optionalInteger(
   return value;
 }
 
+function activationsOf(name: string, text: string): Activation[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const valid =
+    Array.isArray(parsed) &&
+    parsed.every(
+      (a: Record<string, unknown>) =>
+        typeof a.subject === "string" &&
+        typeof a.account === "string" &&
+        typeof a.token === "string",
+    );
+  if (!valid) throw new KeyStoreError(`${name} has invalid activations`);
+  return parsed as Activation[];
+}
+
 /** The account an entry holds; throws KeyStoreError when it is incomplete. */
 export function storedAccount(name: string, data: Record<string, string>): StoredAccount {
   const account: StoredAccount = pick(name, data, [...ACCOUNT_KEYS]);
@@ -252,6 +273,7 @@ export function storedAccount(name: string, data: Record<string, string>): Store
   if (signingRotatedFor !== undefined) account.signingRotatedFor = signingRotatedFor;
   const signingSince = optionalInteger(name, data, "signingSince");
   if (signingSince !== undefined) account.signingSince = signingSince;
+  if (data.activations !== undefined) account.activations = activationsOf(name, data.activations);
   if (retiringUser !== undefined) {
     const since = optionalInteger(name, data, "retiringSince");
     if (since === undefined)

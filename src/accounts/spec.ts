@@ -3,6 +3,7 @@
  * a missing limit as 0 (conn 0 refuses every connection), so every limit is always written.
  */
 import type { OperatorLimits } from "@nats-io/jwt";
+import type { Sharing } from "./sharing.ts";
 
 export interface JetStreamRequest {
   /** Bytes of memory storage; 0 or absent: none. */
@@ -28,6 +29,8 @@ export interface AccountSpec {
   app: string;
   environment: string;
   limits?: AccountRequest;
+  /** Exports and imports with other accounts; absent: none. */
+  sharing?: Sharing;
 }
 
 export interface ValidationIssue {
@@ -120,8 +123,14 @@ export function accountName(spec: Pick<AccountSpec, "namespace" | "app" | "envir
   return `${spec.namespace}/${spec.app}/${spec.environment}`;
 }
 
-/** Every limit the server knows, set explicitly. JetStream is on when either store is non-zero. */
-export function accountLimits(request: AccountRequest | undefined): OperatorLimits {
+/**
+ * Every limit the server knows, set explicitly. JetStream is on when either store is non-zero.
+ * An account may hold exactly the exports and imports it shares.
+ */
+export function accountLimits(
+  request: AccountRequest | undefined,
+  sharing?: Sharing,
+): OperatorLimits {
   const js = request?.jetstream;
   const memory = js?.memory ?? 0;
   const storage = js?.storage ?? 0;
@@ -130,8 +139,8 @@ export function accountLimits(request: AccountRequest | undefined): OperatorLimi
     subs: request?.subscriptions ?? DEFAULT_LIMITS.subscriptions,
     data: -1,
     payload: request?.payload ?? DEFAULT_LIMITS.payload,
-    imports: 0,
-    exports: 0,
+    imports: sharing?.imports.length ?? 0,
+    exports: sharing?.exports.length ?? 0,
     wildcards: true,
     conn: request?.connections ?? DEFAULT_LIMITS.connections,
     leaf: 0,

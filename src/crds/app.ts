@@ -16,6 +16,14 @@ import {
   type AccountRequest,
   type ValidationIssue,
 } from "../accounts/spec.ts";
+import {
+  MAX_SUBJECT_LENGTH,
+  RESERVED_PREFIXES,
+  exportIssue,
+  overlap,
+  subjectIssue,
+  wildcards,
+} from "../accounts/subjects.ts";
 
 export const APP_GROUP = "nats-tenancy.io";
 export const APP_VERSION = "v1alpha1";
@@ -63,6 +71,99 @@ export const JetStreamLimitsSchema = Type.Object(
   },
 );
 
+export const MAX_EXPORTS = 32;
+export const MAX_IMPORTS = 32;
+export const MAX_CONSUMERS = 64;
+
+/** subjects.ts' syntax as a pattern JavaScript and the API server's RE2 both read alike. */
+const SUBJECT_PATTERN = "^(([^\\s.*>]+|[*])([.]([^\\s.*>]+|[*]))*([.]>)?|>)$";
+
+const subject = (description: string) =>
+  Type.String({
+    minLength: 1,
+    maxLength: MAX_SUBJECT_LENGTH,
+    pattern: SUBJECT_PATTERN,
+    description,
+    errorMessage: `must be a NATS subject: tokens separated by '.', '*' for one token, '>' last for the rest, at most ${String(MAX_SUBJECT_LENGTH)} characters`,
+  });
+
+const dnsLabel = (description: string) =>
+  Type.String({
+    minLength: 1,
+    maxLength: 63,
+    pattern: DNS_LABEL_PATTERN,
+    description,
+    errorMessage: "must be a DNS label",
+  });
+
+export const ShareTypeSchema = Type.Union([Type.Literal("stream"), Type.Literal("service")], {
+  description:
+    "stream: messages published on the subject flow to the importer; service: the importer's requests on it are answered by the exporter.",
+  errorMessage: 'must be "stream" or "service"',
+});
+
+/** Another App's environment, as an export's consumer or an import's source. */
+export const AppReferenceSchema = Type.Object(
+  {
+    app: dnsLabel("The App's name."),
+    namespace: Type.Optional(dnsLabel("Its namespace; default: this App's.")),
+    environment: Type.Optional(
+      dnsLabel(
+        "Its environment; default: the same name as this one's. Another name is honoured only " +
+          "when both sides name the environments.",
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ExportSchema = Type.Object(
+  {
+    subject: Type.String({
+      ...subject(
+        `The subject (wildcards allowed) other apps may import; not in ${RESERVED_PREFIXES.join(", ")}, and starting with a literal token.`,
+      ),
+      celRules: [
+        {
+          rule: `!self.matches('^(${RESERVED_PREFIXES.map((p) => p.replace("$", "[$]")).join("|")}|[*]|>)([.]|$)')`,
+          message: `must start with a literal token outside ${RESERVED_PREFIXES.join(", ")}`,
+        },
+      ],
+    }),
+    type: ShareTypeSchema,
+    to: Type.Array(AppReferenceSchema, {
+      minItems: 1,
+      maxItems: MAX_CONSUMERS,
+      description: "The apps that may import it: consent, checked by the NATS servers.",
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const ImportSchema = Type.Object(
+  {
+    from: AppReferenceSchema,
+    subject: subject("The subject imported: the export's, or a part of it."),
+    type: ShareTypeSchema,
+    localSubject: Type.Optional(
+      subject(
+        "The subject it appears under in this app, with the same wildcards; default: the same.",
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    celRules: [
+      {
+        rule:
+          "!has(self.localSubject) || type(self.localSubject) != string || type(self.subject) != string || " +
+          "self.localSubject.split('.').filter(t, t == '*' || t == '>') == self.subject.split('.').filter(t, t == '*' || t == '>')",
+        message: "localSubject must have the same wildcards as subject",
+      },
+    ],
+  },
+);
+
 export const NatsLimitsSchema = Type.Object(
   {
     connections: Type.Optional(
@@ -81,6 +182,24 @@ export const NatsLimitsSchema = Type.Object(
       ),
     ),
     jetstream: Type.Optional(JetStreamLimitsSchema),
+    exports: Type.Optional(
+      Type.Array(ExportSchema, {
+        maxItems: MAX_EXPORTS,
+        celRules: [
+          {
+            rule: "self.all(a, type(a) != map || !has(a.subject) || self.exists_one(b, type(b) == map && has(b.subject) && b.subject == a.subject))",
+            message: "must not repeat a subject",
+          },
+        ],
+        description: "Subjects of each environment's account that other apps may import.",
+      }),
+    ),
+    imports: Type.Optional(
+      Type.Array(ImportSchema, {
+        maxItems: MAX_IMPORTS,
+        description: "Subjects each environment's account imports from other apps' exports.",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -205,6 +324,27 @@ export const SigningKeyStatusSchema = Type.Object(
   },
 );
 
+export const ExportStatusSchema = Type.Object({
+  subject: Type.String(),
+  type: ShareTypeSchema,
+  importers: Type.Array(Type.String(), {
+    description:
+      "The accounts (namespace/app/environment) holding an activation for it: those its consent names that exist.",
+  }),
+});
+
+export const ImportStatusSchema = Type.Object({
+  from: Type.String({ description: "namespace/app/environment of the exporter." }),
+  subject: Type.String(),
+  type: ShareTypeSchema,
+  localSubject: Type.Optional(Type.String()),
+  active: Type.Boolean({ description: "The servers let it flow." }),
+  reason: Type.Optional(
+    Type.String({ description: "Why it is not active: ImportNotAllowed, ImportUnavailable." }),
+  ),
+  message: Type.Optional(Type.String()),
+});
+
 export const EnvironmentStatusSchema = Type.Object({
   name: Type.String(),
   /** Absent until the account is first minted. */
@@ -227,6 +367,8 @@ export const EnvironmentStatusSchema = Type.Object({
   ),
   rotation: Type.Optional(RotationStatusSchema),
   signingKey: Type.Optional(SigningKeyStatusSchema),
+  exports: Type.Optional(Type.Array(ExportStatusSchema)),
+  imports: Type.Optional(Type.Array(ImportStatusSchema)),
   credentials: Type.Optional(
     Type.Object(
       {
@@ -279,6 +421,11 @@ export type RotationStatus = Static<typeof RotationStatusSchema>;
 export type CredentialsStatus = NonNullable<EnvironmentStatus["credentials"]>;
 export type SigningKeyStatus = Static<typeof SigningKeyStatusSchema>;
 export type AppStatus = Static<typeof AppStatusSchema>;
+export type ExportSpec = Static<typeof ExportSchema>;
+export type ImportSpec = Static<typeof ImportSchema>;
+export type AppReference = Static<typeof AppReferenceSchema>;
+export type ExportStatus = Static<typeof ExportStatusSchema>;
+export type ImportStatus = Static<typeof ImportStatusSchema>;
 export type App = Static<typeof AppSchema>;
 
 /** The `errorMessage` of a schema node, if it has one. */
@@ -373,6 +520,7 @@ function* issuesOf(errors: Iterable<ValueError>): Generator<ValidationIssue> {
  */
 export function appSpecIssues(spec: unknown): ValidationIssue[] {
   const issues = [...issuesOf(Value.Errors(AppSpecSchema, spec))];
+  if (issues.length === 0) issues.push(...sharingIssues(spec as AppSpec));
   // A missing value is also checked as the value undefined: "is required" says it all.
   const missing = new Set(issues.filter((i) => i.message === REQUIRED).map((i) => i.path));
   const seen = new Set<string>();
@@ -385,13 +533,73 @@ export function appSpecIssues(spec: unknown): ValidationIssue[] {
   });
 }
 
+/**
+ * What the schema cannot say about exports and imports: subjects the servers own, the same
+ * subject twice, an import's local subject that changes its wildcards or reaches where another
+ * import or one of the app's own exports is.
+ */
+function sharingIssues(spec: AppSpec): ValidationIssue[] {
+  const { exports = [], imports = [] } = typeof spec.nats === "object" ? spec.nats : {};
+  const issues: ValidationIssue[] = [];
+  for (const [i, e] of exports.entries()) {
+    const path = `nats.exports[${String(i)}].subject`;
+    const wrong = subjectIssue(e.subject) ?? exportIssue(e.subject);
+    if (wrong) issues.push({ path, message: `${wrong}; got ${JSON.stringify(e.subject)}` });
+    const first = exports.findIndex((other) => other.subject === e.subject);
+    if (first < i)
+      issues.push({ path, message: `repeats nats.exports[${String(first)}]'s ${e.subject}` });
+  }
+  for (const [i, imp] of imports.entries()) {
+    const path = `nats.imports[${String(i)}]`;
+    const local = imp.localSubject ?? imp.subject;
+    if (
+      imp.localSubject !== undefined &&
+      wildcards(imp.localSubject).join(".") !== wildcards(imp.subject).join(".")
+    )
+      issues.push({
+        path: `${path}.localSubject`,
+        message: `must have the same wildcards as subject ${imp.subject}; got ${imp.localSubject}`,
+      });
+    for (const [j, other] of imports.slice(0, i).entries()) {
+      if (overlap(local, other.localSubject ?? other.subject))
+        issues.push({
+          path,
+          message: `${local} overlaps nats.imports[${String(j)}]'s ${other.localSubject ?? other.subject}`,
+        });
+    }
+    for (const e of exports)
+      if (overlap(local, e.subject))
+        issues.push({ path, message: `${local} overlaps this app's own export ${e.subject}` });
+  }
+  return issues;
+}
+
 /** The account limits the spec asks for; undefined when NATS is off for the app. */
 export function natsRequest(spec: AppSpec): AccountRequest | undefined {
   const { nats } = spec;
   if (nats === undefined || nats === false) return undefined;
   if (nats === true) return {};
-  const { jetstream, ...limits } = nats;
+  const { jetstream, exports: _exports, imports: _imports, ...limits } = nats;
   return jetstream ? { ...limits, jetstream: { ...jetstream } } : limits;
+}
+
+/** What the spec exports and imports: none when NATS is on as `true` (or off). */
+export function natsSharing(spec: AppSpec): { exports: ExportSpec[]; imports: ImportSpec[] } {
+  const nats = typeof spec.nats === "object" ? spec.nats : {};
+  return { exports: nats.exports ?? [], imports: nats.imports ?? [] };
+}
+
+/** An export's consumers and an import's source, with the defaults filled in. */
+export function resolveReference(
+  reference: AppReference,
+  namespace: string,
+  environment: string,
+): { namespace: string; app: string; environment: string } {
+  return {
+    namespace: reference.namespace ?? namespace,
+    app: reference.app,
+    environment: reference.environment ?? environment,
+  };
 }
 
 /** The environments a spec has accounts for: none when NATS is off or the spec is malformed. */

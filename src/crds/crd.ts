@@ -123,6 +123,16 @@ function celString(value: string): string {
   return `'${value.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
 }
 
+/**
+ * A field of the map `x`, and whether it is present. A reserved word cannot follow a '.'; a
+ * map (objects are maps here) can still be indexed by it.
+ */
+function celField(x: string, key: string): { value: string; present: string } {
+  if (CEL_IDENTIFIER.test(key) && !CEL_RESERVED.has(key))
+    return { value: `${x}.${key}`, present: `has(${x}.${key})` };
+  return { value: `${x}[${celString(key)}]`, present: `(${celString(key)} in ${x})` };
+}
+
 function celName(key: string): string {
   if (!CEL_IDENTIFIER.test(key) || CEL_RESERVED.has(key))
     throw new Error(`${key}: not usable as a CEL field name`);
@@ -154,6 +164,12 @@ function scalarChecks(schema: TSchema, x: string, path: string): { type: string;
   const bounds: string[] = [];
   if (typeof schema["minimum"] === "number") bounds.push(`${x} >= ${String(schema["minimum"])}`);
   if (typeof schema["maximum"] === "number") bounds.push(`${x} <= ${String(schema["maximum"])}`);
+  if (typeof schema["minLength"] === "number")
+    bounds.push(`size(${x}) >= ${String(schema["minLength"])}`);
+  if (typeof schema["maxLength"] === "number")
+    bounds.push(`size(${x}) <= ${String(schema["maxLength"])}`);
+  if (typeof schema["pattern"] === "string")
+    bounds.push(`${x}.matches(${celString(schema["pattern"])})`);
   return { type, any: [bounds.length > 0 ? bounds.join(" && ") : "true"] };
 }
 
@@ -175,12 +191,29 @@ function typeCondition(schema: TSchema, x: string, path: string): string {
   return [...new Set(types)].join(" || ");
 }
 
+/** CEL rules of a schema node's own (`celRules`, written with `self`), for the value `x`. */
+function ownRules(schema: TSchema, x: string, path: string): CelRule[] {
+  const own: unknown = schema["celRules"];
+  if (!Array.isArray(own)) return [];
+  return (own as { rule: string; message: string }[]).map((r) => ({
+    expression: r.rule.replaceAll(/\bself\b/g, x),
+    message: `${path} ${r.message}`,
+  }));
+}
+
 /**
  * Rules checking that `x` (a map once every guard holds) fits an object schema: known keys
  * only, and each field in turn. A guard that fails makes the rule pass, since another rule
- * already reports that a value is absent or no map.
+ * already reports that a value is absent or no map. Items of a list are checked by the same
+ * rules inside `all()`, one variable per list depth.
  */
-function objectRules(schema: TSchema, x: string, path: string, guards: string[]): CelRule[] {
+function objectRules(
+  schema: TSchema,
+  x: string,
+  path: string,
+  guards: string[],
+  depth = 0,
+): CelRule[] {
   const when = (condition: string): string => `!(${guards.join(" && ")}) || ${condition}`;
   const properties = propertiesOf(schema);
   const names = properties.map(([name]) => name);
@@ -196,31 +229,95 @@ function objectRules(schema: TSchema, x: string, path: string, guards: string[])
   }
   for (const name of requiredOf(schema)) {
     rules.push({
-      expression: when(`has(${x}.${celName(name)})`),
+      expression: when(celField(x, name).present),
       message: `${path}.${name} is required`,
     });
   }
+  for (const rule of ownRules(schema, x, path))
+    rules.push({ ...rule, expression: when(rule.expression) });
   for (const [name, property] of properties) {
-    const field = `${x}.${celName(name)}`;
+    const { value: field, present } = celField(x, name);
     const fieldPath = `${path}.${name}`;
     if (kindOf(property) === "Object") {
       rules.push({
-        expression: when(`!has(${field}) || type(${field}) == map`),
+        expression: when(`!${present} || type(${field}) == map`),
         message: `${fieldPath} ${errorMessageOf(property) ?? "must be an object"}`,
       });
       rules.push(
-        ...objectRules(property, field, fieldPath, [
-          ...guards,
-          `has(${field})`,
-          `type(${field}) == map`,
-        ]),
+        ...objectRules(
+          property,
+          field,
+          fieldPath,
+          [...guards, present, `type(${field}) == map`],
+          depth,
+        ),
       );
+    } else if (kindOf(property) === "Array") {
+      rules.push(...listRules(property, { value: field, present }, fieldPath, guards, depth));
     } else {
       rules.push({
-        expression: when(`!has(${field}) || (${scalarCondition(property, field, fieldPath)})`),
+        expression: when(`!${present} || (${scalarCondition(property, field, fieldPath)})`),
         message: `${fieldPath} ${errorMessageOf(property) ?? "is invalid"}`,
       });
+      for (const rule of ownRules(property, field, fieldPath))
+        rules.push({
+          ...rule,
+          expression: when(
+            `!${present} || !(${scalarCondition(property, field, fieldPath)}) || ${rule.expression}`,
+          ),
+        });
     }
+  }
+  return rules;
+}
+
+/** Rules for the list field `field`: its type, size, own rules, and each item's rules. */
+function listRules(
+  schema: TSchema,
+  { value: field, present }: { value: string; present: string },
+  path: string,
+  guards: string[],
+  depth: number,
+): CelRule[] {
+  const listGuards = [...guards, present, `type(${field}) == list`];
+  const whenList = (condition: string): string => `!(${listGuards.join(" && ")}) || ${condition}`;
+  const rules: CelRule[] = [
+    {
+      expression: `!(${guards.join(" && ")}) || !${present} || type(${field}) == list`,
+      message: `${path} must be a list`,
+    },
+  ];
+  if (typeof schema["minItems"] === "number")
+    rules.push({
+      expression: whenList(`size(${field}) >= ${String(schema["minItems"])}`),
+      message: `${path} must have at least ${String(schema["minItems"])} item(s)`,
+    });
+  if (typeof schema["maxItems"] === "number")
+    rules.push({
+      expression: whenList(`size(${field}) <= ${String(schema["maxItems"])}`),
+      message: `${path} must have at most ${String(schema["maxItems"])} items`,
+    });
+  for (const rule of ownRules(schema, field, path))
+    rules.push({ ...rule, expression: whenList(rule.expression) });
+  const item = schema["items"] as TSchema;
+  const v = `i${String(depth)}`;
+  const itemPath = `${path}[]`;
+  if (kindOf(item) === "Object") {
+    rules.push({
+      expression: whenList(`${field}.all(${v}, type(${v}) == map)`),
+      message: `${itemPath} ${errorMessageOf(item) ?? "must be an object"}`,
+    });
+    // An item's variable is bound inside all() only: no message can be computed from it.
+    for (const rule of objectRules(item, v, itemPath, [`type(${v}) == map`], depth + 1))
+      rules.push({
+        expression: whenList(`${field}.all(${v}, ${rule.expression})`),
+        message: rule.message,
+      });
+  } else {
+    rules.push({
+      expression: whenList(`${field}.all(${v}, ${scalarCondition(item, v, itemPath)})`),
+      message: `${itemPath} ${errorMessageOf(item) ?? "is invalid"}`,
+    });
   }
   return rules;
 }

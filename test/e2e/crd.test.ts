@@ -131,6 +131,28 @@ describe("App CRD on a real API server", () => {
     assert.deepEqual(read.spec, { nats: limits, environments: ["prod"] });
   });
 
+  test("accepts exports and imports, as sent", async () => {
+    const nats = {
+      exports: [
+        { subject: "orders.>", type: "stream", to: [{ app: "billing" }] },
+        {
+          subject: "quote",
+          type: "service",
+          to: [{ app: "shop", namespace: "other", environment: "test" }],
+        },
+      ],
+      imports: [
+        { from: { app: "billing" }, subject: "invoices.*", type: "stream", localSubject: "in.*" },
+      ],
+    };
+    await create("sharing", { nats, environments: ["prod"] });
+    const read = (await objects().getNamespacedCustomObject({
+      ...resource,
+      name: "sharing",
+    })) as App;
+    assert.deepEqual(read.spec, { nats, environments: ["prod"] });
+  });
+
   test("status is a subresource: written through /status only, without a new generation", async () => {
     const status: AppStatus = {
       observedGeneration: 1,
@@ -208,7 +230,7 @@ describe("App CRD on a real API server", () => {
     [
       "an unknown key in nats",
       { nats: { conections: 10 }, environments: ["prod"] },
-      /ValidatingAdmissionPolicy 'apps\.nats-tenancy\.io' with binding 'apps\.nats-tenancy\.io' denied request: spec\.nats may only have the fields connections, payload, subscriptions, jetstream, not conections$/,
+      /ValidatingAdmissionPolicy 'apps\.nats-tenancy\.io' with binding 'apps\.nats-tenancy\.io' denied request: spec\.nats may only have the fields connections, payload, subscriptions, jetstream, exports, imports, not conections$/,
     ],
     [
       "an unknown key in nats.jetstream",
@@ -219,6 +241,98 @@ describe("App CRD on a real API server", () => {
       "a jetstream limit out of range",
       { nats: { jetstream: { streams: -2 } }, environments: ["prod"] },
       /spec\.nats\.jetstream\.streams must be an integer from 0 to 100000, or -1 for unlimited/,
+    ],
+    [
+      "an export of the servers' own subjects",
+      {
+        nats: { exports: [{ subject: "$SYS.>", type: "stream", to: [{ app: "a" }] }] },
+        environments: ["prod"],
+      },
+      /spec\.nats\.exports\[\]\.subject must start with a literal token outside \$SYS, \$JS, _INBOX$/,
+    ],
+    [
+      "an export of every subject",
+      {
+        nats: { exports: [{ subject: "*.orders", type: "stream", to: [{ app: "a" }] }] },
+        environments: ["prod"],
+      },
+      /spec\.nats\.exports\[\]\.subject must start with a literal token/,
+    ],
+    [
+      "an export subject that is no subject",
+      {
+        nats: { exports: [{ subject: "orders..eu", type: "stream", to: [{ app: "a" }] }] },
+        environments: ["prod"],
+      },
+      /spec\.nats\.exports\[\]\.subject must be a NATS subject/,
+    ],
+    [
+      "a subject exported twice",
+      {
+        nats: {
+          exports: [
+            { subject: "orders", type: "stream", to: [{ app: "a" }] },
+            { subject: "orders", type: "service", to: [{ app: "b" }] },
+          ],
+        },
+        environments: ["prod"],
+      },
+      /spec\.nats\.exports must not repeat a subject$/,
+    ],
+    [
+      "an export of an unknown type",
+      {
+        nats: { exports: [{ subject: "orders", type: "queue", to: [{ app: "a" }] }] },
+        environments: ["prod"],
+      },
+      /spec\.nats\.exports\[\]\.type must be "stream" or "service"$/,
+    ],
+    [
+      "an export to no one",
+      {
+        nats: { exports: [{ subject: "orders", type: "stream", to: [] }] },
+        environments: ["prod"],
+      },
+      /spec\.nats\.exports\[\]\.to must have at least 1 item/,
+    ],
+    [
+      "an import from an app that is no DNS label",
+      {
+        nats: { imports: [{ from: { app: "Shop" }, subject: "orders", type: "stream" }] },
+        environments: ["prod"],
+      },
+      /spec\.nats\.imports\[\]\.from\.app must be a DNS label$/,
+    ],
+    [
+      "an import whose local subject drops a wildcard",
+      {
+        nats: {
+          imports: [
+            {
+              from: { app: "shop" },
+              subject: "orders.*",
+              type: "stream",
+              localSubject: "shop.orders",
+            },
+          ],
+        },
+        environments: ["prod"],
+      },
+      /spec\.nats\.imports\[\] localSubject must have the same wildcards as subject$/,
+    ],
+    [
+      "too many exports",
+      {
+        nats: {
+          exports: Array.from({ length: 33 }, (_, i) => ({
+            subject: `s${String(i)}`,
+            type: "stream",
+            to: [{ app: "a" }],
+          })),
+        },
+        environments: ["prod"],
+      },
+      /spec\.nats\.exports must have at most 32 items/,
     ],
     [
       "nats a string",

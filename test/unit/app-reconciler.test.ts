@@ -178,6 +178,7 @@ function setup(
     writes: cluster,
     scrub: (text) => text,
     onPush: () => undefined,
+    linked: () => undefined,
     now: () => Date.now() + clock.aheadMs,
   });
   const addApp = (name: string, spec: unknown, namespace = "shop"): void => {

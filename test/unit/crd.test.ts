@@ -166,7 +166,8 @@ describe("appSpecIssues", () => {
       [
         {
           path: "nats.conections",
-          message: "is not a known field (known: connections, payload, subscriptions, jetstream)",
+          message:
+            "is not a known field (known: connections, payload, subscriptions, jetstream, exports, imports)",
         },
         {
           path: "nats.connections",

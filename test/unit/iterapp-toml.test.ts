@@ -74,7 +74,7 @@ test("bad input names the file, line, column and key, every problem at once", ()
   assert.deepEqual(
     problems('[nats]\nconections = 2\nconnections = 0\nenvironments = ["prod", "Snap_1"]\n'),
     [
-      "iterapp.toml:2:1: nats.conections: is not a known field (known: connections, payload, subscriptions, jetstream)",
+      "iterapp.toml:2:1: nats.conections: is not a known field (known: connections, payload, subscriptions, jetstream, exports, imports)",
       "iterapp.toml:3:15: nats.connections: must be an integer from 1 to 1000000, or -1 for unlimited; got 0",
       `iterapp.toml:4:25: nats.environments[1]: must be a DNS label: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit; got "Snap_1"`,
     ],

@@ -109,11 +109,30 @@ export const info: Command = {
         `  ca expires:  ${ca}`,
         `  rotation:    ${rotationLine(environment)}`,
         `  signing key: ${signingKeyLine(environment)}`,
+        ...sharingLines(environment),
       );
     }
     output.out(`${lines.join("\n")}\n`);
   },
 };
+
+/** One line per export and import, only for an environment that shares. */
+function sharingLines(environment: EnvironmentStatus): string[] {
+  const exports = (environment.exports ?? []).map(
+    (e) =>
+      `${e.subject} (${e.type}) to ${e.importers.length > 0 ? e.importers.join(", ") : "no account yet"}`,
+  );
+  const imports = (environment.imports ?? []).map(
+    (i) =>
+      `${i.subject} (${i.type}) from ${i.from}${i.localSubject ? ` as ${i.localSubject}` : ""}: ${
+        i.active ? "active" : `${i.reason ?? "refused"}: ${i.message ?? ""}`
+      }`,
+  );
+  return [
+    ...exports.map((line, n) => `  ${n === 0 ? "exports:    " : "            "} ${line}`),
+    ...imports.map((line, n) => `  ${n === 0 ? "imports:    " : "            "} ${line}`),
+  ];
+}
 
 export const list: Command = {
   summary: "Apps with their environments and readiness (like dokku nats:list)",

@@ -27,6 +27,7 @@ import { appKey, type AccountIndex } from "../../accounts/account-index.ts";
 import { AppReconciler, type AccountServers } from "./app-reconciler.ts";
 import { lacksServers } from "./app-status.ts";
 import { kubernetesAppWrites } from "./app-writes.ts";
+import { sharingReferences } from "./sharing-plan.ts";
 
 export interface AppLoopOptions {
   /** Built for the leader's term: its requests abort when the term ends. */
@@ -66,6 +67,8 @@ export class AppLoop implements Loop {
   private readonly secrets: WatchedResource<V1Secret>;
   private readonly triggers: Source[];
   private subscriptions: Subscription[] = [];
+  /** The Apps that export or import, with the Apps each names: few, so scanned whole. */
+  private readonly sharers = new Map<string, Set<string>>();
 
   constructor(options: AppLoopOptions) {
     this.options = options;
@@ -84,7 +87,12 @@ export class AppLoop implements Loop {
       kubeConfig,
       label: "apps",
       onChange: (app) => {
-        add(app.metadata.namespace, app.metadata.name);
+        const { namespace, name } = app.metadata;
+        add(namespace, name);
+        const key = appKey(namespace, name);
+        const named = this.apps.get(namespace, name) ? sharingReferences(app) : new Set<string>();
+        if (named.size > 0) this.sharers.set(key, named);
+        else this.sharers.delete(key);
       },
       onRestart: restarts("apps"),
       logger,
@@ -138,6 +146,13 @@ export class AppLoop implements Loop {
       scrub: scrubSecrets,
       onPush: (operation) => {
         metrics.natsPushes.inc({ operation });
+      },
+      linked: (namespace, name) => {
+        const key = appKey(namespace, name);
+        for (const [sharer, named] of this.sharers) {
+          if (named.has(key)) this.queue.add(sharer);
+          if (sharer === key) for (const other of named) this.queue.add(other);
+        }
       },
       now: () => Date.now(),
     });

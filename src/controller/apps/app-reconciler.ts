@@ -15,6 +15,7 @@ import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
   KeyStoreError,
+  loadAccount,
   loadAppKeys,
   restoredAt,
   saveAppKeys,
@@ -22,6 +23,7 @@ import {
   type SecretStore,
 } from "../../accounts/key-store.ts";
 import type { ResolverClient } from "../../accounts/resolver-client.ts";
+import { NO_SHARING, sharingOf, type ImportGrant, type Sharing } from "../../accounts/sharing.ts";
 import {
   ResolverRejectedError,
   ResolverTimeoutError,
@@ -29,6 +31,7 @@ import {
 } from "../../accounts/resolver-client.ts";
 import {
   AccountSpecError,
+  accountName,
   requestFromLimits,
   validateAccountSpec,
   type AccountRequest,
@@ -48,9 +51,18 @@ import {
   type AppSpec,
   type EnvironmentStatus,
   type CredentialsStatus,
+  type ExportStatus,
+  type ImportStatus,
   type RotationStatus,
   type SigningKeyStatus,
 } from "../../crds/app.ts";
+import {
+  importGrant,
+  importStatus,
+  sharingPlan,
+  type PlannedImport,
+  type SharingPlan,
+} from "./sharing-plan.ts";
 import {
   credentialWaits,
   credentialsRequest,
@@ -165,6 +177,12 @@ export interface ReconcilerDeps {
   /** Hides secrets in texts bound for status and events (error messages quote servers). */
   scrub: (text: string) => string;
   onPush: (operation: "update" | "delete") => void;
+  /**
+   * An App's accounts were made, changed or deleted: the Apps its sharing names, and those
+   * whose sharing names it, look again (an exporter signs for a new importer, an importer
+   * takes up a new token or loses its exporter).
+   */
+  linked: (namespace: string, name: string) => void;
   now: () => number;
 }
 
@@ -274,6 +292,13 @@ interface Minted {
   before: EnvironmentStatus | undefined;
   /** Set when the replaced pods user's overlap ended with this mint. */
   retired: RetireReason | undefined;
+  shared: SharedStatus;
+}
+
+/** An environment's exports and imports as its status lists them. */
+interface SharedStatus {
+  exports?: ExportStatus[];
+  imports?: ImportStatus[];
 }
 
 type Prepared = Minted | { environment: string; recorded: EnvironmentStatus };
@@ -414,11 +439,13 @@ export class AppReconciler {
     await this.announce(app, [...ensured.changes, ...removed.changes]);
     const problems = [...ensured.problems, ...removed.problems];
     const [problem] = problems;
+    const notice = importNotice(ensured.environments);
     await this.record(app, {
       generation: app.metadata.generation ?? 0,
       environments: ensured.environments,
       expectedServers: this.deps.expectedServers,
       ...(problem ? { problem: { reason: problem.reason, message: problem.message } } : {}),
+      ...(notice ? { notice } : {}),
       ...(disabled ? { disabled: true } : {}),
     });
     const outcome = outcomeOf(problems);
@@ -432,6 +459,8 @@ export class AppReconciler {
     const waits: { ms: number; why: string }[] = [];
     for (const e of environments) {
       waits.push(...credentialWaits(e, now));
+      if (e.imports?.some((i) => i.reason === "ImportPending"))
+        waits.push({ ms: CONFLICT_RECHECK_MS, why: `${e.name}: an import waits for its token` });
       if (lacksServers(e, this.deps.expectedServers))
         waits.push({
           ms: PARTIAL_RECHECK_MS,
@@ -533,6 +562,7 @@ export class AppReconciler {
         ready: false,
       });
     }
+    if (result.changes.length > 0) this.deps.linked(namespace, name);
     return result;
   }
 
@@ -608,9 +638,18 @@ export class AppReconciler {
     const stored = deps.index.environments(namespace, name).includes(environment);
     const before = app.status?.environments?.find((e) => e.name === environment);
     const rotations = rotationsAsked(app.metadata.annotations, environment);
+    const plan =
+      asked !== KEEP_AS_IS
+        ? sharingPlan(app, environment, {
+            getApp: deps.getApp,
+            account: (ns, a, env) => deps.index.account(ns, a, env),
+          })
+        : undefined;
     if (
       stored &&
       asked !== KEEP_AS_IS &&
+      plan &&
+      !before?.imports?.some((i) => i.reason === "ImportPending") &&
       credentialsSettled(
         before,
         rotations,
@@ -619,9 +658,19 @@ export class AppReconciler {
         deps.now(),
       )
     ) {
-      const spec = { ...where, limits: asked.limits };
+      // Tokens are no part of the recipe: consent and the exporter's key are.
+      const consented = plan.imports.filter((i) => !i.refusal).map((i) => importGrant(i, ""));
+      const sharing = { exports: plan.exports, imports: consented };
+      const spec = { ...where, limits: asked.limits, sharing };
       const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
-      if (recorded) return { environment, recorded: this.readyAs(app, environment, recorded) };
+      if (recorded)
+        return {
+          environment,
+          recorded: this.readyAs(app, environment, {
+            ...recorded,
+            ...sharedStatus(plan.exportStatus, plan.imports),
+          }),
+        };
     }
     let previous: StoredAccount | undefined;
     if (stored) {
@@ -637,7 +686,22 @@ export class AppReconciler {
           ? requestFromLimits(decodeJwt<Account>(previous.accountJwt).nats.limits ?? {})
           : undefined;
     if (!limits) throw new KeyStoreError(`${environment}: no stored account to keep`);
-    const accountSpec = { ...where, limits };
+    let sharing: Sharing;
+    let shared: SharedStatus;
+    if (plan) {
+      const account = previous ? deps.index.account(namespace, name, environment) : undefined;
+      const imports = await this.withTokens(plan, account);
+      sharing = { exports: plan.exports, imports: imports.grants };
+      shared = sharedStatus(plan.exportStatus, imports.planned);
+    } else {
+      // Kept as it is, imports with the tokens they hold.
+      sharing = previous ? sharingOf(previous) : NO_SHARING;
+      shared = {
+        ...(before?.exports ? { exports: before.exports } : {}),
+        ...(before?.imports ? { imports: before.imports } : {}),
+      };
+    }
+    const accountSpec = { ...where, limits, sharing };
     const { request, retired } = await credentialsRequest(
       previous,
       rotations,
@@ -659,7 +723,53 @@ export class AppReconciler {
       secretBase,
       before,
       retired,
+      shared,
     };
+  }
+
+  /**
+   * The consented imports with the activation tokens their exporters signed for `account`.
+   * An exporter that has not signed one yet (it has not looked since consenting, or since this
+   * account was made) leaves the import pending: it signs when it next runs, and then this App
+   * looks again (see `linked`).
+   */
+  private async withTokens(
+    plan: SharingPlan,
+    account: string | undefined,
+  ): Promise<{ grants: ImportGrant[]; planned: PlannedImport[] }> {
+    const exporters = new Map<string, Promise<StoredAccount | undefined>>();
+    const grants: ImportGrant[] = [];
+    const planned: PlannedImport[] = [];
+    for (const item of plan.imports) {
+      const { consent, from } = item;
+      if (!consent) {
+        planned.push(item);
+        continue;
+      }
+      const key = accountName(from);
+      const exporter =
+        exporters.get(key) ?? loadAccount(this.deps.store, from).catch(() => undefined);
+      exporters.set(key, exporter);
+      const token =
+        account &&
+        (await exporter)?.activations?.find(
+          (a) => a.subject === consent.exportSubject && a.account === account,
+        )?.token;
+      if (token) {
+        grants.push(importGrant(item, token));
+        planned.push(item);
+      } else {
+        planned.push({
+          spec: item.spec,
+          from,
+          refusal: {
+            reason: "ImportPending",
+            message: `${key} consents; waiting for it to sign the activation`,
+          },
+        });
+      }
+    }
+    return { grants, planned };
   }
 
   /** Every stored account of the App, as the index lists them. */
@@ -723,6 +833,7 @@ export class AppReconciler {
       ...(rotation ? { rotation } : {}),
       ...(signingKey ? { signingKey } : {}),
       ...(credentials ? { credentials } : {}),
+      ...step.shared,
     });
     return { status, ...(change ? { change } : {}) };
   }
@@ -847,6 +958,7 @@ export class AppReconciler {
         );
       for (const environment of gone) deps.index.remove(namespace, name, environment);
       for (const environment of deleted) result.changes.push({ environment, change: "deleted" });
+      if (deleted.length > 0) deps.linked(namespace, name);
     } catch (error) {
       fail(error);
     }
@@ -875,14 +987,42 @@ export class AppReconciler {
     await this.deps.writes.applyStatus(app, status);
     const was = degradedReason(app.status);
     const now = degradedReason(status);
-    if (now && now !== was && outcome.problem) {
+    const degraded = outcome.problem ?? outcome.notice;
+    if (now && now !== was && degraded) {
       await this.deps.writes.event(app, {
         type: "Warning",
-        reason: outcome.problem.reason,
-        message: outcome.problem.message,
+        reason: degraded.reason,
+        message: degraded.message,
       });
     }
   }
+}
+
+function sharedStatus(exports: ExportStatus[], imports: PlannedImport[]): SharedStatus {
+  return {
+    ...(exports.length > 0 ? { exports } : {}),
+    ...(imports.length > 0 ? { imports: imports.map(importStatus) } : {}),
+  };
+}
+
+/**
+ * The imports that do not flow, as one notice: the App is Degraded for them, and stays Ready
+ * (everything else of its accounts works).
+ */
+function importNotice(
+  environments: EnvironmentStatus[],
+): { reason: string; message: string } | undefined {
+  const refused = environments.flatMap((e) =>
+    (e.imports ?? []).filter((i) => !i.active).map((i) => ({ environment: e.name, ...i })),
+  );
+  const [first] = refused;
+  if (!first?.reason) return undefined;
+  return {
+    reason: first.reason,
+    message: refused
+      .map((i) => `${i.environment}: import of ${i.subject} from ${i.from}: ${i.message ?? ""}`)
+      .join("; "),
+  };
 }
 
 /** A ready environment's account, as the servers acknowledged it. */
@@ -893,6 +1033,8 @@ interface HeldAccount {
   rotation?: RotationStatus;
   signingKey?: SigningKeyStatus;
   credentials?: CredentialsStatus;
+  exports?: ExportStatus[];
+  imports?: ImportStatus[];
 }
 
 /** What a mint that changed the account did, as it is announced. */

@@ -24,6 +24,8 @@ export interface StatusInput {
   expectedServers?: number;
   /** Set when something stopped the App from being fully reconciled. */
   problem?: { reason: string; message: string };
+  /** Set when something is wrong that leaves the App Ready (an import that does not flow). */
+  notice?: { reason: string; message: string };
   /** Set when NATS is turned off for the App. */
   disabled?: boolean;
 }
@@ -68,6 +70,7 @@ export function appStatus(
       ? "NATS is off for this app: it has no accounts"
       : `${ready} of ${total} environment${total === 1 ? "" : "s"} ready${partialNote(outcome)}`;
   const conditions = previous?.conditions;
+  const degraded = outcome.problem ?? outcome.notice;
   return {
     observedGeneration: outcome.generation,
     conditions: [
@@ -83,9 +86,9 @@ export function appStatus(
       condition(
         conditions,
         "Degraded",
-        outcome.problem ? "True" : "False",
-        outcome.problem ? outcome.problem.reason : "AsExpected",
-        outcome.problem ? outcome.problem.message : "nothing is wrong",
+        degraded ? "True" : "False",
+        degraded ? degraded.reason : "AsExpected",
+        degraded ? degraded.message : "nothing is wrong",
         outcome.generation,
         now,
       ),

@@ -1,0 +1,177 @@
+/**
+ * What an App environment's account shares, decided from the Apps as the cache holds them and
+ * the accounts the index knows: which accounts its exports consent to, and for each import
+ * whether its exporter consents. Activation tokens are not read here: this is what the fast
+ * path compares, and it reads no keys.
+ */
+import type { ExportGrant, ImportGrant } from "../../accounts/sharing.ts";
+import { accountName } from "../../accounts/spec.ts";
+import { covers } from "../../accounts/subjects.ts";
+import {
+  appSpecIssues,
+  natsRequest,
+  natsSharing,
+  resolveReference,
+  type AppSpec,
+  type ExportStatus,
+  type ImportSpec,
+  type ImportStatus,
+} from "../../crds/app.ts";
+import { appKey } from "../../accounts/account-index.ts";
+import type { AppObject } from "../../contract/app-object.ts";
+
+export interface SharingLookups {
+  getApp: (namespace: string, name: string) => AppObject | undefined;
+  /** The account's public key, when it exists. */
+  account: (namespace: string, app: string, environment: string) => string | undefined;
+}
+
+interface AccountRef {
+  namespace: string;
+  app: string;
+  environment: string;
+}
+
+export type ImportRefusalReason = "ImportNotAllowed" | "ImportUnavailable" | "ImportPending";
+
+/** An import as planned: consented (with its exporter's account and export), or refused. */
+export interface PlannedImport {
+  spec: ImportSpec;
+  from: AccountRef;
+  /** The exporter's account and the export that consents; absent when refused. */
+  consent?: { account: string; exportSubject: string };
+  refusal?: { reason: ImportRefusalReason; message: string };
+}
+
+export interface SharingPlan {
+  exports: ExportGrant[];
+  exportStatus: ExportStatus[];
+  imports: PlannedImport[];
+}
+
+/** The App environment's exports, each with the existing accounts its `to` names. */
+function plannedExports(
+  app: AppObject,
+  environment: string,
+  lookups: SharingLookups,
+): { grants: ExportGrant[]; status: ExportStatus[] } {
+  const { namespace } = app.metadata;
+  const grants: ExportGrant[] = [];
+  const status: ExportStatus[] = [];
+  for (const e of natsSharing(app.spec as AppSpec).exports) {
+    const consumers: string[] = [];
+    const importers: string[] = [];
+    for (const to of e.to) {
+      const ref = resolveReference(to, namespace, environment);
+      const account = lookups.account(ref.namespace, ref.app, ref.environment);
+      if (account === undefined || consumers.includes(account)) continue;
+      consumers.push(account);
+      importers.push(accountName(ref));
+    }
+    grants.push({ subject: e.subject, type: e.type, consumers });
+    status.push({ subject: e.subject, type: e.type, importers: importers.sort() });
+  }
+  return { grants, status };
+}
+
+function same(a: AccountRef, b: AccountRef): boolean {
+  return a.namespace === b.namespace && a.app === b.app && a.environment === b.environment;
+}
+
+/** Whether the exporter consents to this import, and if not, why. */
+function plannedImport(spec: ImportSpec, me: AccountRef, lookups: SharingLookups): PlannedImport {
+  const from = resolveReference(spec.from, me.namespace, me.environment);
+  const name = accountName(from);
+  const refuse = (reason: ImportRefusalReason, message: string): PlannedImport => ({
+    spec,
+    from,
+    refusal: { reason, message },
+  });
+  const exporter = lookups.getApp(from.namespace, from.app);
+  const account = lookups.account(from.namespace, from.app, from.environment);
+  const exporterSpec = exporter?.spec as AppSpec | undefined;
+  const offered =
+    exporter && !exporter.metadata.deletionTimestamp && appSpecIssues(exporterSpec).length === 0
+      ? exporterSpec
+      : undefined;
+  if (
+    !offered ||
+    !natsRequest(offered) ||
+    !offered.environments.includes(from.environment) ||
+    account === undefined
+  )
+    return refuse(
+      "ImportUnavailable",
+      `${name} has no NATS account to import ${spec.subject} from`,
+    );
+  const covering = natsSharing(offered).exports.filter(
+    (e) => e.type === spec.type && covers(e.subject, spec.subject),
+  );
+  if (covering.length === 0)
+    return refuse("ImportNotAllowed", `${name} exports no ${spec.type} covering ${spec.subject}`);
+  const consenting = covering.find((e) =>
+    e.to.some((to) => same(resolveReference(to, from.namespace, from.environment), me)),
+  );
+  if (!consenting)
+    return refuse(
+      "ImportNotAllowed",
+      `${name} does not consent: its ${spec.type} export ${covering.map((e) => e.subject).join(", ")} does not name ${accountName(me)} in its 'to'`,
+    );
+  return { spec, from, consent: { account, exportSubject: consenting.subject } };
+}
+
+export function sharingPlan(
+  app: AppObject,
+  environment: string,
+  lookups: SharingLookups,
+): SharingPlan {
+  const me = { namespace: app.metadata.namespace, app: app.metadata.name, environment };
+  const { grants, status } = plannedExports(app, environment, lookups);
+  return {
+    exports: grants,
+    exportStatus: status,
+    imports: natsSharing(app.spec as AppSpec).imports.map((spec) =>
+      plannedImport(spec, me, lookups),
+    ),
+  };
+}
+
+/** A consented import as its account JWT carries it, with the token its exporter signed. */
+export function importGrant(planned: PlannedImport, token: string): ImportGrant {
+  const { spec, consent } = planned;
+  return {
+    subject: spec.subject,
+    type: spec.type,
+    ...(spec.localSubject !== undefined ? { localSubject: spec.localSubject } : {}),
+    account: consent?.account ?? "",
+    token,
+  };
+}
+
+/** An import's status line. */
+export function importStatus(planned: PlannedImport): ImportStatus {
+  const { spec, refusal } = planned;
+  return {
+    from: accountName(planned.from),
+    subject: spec.subject,
+    type: spec.type,
+    ...(spec.localSubject !== undefined ? { localSubject: spec.localSubject } : {}),
+    active: !refusal,
+    ...(refusal ? { reason: refusal.reason, message: refusal.message } : {}),
+  };
+}
+
+/** The Apps an App's sharing names (its exporters and its consumers), by key. */
+export function sharingReferences(app: AppObject): Set<string> {
+  const keys = new Set<string>();
+  const spec = app.spec as Partial<AppSpec> | undefined;
+  const nats = spec?.nats;
+  if (typeof nats !== "object" || (!nats.exports && !nats.imports)) return keys;
+  if (appSpecIssues(spec).length > 0) return keys;
+  const { namespace } = app.metadata;
+  const { exports, imports } = natsSharing(spec as AppSpec);
+  for (const e of exports)
+    for (const to of e.to) keys.add(appKey(to.namespace ?? namespace, to.app));
+  for (const i of imports) keys.add(appKey(i.from.namespace ?? namespace, i.from.app));
+  return keys;
+}
