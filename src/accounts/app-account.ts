@@ -125,8 +125,9 @@ function recipeOf(spec: AccountSpec, operator: Pick<OperatorIdentity, "signing">
     role: APP_USER_ROLE,
     template: APP_USER_TEMPLATE,
     issuer: operator.signing.publicKey,
-    // Tokens aside: an importer's token changes only with its exporter's key or consent, and
-    // both are here already (the import's account; the import itself, present only with it).
+    // Tokens aside: an importer's token changes only with its exporter's key, consent or
+    // export, all here already (the import's account and exportSubject; the import itself,
+    // present only with consent).
     ...(sharing.exports.length > 0 ? { exports: sharing.exports } : {}),
     ...(sharing.imports.length > 0
       ? { imports: sharing.imports.map(({ token: _token, ...grant }) => grant) }

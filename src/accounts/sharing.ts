@@ -27,6 +27,8 @@ export interface ImportGrant {
   localSubject?: string;
   /** The exporting account's public key. */
   account: string;
+  /** The export's subject, which the token is signed for. */
+  exportSubject: string;
   /** The activation token the exporting account signed for the importing one. */
   token: string;
 }
@@ -139,6 +141,8 @@ export function sharingOf(stored: { accountJwt: string; activations?: Activation
       type: i.type,
       ...(i.local_subject !== undefined ? { localSubject: i.local_subject } : {}),
       account: i.account,
+      exportSubject:
+        (i.token ? parseJwt<{ subject: string }>(i.token).nats.subject : undefined) ?? i.subject,
       token: i.token ?? "",
     })),
   };

@@ -54,9 +54,9 @@ export interface WebhookSettings {
   /** Namespaces never injected besides the operator's own. */
   excludedNamespaces: string[];
   /**
-   * Whether Apps are judged at admission. Only ceilings refuse an App there: without any, the
-   * validating registration lists no webhook, and no App write waits on a call that can only
-   * allow it.
+   * Whether every App is judged at admission (there are ceilings). Otherwise only an App that
+   * exports or imports is sent (its subjects' overlaps are checked there): no other App write
+   * waits on a call that can only allow it.
    */
   judgesApps: boolean;
 }
@@ -69,6 +69,11 @@ export const VALIDATE_APPS_PATH = "/validate-apps";
 export const MUTATE_APPS_PATH = "/mutate-apps";
 
 export type WebhookRegistration = "operator" | "ca-bundle";
+
+/** The Apps the webhook judges when there are no ceilings: those that share subjects. */
+export const SHARING_APPS_CONDITION =
+  "has(object.spec) && has(object.spec.nats) && type(object.spec.nats) == map && " +
+  "('exports' in object.spec.nats || 'imports' in object.spec.nats)";
 
 export const DEFAULT_EXCLUDED_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease"];
 
@@ -105,28 +110,29 @@ export function appValidationConfiguration(
     apiVersion: "admissionregistration.k8s.io/v1",
     kind: "ValidatingWebhookConfiguration",
     metadata: { name: settings.configName, labels: { ...MANAGED_BY } },
-    webhooks: settings.judgesApps
-      ? [
+    webhooks: [
+      {
+        name: "apps.nats-tenancy.io",
+        admissionReviewVersions: ["v1"],
+        sideEffects: "None",
+        failurePolicy: "Ignore",
+        timeoutSeconds: 5,
+        matchPolicy: "Equivalent",
+        ...(settings.judgesApps
+          ? {}
+          : { matchConditions: [{ name: "shares-subjects", expression: SHARING_APPS_CONDITION }] }),
+        clientConfig: clientConfig(settings, operatorNamespace, caBundle, VALIDATE_APPS_PATH),
+        rules: [
           {
-            name: "apps.nats-tenancy.io",
-            admissionReviewVersions: ["v1"],
-            sideEffects: "None",
-            failurePolicy: "Ignore",
-            timeoutSeconds: 5,
-            matchPolicy: "Equivalent",
-            clientConfig: clientConfig(settings, operatorNamespace, caBundle, VALIDATE_APPS_PATH),
-            rules: [
-              {
-                apiGroups: [APP_GROUP],
-                apiVersions: [APP_VERSION],
-                operations: ["CREATE", "UPDATE"],
-                resources: [APP_PLURAL],
-                scope: "Namespaced",
-              },
-            ],
+            apiGroups: [APP_GROUP],
+            apiVersions: [APP_VERSION],
+            operations: ["CREATE", "UPDATE"],
+            resources: [APP_PLURAL],
+            scope: "Namespaced",
           },
-        ]
-      : [],
+        ],
+      },
+    ],
   };
 }
 
@@ -218,6 +224,7 @@ function sameConfiguration(
       w.objectSelector ?? {},
       w.namespaceSelector ?? {},
       w.rules?.map((r) => [r.apiGroups, r.apiVersions, r.operations, r.resources, r.scope]),
+      w.matchConditions?.map((c) => [c.name, c.expression]) ?? [],
     ]);
   const all = (c: WebhookConfiguration | undefined) => (c?.webhooks ?? []).map(pick).join("\n");
   return current !== undefined && all(current) === all(desired);

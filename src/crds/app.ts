@@ -519,8 +519,13 @@ function* issuesOf(errors: Iterable<ValueError>): Generator<ValidationIssue> {
  * still be wrong, so the controller checks before acting.
  */
 export function appSpecIssues(spec: unknown): ValidationIssue[] {
+  const issues = appSchemaIssues(spec);
+  return issues.length > 0 ? issues : sharingIssues(spec as AppSpec);
+}
+
+/** What is wrong with a spec against the schema alone: what the API server itself refuses. */
+export function appSchemaIssues(spec: unknown): ValidationIssue[] {
   const issues = [...issuesOf(Value.Errors(AppSpecSchema, spec))];
-  if (issues.length === 0) issues.push(...sharingIssues(spec as AppSpec));
   // A missing value is also checked as the value undefined: "is required" says it all.
   const missing = new Set(issues.filter((i) => i.message === REQUIRED).map((i) => i.path));
   const seen = new Set<string>();
@@ -536,9 +541,10 @@ export function appSpecIssues(spec: unknown): ValidationIssue[] {
 /**
  * What the schema cannot say about exports and imports: subjects the servers own, the same
  * subject twice, an import's local subject that changes its wildcards or reaches where another
- * import or one of the app's own exports is.
+ * import or one of the app's own exports is. The admission policy checks all but the overlaps
+ * (CEL cannot compare wildcard subjects), which the webhook refuses.
  */
-function sharingIssues(spec: AppSpec): ValidationIssue[] {
+export function sharingIssues(spec: AppSpec): ValidationIssue[] {
   const { exports = [], imports = [] } = typeof spec.nats === "object" ? spec.nats : {};
   const issues: ValidationIssue[] = [];
   for (const [i, e] of exports.entries()) {
@@ -567,9 +573,9 @@ function sharingIssues(spec: AppSpec): ValidationIssue[] {
           message: `${local} overlaps nats.imports[${String(j)}]'s ${other.localSubject ?? other.subject}`,
         });
     }
-    for (const e of exports)
-      if (overlap(local, e.subject))
-        issues.push({ path, message: `${local} overlaps this app's own export ${e.subject}` });
+    for (const exported of new Set(exports.map((e) => e.subject)))
+      if (overlap(local, exported))
+        issues.push({ path, message: `${local} overlaps this app's own export ${exported}` });
   }
   return issues;
 }

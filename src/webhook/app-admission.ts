@@ -3,7 +3,7 @@
  * would otherwise add it with a write of its own before its first account.
  *
  * Whether an App may be stored: refused when it asks for more than the platform team's ceilings
- * allow, with every breach named. Only a change of the spec is judged: the controller's own
+ * allow, or shares subjects in a way the admission policy cannot check, with every breach named. Only a change of the spec is judged: the controller's own
  * updates (its finalizer) and anything else about an App already stored always pass, so a
  * ceiling lowered later never blocks a deletion or a label change.
  */
@@ -11,7 +11,13 @@ import { isDeepStrictEqual } from "node:util";
 import { namespaceFull, specOverCeilings, type Ceilings } from "../accounts/ceilings.ts";
 import type { Operation } from "fast-json-patch";
 import { FINALIZER, holdsFinalizer, type AppObject } from "../contract/app-object.ts";
-import { appSpecIssues, natsEnvironments, natsRequest, type AppSpec } from "../crds/app.ts";
+import {
+  appSchemaIssues,
+  natsEnvironments,
+  natsRequest,
+  sharingIssues,
+  type AppSpec,
+} from "../crds/app.ts";
 import type { AppCreation, AppReview } from "./admission-review.ts";
 
 /** The JSONPatch that adds the finalizer to an App being created with accounts; none else. */
@@ -31,8 +37,11 @@ export function judgeApp(
   const { app, oldApp } = review;
   if (review.operation === "UPDATE" && isDeepStrictEqual(app.spec, oldApp?.spec)) return undefined;
   // The CRD schema and its admission policy refuse a malformed spec with their own messages.
-  if (appSpecIssues(app.spec).length > 0) return undefined;
+  if (appSchemaIssues(app.spec).length > 0) return undefined;
   const spec = app.spec as AppSpec;
+  const sharing = sharingIssues(spec);
+  if (sharing.length > 0)
+    return `App ${review.namespace}/${app.metadata.name}: ${sharing.map((i) => `spec.${i.path}: ${i.message}`).join("; ")}`;
   const request = natsRequest(spec);
   const issues = specOverCeilings(ceilings, spec.environments, request);
   if (review.operation === "CREATE") {

@@ -41,13 +41,15 @@ async function refusal(request: Promise<unknown>): Promise<string> {
 describe("tenant ceilings", () => {
   const stack = useOperatorStack();
 
-  /** The webhooks Apps are sent to for judgement. */
+  /** The webhooks Apps are sent to for judgement, and which Apps. */
   async function appWebhooks(): Promise<string[]> {
     const admission = stack().kc.makeApiClient(AdmissionregistrationV1Api);
     const { items } = await admission.listValidatingWebhookConfiguration({
       labelSelector: "app.kubernetes.io/managed-by=nats-tenancy",
     });
-    return items.flatMap((c) => (c.webhooks ?? []).map((w) => w.name));
+    return items.flatMap((c) =>
+      (c.webhooks ?? []).map((w) => `${w.name}${w.matchConditions ? " (sharing Apps)" : ""}`),
+    );
   }
 
   async function waitFor(
@@ -159,8 +161,8 @@ describe("tenant ceilings", () => {
     const apps = appsApi(s.custom);
     const before = await s.startOperator({ identity: "no-ceilings" });
     await before.waitReady();
-    // Nothing to refuse without a ceiling: no App write waits on the webhook.
-    assert.deepEqual(await appWebhooks(), []);
+    // Without a ceiling only Apps that share can be refused: no other App write waits on it.
+    assert.deepEqual(await appWebhooks(), ["apps.nats-tenancy.io (sharing Apps)"]);
     await apps.create(
       namespace,
       appManifest(namespace, "old", { nats: { connections: 500 }, environments: ["prod"] }),

@@ -14,7 +14,13 @@ import type { ImportStatus } from "../../src/crds/app.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { connectWith, waitApp, waitSecret } from "./app-client.ts";
 import { TOOL, run } from "./fixtures/run-tool.ts";
-import { appManifest, appsApi, useOperatorStack, type OperatorStack } from "./operator-harness.ts";
+import {
+  appManifest,
+  appsApi,
+  useOperatorStack,
+  type OperatorStack,
+  type RunningOperator,
+} from "./operator-harness.ts";
 
 const { natsServers } = await ensureToolchain();
 const NS = "share";
@@ -81,9 +87,11 @@ for (const server of natsServers) {
       return nc;
     };
 
+    let operator: RunningOperator | undefined;
+
     test("a stream and a service flow where both sides consent, and nowhere else", async (t) => {
       const s = stack();
-      const operator = await s.startOperator();
+      operator = await s.startOperator();
       await operator.waitReady();
       t.after(async () => {
         await Promise.all(connections.splice(0).map((nc) => nc.close()));
@@ -117,6 +125,27 @@ for (const server of natsServers) {
           nats: { imports: [{ ...ORDERS, from: { app: "shop" } }] },
           environments: ["prod"],
         }),
+      );
+      // Overlapping imports, which CEL cannot see, are refused by the webhook.
+      await assert.rejects(
+        apps.create(
+          NS,
+          appManifest(NS, "overlapping", {
+            nats: {
+              imports: [
+                { ...ORDERS, from: { app: "shop" } },
+                { subject: "orders.eu", type: "stream", from: { app: "billing" } },
+              ],
+            },
+            environments: ["prod"],
+          }),
+        ),
+        (error: unknown) =>
+          (
+            JSON.parse(String((error as { body?: unknown }).body)) as { message: string }
+          ).message.endsWith(
+            "denied the request: nats-tenancy: App share/overlapping: spec.nats.imports[1]: orders.eu overlaps nats.imports[0]'s orders.>",
+          ),
       );
       const flowing = (a: AppObject) =>
         ready(a) &&
@@ -308,6 +337,23 @@ for (const server of natsServers) {
       const inPeer = listen(peer, "own.>");
       await peer.flush();
       await arrives(billingProd, "own.1", "still-here", inPeer);
+    });
+
+    test("a restart over sharing Apps writes and pushes nothing", async () => {
+      const s = stack();
+      await operator?.waitSettled(3000);
+      await operator?.stop();
+      const writesBefore = s.operatorWrites().length;
+      const pushes = await s.pushCounter();
+      try {
+        const next = await s.startOperator();
+        await next.waitReady();
+        await next.waitSettled(3000);
+        assert.deepEqual(s.operatorWrites().slice(writesBefore), [], "the restart wrote");
+        assert.equal(pushes.updates(), 0, "the restart pushed");
+      } finally {
+        await pushes.close();
+      }
     });
   });
 }

@@ -91,3 +91,30 @@ test("bad input names the file, line, column and key, every problem at once", ()
     /^--environments\[1\]: must be a DNS label/,
   );
 });
+
+test("exports and imports as arrays of tables under [nats]", () => {
+  const text = [
+    "[nats]",
+    "[[nats.exports]]",
+    'subject = "orders.>"',
+    'type = "stream"',
+    'to = [{ app = "billing" }]',
+    "[[nats.imports]]",
+    'from = { app = "billing", environment = "prod" }',
+    'subject = "quote"',
+    'type = "service"',
+    "",
+  ].join("\n");
+  assert.deepEqual(spec(text), {
+    nats: {
+      exports: [{ subject: "orders.>", type: "stream", to: [{ app: "billing" }] }],
+      imports: [
+        { from: { app: "billing", environment: "prod" }, subject: "quote", type: "service" },
+      ],
+    },
+    environments: ["prod", "test"],
+  });
+  assert.deepEqual(problems(text.replace('"service"', '"servic"')), [
+    'nats.imports[0].type: must be "stream" or "service"; got "servic"',
+  ]);
+});

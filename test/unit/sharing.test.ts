@@ -8,7 +8,9 @@ import { accountFields, storedAccount } from "../../src/accounts/key-store.ts";
 import { NKey } from "../../src/accounts/nkey.ts";
 import { sharedClaims, sharingOf } from "../../src/accounts/sharing.ts";
 import { covers, exportIssue, overlap, subjectIssue } from "../../src/accounts/subjects.ts";
-import { appSpecIssues } from "../../src/crds/app.ts";
+import { APP_API_VERSION, appSpecIssues } from "../../src/crds/app.ts";
+import type { AppObject } from "../../src/contract/app-object.ts";
+import { sharingPlan } from "../../src/controller/apps/sharing-plan.ts";
 
 describe("subjects", () => {
   test("syntax: tokens, '*' as a token, '>' last", () => {
@@ -184,6 +186,7 @@ describe("shared claims", () => {
             type: "stream",
             localSubject: "shop.>",
             account: other,
+            exportSubject: "orders.>",
             token: "t",
           },
         ],
@@ -206,9 +209,25 @@ describe("shared claims", () => {
   });
 
   test("sharingOf reads back what the JWT shares, so a held account is minted unchanged", () => {
+    const exporter = NKey.generate("account");
+    const [activation] = sharedClaims(
+      { exports: [{ subject: "quote.>", type: "service", consumers: [billing] }], imports: [] },
+      exporter,
+      undefined,
+      Date.now(),
+    ).activations;
+    const token = activation?.token ?? "";
     const sharing = {
       exports: [{ subject: "orders.>", type: "stream" as const, consumers: [billing] }],
-      imports: [{ subject: "quote", type: "service" as const, account: other, token: "tok" }],
+      imports: [
+        {
+          subject: "quote.eu",
+          type: "service" as const,
+          account: exporter.publicKey,
+          exportSubject: "quote.>",
+          token,
+        },
+      ],
     };
     const minted = mintAppAccount({ ...where, sharing }, operator);
     assert.deepEqual(sharingOf(minted.stored), sharing);
@@ -218,5 +237,69 @@ describe("shared claims", () => {
       minted.stored,
     );
     assert.equal(kept.changed, false);
+  });
+});
+
+describe("sharing plan", () => {
+  const app = (name: string, nats: object, environments = ["prod", "test"]): AppObject => ({
+    apiVersion: APP_API_VERSION,
+    kind: "App",
+    metadata: { namespace: "shop", name, uid: name, generation: 1 },
+    spec: { nats, environments },
+  });
+  const lookups = (apps: AppObject[]) => ({
+    getApp: (_namespace: string, name: string) => apps.find((a) => a.metadata.name === name),
+    account: (namespace: string, name: string, environment: string) =>
+      apps.some((a) => a.metadata.name === name)
+        ? `A-${namespace}-${name}-${environment}`
+        : undefined,
+  });
+  const fromProd = {
+    from: { app: "shop", environment: "prod" },
+    subject: "orders.eu",
+    type: "stream",
+  };
+
+  test("environments pair by name; another pairing needs both sides to name it", () => {
+    const billing = app("billing", { imports: [fromProd] });
+    const byName = app("shop", {
+      exports: [{ subject: "orders.>", type: "stream", to: [{ app: "billing" }] }],
+    });
+    const prod = sharingPlan(billing, "prod", lookups([billing, byName]));
+    assert.deepEqual(prod.imports[0]?.consent, {
+      account: "A-shop-shop-prod",
+      exportSubject: "orders.>",
+    });
+    const test = sharingPlan(billing, "test", lookups([billing, byName]));
+    assert.equal(test.imports[0]?.refusal?.reason, "ImportNotAllowed");
+    assert.match(test.imports[0].refusal.message, /does not name shop\/billing\/test/);
+
+    const named = app("shop", {
+      exports: [
+        { subject: "orders.>", type: "stream", to: [{ app: "billing", environment: "test" }] },
+      ],
+    });
+    assert.ok(sharingPlan(billing, "test", lookups([billing, named])).imports[0]?.consent);
+    // The exporter's side alone is not enough: billing/test imports from shop/test by default.
+    const own = app("billing", { imports: [{ ...fromProd, from: { app: "shop" } }] });
+    assert.ok(sharingPlan(own, "test", lookups([own, named])).imports[0]?.consent);
+    assert.deepEqual(sharingPlan(named, "prod", lookups([own, named])).exportStatus, [
+      { subject: "orders.>", type: "stream", importers: ["shop/billing/test"] },
+    ]);
+  });
+
+  test("an import the export does not cover, or from no account, is refused with why", () => {
+    const billing = app("billing", {
+      imports: [fromProd, { ...fromProd, subject: "invoices", from: { app: "gone" } }],
+    });
+    const shop = app("shop", {
+      exports: [{ subject: "orders.*.x", type: "stream", to: [{ app: "billing" }] }],
+    });
+    const [uncovered, gone] = sharingPlan(billing, "prod", lookups([billing, shop])).imports;
+    assert.deepEqual(uncovered?.refusal, {
+      reason: "ImportNotAllowed",
+      message: "shop/shop/prod exports no stream covering orders.eu",
+    });
+    assert.equal(gone?.refusal?.reason, "ImportUnavailable");
   });
 });

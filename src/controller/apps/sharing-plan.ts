@@ -144,6 +144,7 @@ export function importGrant(planned: PlannedImport, token: string): ImportGrant 
     type: spec.type,
     ...(spec.localSubject !== undefined ? { localSubject: spec.localSubject } : {}),
     account: consent?.account ?? "",
+    exportSubject: consent?.exportSubject ?? "",
     token,
   };
 }
