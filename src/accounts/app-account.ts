@@ -7,7 +7,7 @@ import type { Account, SigningKey, User } from "@nats-io/jwt";
 import { formatCreds, type OperatorIdentity } from "./identities.ts";
 import { decodeJwt, encodeJwt, keepOrIssue, nextIat, parseJwt, validity } from "./jwt.ts";
 import { NKey } from "./nkey.ts";
-import { NO_SHARING, sharedClaims, type Activation } from "./sharing.ts";
+import { NO_SHARING, sharedClaims, type Activation, type Withdrawal } from "./sharing.ts";
 import { accountLimits, accountName, validateAccountSpec, type AccountSpec } from "./spec.ts";
 
 /** What the key store keeps per account. Seeds: operator namespace only. */
@@ -27,6 +27,8 @@ export interface StoredAccount {
   signingSince?: number;
   /** The activation tokens the account signed for the importers of its exports. */
   activations?: Activation[];
+  /** The activations it signed and no longer does: revoked in its exports. */
+  withdrawn?: Withdrawal[];
 }
 
 export interface RetiringUser {
@@ -264,6 +266,7 @@ export function mintAppAccount(
     ...(signingRotatedFor !== undefined ? { signingRotatedFor } : {}),
     ...(signingSince !== undefined ? { signingSince } : {}),
     ...(shared.activations.length > 0 ? { activations: shared.activations } : {}),
+    ...(shared.withdrawn.length > 0 ? { withdrawn: shared.withdrawn } : {}),
   };
   return {
     stored,
@@ -278,7 +281,8 @@ export function mintAppAccount(
       previous.signingRotatedFor !== signingRotatedFor ||
       previous.signingSince !== signingSince ||
       !isDeepStrictEqual(previous.retiring, retiring) ||
-      !isDeepStrictEqual(previous.activations, stored.activations),
+      !isDeepStrictEqual(previous.activations, stored.activations) ||
+      !isDeepStrictEqual(previous.withdrawn, stored.withdrawn),
     rotated,
     revoked: revoke ? [revoke.user] : [],
   };

@@ -11,7 +11,7 @@ import {
   type OperatorKeyState,
   type OperatorSeeds,
 } from "./identities.ts";
-import type { Activation } from "./sharing.ts";
+import type { Activation, Withdrawal } from "./sharing.ts";
 import type { AccountSpec } from "./spec.ts";
 
 export interface SecretStore {
@@ -151,6 +151,7 @@ export function accountFields(account: StoredAccount): Record<string, string> {
       fields.retiringSigningKey = account.retiring.signingKey;
   }
   if (account.activations) fields.activations = JSON.stringify(account.activations);
+  if (account.withdrawn) fields.withdrawn = JSON.stringify(account.withdrawn);
   return fields;
 }
 
@@ -246,7 +247,13 @@ function optionalInteger(
   return value;
 }
 
-function activationsOf(name: string, text: string): Activation[] {
+/** A field holding a JSON list of objects with these fields of these types. */
+function listOf<T>(
+  name: string,
+  field: string,
+  text: string,
+  shape: Record<string, "string" | "number">,
+): T[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -256,13 +263,15 @@ function activationsOf(name: string, text: string): Activation[] {
   const valid =
     Array.isArray(parsed) &&
     parsed.every(
-      (a: Record<string, unknown>) =>
-        typeof a.subject === "string" &&
-        typeof a.account === "string" &&
-        typeof a.token === "string",
+      (item: unknown) =>
+        typeof item === "object" &&
+        item !== null &&
+        Object.entries(shape).every(
+          ([key, type]) => typeof (item as Record<string, unknown>)[key] === type,
+        ),
     );
-  if (!valid) throw new KeyStoreError(`${name} has invalid activations`);
-  return parsed as Activation[];
+  if (!valid) throw new KeyStoreError(`${name} has invalid ${field}`);
+  return parsed as T[];
 }
 
 /** The account an entry holds; throws KeyStoreError when it is incomplete. */
@@ -273,7 +282,18 @@ export function storedAccount(name: string, data: Record<string, string>): Store
   if (signingRotatedFor !== undefined) account.signingRotatedFor = signingRotatedFor;
   const signingSince = optionalInteger(name, data, "signingSince");
   if (signingSince !== undefined) account.signingSince = signingSince;
-  if (data.activations !== undefined) account.activations = activationsOf(name, data.activations);
+  if (data.activations !== undefined)
+    account.activations = listOf<Activation>(name, "activations", data.activations, {
+      subject: "string",
+      account: "string",
+      token: "string",
+    });
+  if (data.withdrawn !== undefined)
+    account.withdrawn = listOf<Withdrawal>(name, "withdrawn", data.withdrawn, {
+      subject: "string",
+      account: "string",
+      at: "number",
+    });
   if (retiringUser !== undefined) {
     const since = optionalInteger(name, data, "retiringSince");
     if (since === undefined)

@@ -1,12 +1,13 @@
 /**
  * Exports and imports between app accounts, as the account JWTs carry them, enforced by the
  * servers: every export is private (an import needs an activation token the exporting account
- * signed for the importing one), and a consumer whose consent was withdrawn is revoked in the
- * export, so a stale importer JWT pushed again cannot bring its flow back.
+ * signed for the importing one), and a consumer whose consent was withdrawn is revoked, so a
+ * stale importer JWT pushed again cannot bring its flow back.
  */
 import type { Account, Export, Import } from "@nats-io/jwt";
 import { keepOrIssue, parseJwt } from "./jwt.ts";
 import type { NKey } from "./nkey.ts";
+import { overlap } from "./subjects.ts";
 
 export type ShareType = "stream" | "service";
 
@@ -50,36 +51,48 @@ export interface Activation {
   token: string;
 }
 
+/**
+ * Activations an account no longer signs: a token for `subject` it issued to `account` up to
+ * `at` (Unix seconds) is revoked by every export that subject could reach. Kept for good: an
+ * export that goes and comes back, or changes its subject, must not revive an old token.
+ */
+export interface Withdrawal {
+  subject: string;
+  account: string;
+  at: number;
+}
+
 export interface SharedClaims {
   exports: Export[];
   imports: Import[];
   activations: Activation[];
+  withdrawn: Withdrawal[];
 }
 
 function byText<T>(key: (item: T) => string): (a: T, b: T) => number {
   return (a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
 }
 
+const pair = (a: { subject: string; account: string }) => `${a.subject} ${a.account}`;
+
 /**
  * The export and import claims of an account and the activations it signs, keeping every
- * token of `previous` that still says the same, and revoking (at `nowMs`) each account that
- * held an activation of an export and holds none any more. A consumer consented again loses
- * its revocation: its consent is back.
+ * token of `previous` that still says the same. Each activation it no longer signs is
+ * withdrawn at `nowMs`, and revoked in every export its subject overlaps except for the
+ * accounts that export consents to: the servers check a token against whichever export covers
+ * the imported subject, so a revocation on one export alone could be stepped around.
  */
 export function sharedClaims(
   sharing: Sharing,
   account: NKey,
-  previous: { accountJwt: string; activations?: Activation[] } | undefined,
+  previous: { activations?: Activation[]; withdrawn?: Withdrawal[] } | undefined,
   nowMs: number,
 ): SharedClaims {
-  const before = previous ? (parseJwt<Account>(previous.accountJwt).nats.exports ?? []) : [];
   const held = previous?.activations ?? [];
   const activations: Activation[] = [];
-  const exports: Export[] = [];
-  for (const grant of [...sharing.exports].sort(byText((e) => e.subject))) {
-    const { subject, type } = grant;
-    const consumers = [...new Set(grant.consumers)].sort();
-    for (const consumer of consumers) {
+  const grants = [...sharing.exports].sort(byText((e) => e.subject));
+  for (const { subject, type, consumers } of grants) {
+    for (const consumer of [...new Set(consumers)].sort()) {
       const kept = held.find((a) => a.subject === subject && a.account === consumer);
       const token = keepOrIssue(
         kept?.token,
@@ -89,27 +102,31 @@ export function sharedClaims(
       );
       activations.push({ subject, account: consumer, token });
     }
-    const revoked = before.find((e) => e.subject === subject && e.type === type)?.revocations;
-    const revocations = new Map(
-      Object.entries(revoked ?? {}).filter(([key]) => !consumers.includes(key)),
-    );
-    for (const gone of held)
-      if (
-        gone.subject === subject &&
-        !consumers.includes(gone.account) &&
-        !revocations.has(gone.account)
-      )
-        revocations.set(gone.account, Math.floor(nowMs / 1000));
-    exports.push({
+  }
+  const signed = new Set(activations.map(pair));
+  const withdrawn = new Map((previous?.withdrawn ?? []).map((w) => [pair(w), w]));
+  for (const gone of held)
+    if (!signed.has(pair(gone)))
+      withdrawn.set(pair(gone), {
+        subject: gone.subject,
+        account: gone.account,
+        at: Math.floor(nowMs / 1000),
+      });
+  const exports = grants.map(({ subject, type, consumers }): Export => {
+    const revocations: Record<string, number> = {};
+    for (const w of withdrawn.values())
+      if (overlap(w.subject, subject) && !consumers.includes(w.account))
+        revocations[w.account] = Math.max(revocations[w.account] ?? 0, w.at);
+    return {
       name: subject,
       subject,
       type,
       token_req: true,
       // One reply per request, as request-reply needs, and no stream of them.
       ...(type === "service" ? { response_type: "Singleton" as const } : {}),
-      ...(revocations.size > 0 ? { revocations: Object.fromEntries(revocations) } : {}),
-    });
-  }
+      ...(Object.keys(revocations).length > 0 ? { revocations } : {}),
+    };
+  });
   const imports = [...sharing.imports]
     .sort(byText((i) => `${i.account} ${i.subject}`))
     .map((grant): Import => ({
@@ -120,7 +137,12 @@ export function sharedClaims(
       type: grant.type,
       ...(grant.localSubject !== undefined ? { local_subject: grant.localSubject } : {}),
     }));
-  return { exports, imports, activations };
+  return {
+    exports,
+    imports,
+    activations,
+    withdrawn: [...withdrawn.values()].sort(byText(pair)),
+  };
 }
 
 /**

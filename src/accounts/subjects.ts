@@ -3,8 +3,9 @@
  * subject covering another, two subjects reaching a common subject).
  */
 
-/** Dot-separated tokens; `*` is a whole token, `>` a whole last token. */
-const TOKEN = /^[^\s.*>]+$/;
+/** Dot-separated tokens; `*` is a whole token, `>` a whole last token. ASCII white space only,
+ * as the CRD's pattern (RE2) reads it. */
+const TOKEN = /^[^ \t\r\n\f\v.*>]+$/;
 
 /** Subject spaces the servers and clients own: never exported. */
 export const RESERVED_PREFIXES = ["$SYS", "$JS", "_INBOX"] as const;

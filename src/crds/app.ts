@@ -75,8 +75,12 @@ export const MAX_EXPORTS = 32;
 export const MAX_IMPORTS = 32;
 export const MAX_CONSUMERS = 64;
 
-/** subjects.ts' syntax as a pattern JavaScript and the API server's RE2 both read alike. */
-const SUBJECT_PATTERN = "^(([^\\s.*>]+|[*])([.]([^\\s.*>]+|[*]))*([.]>)?|>)$";
+/**
+ * subjects.ts' syntax as a pattern JavaScript and the API server's RE2 both read alike (their
+ * `\\s` differ, so the white space is spelled out).
+ */
+const SUBJECT_PATTERN =
+  "^(([^ \\t\\r\\n\\f\\v.*>]+|[*])([.]([^ \\t\\r\\n\\f\\v.*>]+|[*]))*([.]>)?|>)$";
 
 const subject = (description: string) =>
   Type.String({
@@ -340,7 +344,10 @@ export const ImportStatusSchema = Type.Object({
   localSubject: Type.Optional(Type.String()),
   active: Type.Boolean({ description: "The servers let it flow." }),
   reason: Type.Optional(
-    Type.String({ description: "Why it is not active: ImportNotAllowed, ImportUnavailable." }),
+    Type.String({
+      description:
+        "Why it is not active: ImportNotAllowed, ImportUnavailable, or ImportPending (consented, its token not signed yet).",
+    }),
   ),
   message: Type.Optional(Type.String()),
 });
@@ -608,9 +615,12 @@ export function resolveReference(
   };
 }
 
-/** The environments a spec has accounts for: none when NATS is off or the spec is malformed. */
+/**
+ * The environments a spec has accounts for: none when NATS is off or the spec is malformed.
+ * Sharing that cannot be applied leaves the accounts (held as they are), so pods still get them.
+ */
 export function natsEnvironments(spec: unknown): string[] {
-  if (appSpecIssues(spec).length > 0) return [];
+  if (appSchemaIssues(spec).length > 0) return [];
   const valid = spec as AppSpec;
   return natsRequest(valid) ? [...valid.environments] : [];
 }

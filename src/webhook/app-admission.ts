@@ -2,8 +2,9 @@
  * What a new App gets at admission: the finalizer, when it asks for accounts. The controller
  * would otherwise add it with a write of its own before its first account.
  *
- * Whether an App may be stored: refused when it asks for more than the platform team's ceilings
- * allow, or shares subjects in a way the admission policy cannot check, with every breach named. Only a change of the spec is judged: the controller's own
+ * Whether an App may be stored: refused when it asks for more than the platform team's
+ * ceilings allow, or shares subjects in a way the admission policy cannot check, with every
+ * breach named. Only a change of the spec is judged: the controller's own
  * updates (its finalizer) and anything else about an App already stored always pass, so a
  * ceiling lowered later never blocks a deletion or a label change.
  */

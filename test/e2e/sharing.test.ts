@@ -312,6 +312,55 @@ for (const server of natsServers) {
       await staysAway(shopProd, "orders.5", "replayed", [inThird]);
     });
 
+    test("another namespace imports only with consent naming it, and learns nothing else", async (t) => {
+      const s = stack();
+      t.after(async () => {
+        await Promise.all(connections.splice(0).map((nc) => nc.close()));
+      });
+      const apps = appsApi(s.custom);
+      await s.core.createNamespace({ body: { metadata: { name: "elsewhere" } } });
+      await apps.create(
+        "elsewhere",
+        appManifest("elsewhere", "reader", {
+          nats: { imports: [{ ...ORDERS, from: { app: "shop", namespace: NS } }] },
+          environments: ["prod"],
+        }),
+      );
+      const refused = await waitApp(
+        s,
+        "elsewhere",
+        "reader",
+        "ImportNotAllowed",
+        (a) => ready(a) && importOf(a, "prod", "orders.>")?.reason === "ImportNotAllowed",
+      );
+      // Not which exports share/shop has, nor whom they name.
+      assert.equal(
+        importOf(refused, "prod", "orders.>")?.message,
+        "share/shop/prod does not export orders.> (stream) to elsewhere/reader/prod",
+      );
+      await apps.patchSpec(NS, "shop", {
+        nats: {
+          exports: [
+            { ...ORDERS, to: [{ app: "billing" }, { app: "reader", namespace: "elsewhere" }] },
+          ],
+          imports: [{ ...QUOTE, from: { app: "billing" } }],
+        },
+      });
+      await waitApp(
+        s,
+        "elsewhere",
+        "reader",
+        "import active",
+        (a) => importOf(a, "prod", "orders.>")?.active === true,
+      );
+      const values = await waitSecret(s, "elsewhere", "reader-prod-nats");
+      const reader = await connectWith(values, "reader-prod");
+      connections.push(reader);
+      const inReader = listen(reader, "orders.>");
+      await reader.flush();
+      await arrives(await connect(s, "shop", "prod"), "orders.6", "across", inReader);
+    });
+
     test("an exporter deleted: its importers report the broken import and keep their own subjects", async (t) => {
       const s = stack();
       t.after(async () => {

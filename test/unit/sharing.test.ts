@@ -142,29 +142,18 @@ describe("shared claims", () => {
     assert.equal(same.changed, false);
   });
 
-  test("a consumer whose consent ends is revoked; consented again, its revocation goes", () => {
+  test("a withdrawn activation is revoked wherever its subject reaches, for good, except where consented", () => {
     const account = NKey.generate("account");
     const now = Date.UTC(2026, 10, 30, 12);
-    const first = sharedClaims(
-      {
-        exports: [{ subject: "orders.>", type: "stream", consumers: [billing, other] }],
-        imports: [],
-      },
-      account,
-      undefined,
-      now,
-    );
-    const previous = {
-      accountJwt: mintAppAccount(where, operator).stored.accountJwt,
-      activations: first.activations,
-    };
-    const withdrawn = sharedClaims(
-      { exports: [{ subject: "orders.>", type: "stream", consumers: [other] }], imports: [] },
-      account,
-      previous,
-      now + 5000,
-    );
-    assert.deepEqual(withdrawn.exports[0]?.revocations, { [billing]: Math.floor(now / 1000) + 5 });
+    const at = Math.floor(now / 1000) + 5;
+    const orders = (consumers: string[]) => ({
+      exports: [{ subject: "orders.>", type: "stream" as const, consumers }],
+      imports: [],
+    });
+    const first = sharedClaims(orders([billing, other]), account, undefined, now);
+    const withdrawn = sharedClaims(orders([other]), account, first, now + 5000);
+    assert.deepEqual(withdrawn.exports[0]?.revocations, { [billing]: at });
+    assert.deepEqual(withdrawn.withdrawn, [{ subject: "orders.>", account: billing, at }]);
     assert.deepEqual(
       withdrawn.activations.map((a) => a.account),
       [other],
@@ -172,6 +161,40 @@ describe("shared claims", () => {
     assert.equal(
       withdrawn.activations[0]?.token,
       first.activations.find((a) => a.account === other)?.token,
+    );
+    // The export gone and back, or another export its subject reaches: still revoked.
+    const gone = sharedClaims({ exports: [], imports: [] }, account, withdrawn, now + 9000);
+    assert.deepEqual(
+      gone.withdrawn,
+      withdrawn.withdrawn
+        .concat([{ subject: "orders.>", account: other, at: at + 4 }])
+        .sort((x, y) => (x.account < y.account ? -1 : 1)),
+    );
+    const back = sharedClaims(
+      {
+        exports: [
+          { subject: "orders.*", type: "stream", consumers: [other] },
+          { subject: "orders.>", type: "stream", consumers: [] },
+        ],
+        imports: [],
+      },
+      account,
+      gone,
+      now + 12_000,
+    );
+    assert.deepEqual(
+      back.exports.map((e) => [e.subject, e.revocations]),
+      [
+        ["orders.*", { [billing]: at }],
+        ["orders.>", { [billing]: at, [other]: at + 4 }],
+      ],
+    );
+    // Consented again: not revoked there, with a new token.
+    const again = sharedClaims(orders([billing, other]), account, back, now + 15_000);
+    assert.equal(again.exports[0]?.revocations, undefined);
+    assert.notEqual(
+      again.activations.find((a) => a.account === billing)?.token,
+      first.activations.find((a) => a.account === billing)?.token,
     );
   });
 

@@ -89,10 +89,14 @@ export class AppLoop implements Loop {
       onChange: (app) => {
         const { namespace, name } = app.metadata;
         add(namespace, name);
+        // Consent is read from this cache: the Apps on either side of a change look again,
+        // whether or not the changed App's own reconcile gets to re-sign anything.
         const key = appKey(namespace, name);
+        this.enqueueLinked(key);
         const named = this.apps.get(namespace, name) ? sharingReferences(app) : new Set<string>();
         if (named.size > 0) this.sharers.set(key, named);
         else this.sharers.delete(key);
+        this.enqueueLinked(key);
       },
       onRestart: restarts("apps"),
       logger,
@@ -148,11 +152,7 @@ export class AppLoop implements Loop {
         metrics.natsPushes.inc({ operation });
       },
       linked: (namespace, name) => {
-        const key = appKey(namespace, name);
-        for (const [sharer, named] of this.sharers) {
-          if (named.has(key)) this.queue.add(sharer);
-          if (sharer === key) for (const other of named) this.queue.add(other);
-        }
+        this.enqueueLinked(appKey(namespace, name));
       },
       now: () => Date.now(),
     });
@@ -220,6 +220,14 @@ export class AppLoop implements Loop {
     for (const key of this.options.index.apps()) keys.add(key);
     for (const key of keys) this.queue.add(key);
   };
+
+  /** The Apps whose sharing names `key`, and those `key`'s sharing names. */
+  private enqueueLinked(key: string): void {
+    for (const [sharer, named] of this.sharers) {
+      if (named.has(key)) this.queue.add(sharer);
+      if (sharer === key) for (const other of named) this.queue.add(other);
+    }
+  }
 
   /** Apps with an account not every server acknowledged. */
   private readonly enqueueIncomplete = (): void => {

@@ -60,9 +60,11 @@ import {
   importGrant,
   importStatus,
   sharingPlan,
+  type Consent,
   type PlannedImport,
   type SharingPlan,
 } from "./sharing-plan.ts";
+import { covers } from "../../accounts/subjects.ts";
 import {
   credentialWaits,
   credentialsRequest,
@@ -117,6 +119,12 @@ export class AppProblem extends Error {
 
 /** How often an App blocked by someone else's Secret looks again: that Secret is not watched. */
 export const CONFLICT_RECHECK_MS = 30_000;
+
+/**
+ * How often an import its exporter consents to, but has no token for yet, looks again: the
+ * exporter's next reconcile requeues it anyway (see `linked`); this is in case that was lost.
+ */
+export const PENDING_RECHECK_MS = 30_000;
 
 /**
  * How often an App whose account only a majority of the servers acknowledged pushes it again,
@@ -460,7 +468,7 @@ export class AppReconciler {
     for (const e of environments) {
       waits.push(...credentialWaits(e, now));
       if (e.imports?.some((i) => i.reason === "ImportPending"))
-        waits.push({ ms: CONFLICT_RECHECK_MS, why: `${e.name}: an import waits for its token` });
+        waits.push({ ms: PENDING_RECHECK_MS, why: `${e.name}: an import waits for its token` });
       if (lacksServers(e, this.deps.expectedServers))
         waits.push({
           ms: PARTIAL_RECHECK_MS,
@@ -649,7 +657,6 @@ export class AppReconciler {
       stored &&
       asked !== KEEP_AS_IS &&
       plan &&
-      !before?.imports?.some((i) => i.reason === "ImportPending") &&
       credentialsSettled(
         before,
         rotations,
@@ -658,8 +665,11 @@ export class AppReconciler {
         deps.now(),
       )
     ) {
-      // Tokens are no part of the recipe: consent and the exporter's key are.
-      const consented = plan.imports.filter((i) => !i.refusal).map((i) => importGrant(i, ""));
+      // Tokens are no part of the recipe: consent and the exporter's key are. An import still
+      // waiting for its token was minted without it, so it differs, and the full path runs.
+      const consented = plan.imports.flatMap((i) =>
+        i.consent ? [importGrant(i.spec, i.consent, "")] : [],
+      );
       const sharing = { exports: plan.exports, imports: consented };
       const spec = { ...where, limits: asked.limits, sharing };
       const recorded = this.recordedAsIs(spec, identity, before, existingSecret, secretBase);
@@ -731,45 +741,57 @@ export class AppReconciler {
    * The consented imports with the activation tokens their exporters signed for `account`.
    * An exporter that has not signed one yet (it has not looked since consenting, or since this
    * account was made) leaves the import pending: it signs when it next runs, and then this App
-   * looks again (see `linked`).
+   * looks again (see `linked`). An exporter held as it is decides by the tokens it holds.
    */
   private async withTokens(
     plan: SharingPlan,
     account: string | undefined,
   ): Promise<{ grants: ImportGrant[]; planned: PlannedImport[] }> {
     const exporters = new Map<string, Promise<StoredAccount | undefined>>();
+    const signedFor = async (from: PlannedImport["from"], fits: (subject: string) => boolean) => {
+      const key = accountName(from);
+      const exporter = exporters.get(key) ?? loadAccount(this.deps.store, from);
+      exporters.set(key, exporter);
+      if (account === undefined) return undefined;
+      return (await exporter)?.activations?.find((a) => a.account === account && fits(a.subject));
+    };
     const grants: ImportGrant[] = [];
     const planned: PlannedImport[] = [];
     for (const item of plan.imports) {
-      const { consent, from } = item;
-      if (!consent) {
-        planned.push(item);
-        continue;
-      }
-      const key = accountName(from);
-      const exporter =
-        exporters.get(key) ?? loadAccount(this.deps.store, from).catch(() => undefined);
-      exporters.set(key, exporter);
-      const token =
-        account &&
-        (await exporter)?.activations?.find(
-          (a) => a.subject === consent.exportSubject && a.account === account,
-        )?.token;
-      if (token) {
-        grants.push(importGrant(item, token));
-        planned.push(item);
+      const { spec, from, held } = item;
+      const consent: Consent | undefined =
+        item.consent ??
+        (held !== undefined
+          ? await signedFor(from, (subject) => covers(subject, spec.subject)).then(
+              (a) => a && { account: held, exportSubject: a.subject },
+            )
+          : undefined);
+      const activation =
+        consent && (await signedFor(from, (subject) => subject === consent.exportSubject));
+      if (consent && activation) {
+        grants.push(importGrant(spec, consent, activation.token));
+        planned.push({ spec, from, consent });
       } else {
-        planned.push({
-          spec: item.spec,
-          from,
-          refusal: {
-            reason: "ImportPending",
-            message: `${key} consents; waiting for it to sign the activation`,
-          },
-        });
+        planned.push({ spec, from, refusal: item.refusal ?? this.unsigned(item) });
       }
     }
     return { grants, planned };
+  }
+
+  /** Why an import the exporter consents to (or held) has no token. */
+  private unsigned({ spec, from, held }: PlannedImport): NonNullable<PlannedImport["refusal"]> {
+    const name = accountName(from);
+    if (held !== undefined)
+      return {
+        reason: "ImportNotAllowed",
+        message: `${name} does not export ${spec.subject} (${spec.type}) to this account`,
+      };
+    const exporter = this.deps.getApp(from.namespace, from.app);
+    const reason = degradedReason(exporter?.status);
+    return {
+      reason: "ImportPending",
+      message: `${name} consents; waiting for it to sign the activation${reason ? ` (that App is Degraded: ${reason})` : ""}`,
+    };
   }
 
   /** Every stored account of the App, as the index lists them. */

@@ -34,13 +34,23 @@ interface AccountRef {
 
 export type ImportRefusalReason = "ImportNotAllowed" | "ImportUnavailable" | "ImportPending";
 
-/** An import as planned: consented (with its exporter's account and export), or refused. */
+/**
+ * An import as planned: consented (with its exporter's account and export), refused, or
+ * `held`, when its exporter's spec cannot be applied (the exporter's account, whose signed
+ * activations then decide).
+ */
 export interface PlannedImport {
   spec: ImportSpec;
   from: AccountRef;
-  /** The exporter's account and the export that consents; absent when refused. */
-  consent?: { account: string; exportSubject: string };
+  consent?: Consent;
   refusal?: { reason: ImportRefusalReason; message: string };
+  held?: string;
+}
+
+/** The exporter's account and the export that consents. */
+export interface Consent {
+  account: string;
+  exportSubject: string;
 }
 
 export interface SharingPlan {
@@ -78,28 +88,36 @@ function same(a: AccountRef, b: AccountRef): boolean {
   return a.namespace === b.namespace && a.app === b.app && a.environment === b.environment;
 }
 
-/** Whether the exporter consents to this import, and if not, why. */
+/**
+ * Whether the exporter consents to this import, and if not, why. The why is detailed only
+ * within a namespace: an App may name any other, and must not learn from its own status what
+ * another namespace's Apps export, or that they exist.
+ */
 function plannedImport(spec: ImportSpec, me: AccountRef, lookups: SharingLookups): PlannedImport {
   const from = resolveReference(spec.from, me.namespace, me.environment);
   const name = accountName(from);
+  const neighbour = from.namespace === me.namespace;
   const refuse = (reason: ImportRefusalReason, message: string): PlannedImport => ({
     spec,
     from,
-    refusal: { reason, message },
+    refusal: neighbour
+      ? { reason, message }
+      : {
+          reason: "ImportNotAllowed",
+          message: `${name} does not export ${spec.subject} (${spec.type}) to ${accountName(me)}`,
+        },
   });
   const exporter = lookups.getApp(from.namespace, from.app);
   const account = lookups.account(from.namespace, from.app, from.environment);
-  const exporterSpec = exporter?.spec as AppSpec | undefined;
-  const offered =
-    exporter && !exporter.metadata.deletionTimestamp && appSpecIssues(exporterSpec).length === 0
-      ? exporterSpec
-      : undefined;
-  if (
-    !offered ||
-    !natsRequest(offered) ||
-    !offered.environments.includes(from.environment) ||
-    account === undefined
-  )
+  if (!exporter || exporter.metadata.deletionTimestamp || account === undefined)
+    return refuse(
+      "ImportUnavailable",
+      `${name} has no NATS account to import ${spec.subject} from`,
+    );
+  // An exporter whose spec cannot be applied keeps its account as it is: so does the import.
+  if (appSpecIssues(exporter.spec).length > 0) return { spec, from, held: account };
+  const offered = exporter.spec as AppSpec;
+  if (!natsRequest(offered) || !offered.environments.includes(from.environment))
     return refuse(
       "ImportUnavailable",
       `${name} has no NATS account to import ${spec.subject} from`,
@@ -137,14 +155,13 @@ export function sharingPlan(
 }
 
 /** A consented import as its account JWT carries it, with the token its exporter signed. */
-export function importGrant(planned: PlannedImport, token: string): ImportGrant {
-  const { spec, consent } = planned;
+export function importGrant(spec: ImportSpec, consent: Consent, token: string): ImportGrant {
   return {
     subject: spec.subject,
     type: spec.type,
     ...(spec.localSubject !== undefined ? { localSubject: spec.localSubject } : {}),
-    account: consent?.account ?? "",
-    exportSubject: consent?.exportSubject ?? "",
+    account: consent.account,
+    exportSubject: consent.exportSubject,
     token,
   };
 }
