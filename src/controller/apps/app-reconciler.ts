@@ -15,7 +15,6 @@ import type { OperatorIdentity } from "../../accounts/identities.ts";
 import { decodeJwt, parseJwt } from "../../accounts/jwt.ts";
 import {
   KeyStoreError,
-  loadAccount,
   loadAppKeys,
   restoredAt,
   saveAppKeys,
@@ -23,7 +22,7 @@ import {
   type SecretStore,
 } from "../../accounts/key-store.ts";
 import type { ResolverClient } from "../../accounts/resolver-client.ts";
-import { NO_SHARING, sharingOf, type ImportGrant, type Sharing } from "../../accounts/sharing.ts";
+import { NO_SHARING, sharingOf, type Sharing } from "../../accounts/sharing.ts";
 import {
   ResolverRejectedError,
   ResolverTimeoutError,
@@ -31,7 +30,6 @@ import {
 } from "../../accounts/resolver-client.ts";
 import {
   AccountSpecError,
-  accountName,
   requestFromLimits,
   validateAccountSpec,
   type AccountRequest,
@@ -51,20 +49,17 @@ import {
   type AppSpec,
   type EnvironmentStatus,
   type CredentialsStatus,
-  type ExportStatus,
-  type ImportStatus,
   type RotationStatus,
   type SigningKeyStatus,
 } from "../../crds/app.ts";
 import {
   importGrant,
-  importStatus,
+  importNotice,
+  sharedStatus,
   sharingPlan,
-  type Consent,
-  type PlannedImport,
-  type SharingPlan,
+  withTokens,
+  type SharedStatus,
 } from "./sharing-plan.ts";
-import { covers } from "../../accounts/subjects.ts";
 import {
   credentialWaits,
   credentialsRequest,
@@ -301,12 +296,6 @@ interface Minted {
   /** Set when the replaced pods user's overlap ended with this mint. */
   retired: RetireReason | undefined;
   shared: SharedStatus;
-}
-
-/** An environment's exports and imports as its status lists them. */
-interface SharedStatus {
-  exports?: ExportStatus[];
-  imports?: ImportStatus[];
 }
 
 type Prepared = Minted | { environment: string; recorded: EnvironmentStatus };
@@ -700,7 +689,7 @@ export class AppReconciler {
     let shared: SharedStatus;
     if (plan) {
       const account = previous ? deps.index.account(namespace, name, environment) : undefined;
-      const imports = await this.withTokens(plan, account);
+      const imports = await withTokens(plan, account, { store: deps.store, getApp: deps.getApp });
       sharing = { exports: plan.exports, imports: imports.grants };
       shared = sharedStatus(plan.exportStatus, imports.planned);
     } else {
@@ -734,63 +723,6 @@ export class AppReconciler {
       before,
       retired,
       shared,
-    };
-  }
-
-  /**
-   * The consented imports with the activation tokens their exporters signed for `account`.
-   * An exporter that has not signed one yet (it has not looked since consenting, or since this
-   * account was made) leaves the import pending: it signs when it next runs, and then this App
-   * looks again (see `linked`). An exporter held as it is decides by the tokens it holds.
-   */
-  private async withTokens(
-    plan: SharingPlan,
-    account: string | undefined,
-  ): Promise<{ grants: ImportGrant[]; planned: PlannedImport[] }> {
-    const exporters = new Map<string, Promise<StoredAccount | undefined>>();
-    const signedFor = async (from: PlannedImport["from"], fits: (subject: string) => boolean) => {
-      const key = accountName(from);
-      const exporter = exporters.get(key) ?? loadAccount(this.deps.store, from);
-      exporters.set(key, exporter);
-      if (account === undefined) return undefined;
-      return (await exporter)?.activations?.find((a) => a.account === account && fits(a.subject));
-    };
-    const grants: ImportGrant[] = [];
-    const planned: PlannedImport[] = [];
-    for (const item of plan.imports) {
-      const { spec, from, held } = item;
-      const consent: Consent | undefined =
-        item.consent ??
-        (held !== undefined
-          ? await signedFor(from, (subject) => covers(subject, spec.subject)).then(
-              (a) => a && { account: held, exportSubject: a.subject },
-            )
-          : undefined);
-      const activation =
-        consent && (await signedFor(from, (subject) => subject === consent.exportSubject));
-      if (consent && activation) {
-        grants.push(importGrant(spec, consent, activation.token));
-        planned.push({ spec, from, consent });
-      } else {
-        planned.push({ spec, from, refusal: item.refusal ?? this.unsigned(item) });
-      }
-    }
-    return { grants, planned };
-  }
-
-  /** Why an import the exporter consents to (or held) has no token. */
-  private unsigned({ spec, from, held }: PlannedImport): NonNullable<PlannedImport["refusal"]> {
-    const name = accountName(from);
-    if (held !== undefined)
-      return {
-        reason: "ImportNotAllowed",
-        message: `${name} does not export ${spec.subject} (${spec.type}) to this account`,
-      };
-    const exporter = this.deps.getApp(from.namespace, from.app);
-    const reason = degradedReason(exporter?.status);
-    return {
-      reason: "ImportPending",
-      message: `${name} consents; waiting for it to sign the activation${reason ? ` (that App is Degraded: ${reason})` : ""}`,
     };
   }
 
@@ -1020,43 +952,14 @@ export class AppReconciler {
   }
 }
 
-function sharedStatus(exports: ExportStatus[], imports: PlannedImport[]): SharedStatus {
-  return {
-    ...(exports.length > 0 ? { exports } : {}),
-    ...(imports.length > 0 ? { imports: imports.map(importStatus) } : {}),
-  };
-}
-
-/**
- * The imports that do not flow, as one notice: the App is Degraded for them, and stays Ready
- * (everything else of its accounts works).
- */
-function importNotice(
-  environments: EnvironmentStatus[],
-): { reason: string; message: string } | undefined {
-  const refused = environments.flatMap((e) =>
-    (e.imports ?? []).filter((i) => !i.active).map((i) => ({ environment: e.name, ...i })),
-  );
-  const [first] = refused;
-  if (!first?.reason) return undefined;
-  return {
-    reason: first.reason,
-    message: refused
-      .map((i) => `${i.environment}: import of ${i.subject} from ${i.from}: ${i.message ?? ""}`)
-      .join("; "),
-  };
-}
-
 /** A ready environment's account, as the servers acknowledged it. */
-interface HeldAccount {
+interface HeldAccount extends SharedStatus {
   account: string;
   revision: number;
   servers: number;
   rotation?: RotationStatus;
   signingKey?: SigningKeyStatus;
   credentials?: CredentialsStatus;
-  exports?: ExportStatus[];
-  imports?: ImportStatus[];
 }
 
 /** What a mint that changed the account did, as it is announced. */

@@ -4,6 +4,8 @@
  * whether its exporter consents. Activation tokens are not read here: this is what the fast
  * path compares, and it reads no keys.
  */
+import type { StoredAccount } from "../../accounts/app-account.ts";
+import { loadAccount, type SecretStore } from "../../accounts/key-store.ts";
 import type { ExportGrant, ImportGrant } from "../../accounts/sharing.ts";
 import { accountName } from "../../accounts/spec.ts";
 import { covers } from "../../accounts/subjects.ts";
@@ -13,12 +15,14 @@ import {
   natsSharing,
   resolveReference,
   type AppSpec,
+  type EnvironmentStatus,
   type ExportStatus,
   type ImportSpec,
   type ImportStatus,
 } from "../../crds/app.ts";
 import { appKey } from "../../accounts/account-index.ts";
 import type { AppObject } from "../../contract/app-object.ts";
+import { degradedReason } from "./app-status.ts";
 
 export interface SharingLookups {
   getApp: (namespace: string, name: string) => AppObject | undefined;
@@ -192,4 +196,98 @@ export function sharingReferences(app: AppObject): Set<string> {
     for (const to of e.to) keys.add(appKey(to.namespace ?? namespace, to.app));
   for (const i of imports) keys.add(appKey(i.from.namespace ?? namespace, i.from.app));
   return keys;
+}
+
+/** An environment's exports and imports as its status lists them. */
+export interface SharedStatus {
+  exports?: ExportStatus[];
+  imports?: ImportStatus[];
+}
+
+export function sharedStatus(exports: ExportStatus[], imports: PlannedImport[]): SharedStatus {
+  return {
+    ...(exports.length > 0 ? { exports } : {}),
+    ...(imports.length > 0 ? { imports: imports.map(importStatus) } : {}),
+  };
+}
+
+/**
+ * The imports that do not flow, as one notice: the App is Degraded for them, and stays Ready
+ * (everything else of its accounts works).
+ */
+export function importNotice(
+  environments: EnvironmentStatus[],
+): { reason: string; message: string } | undefined {
+  const refused = environments.flatMap((e) =>
+    (e.imports ?? []).filter((i) => !i.active).map((i) => ({ environment: e.name, ...i })),
+  );
+  const [first] = refused;
+  if (!first?.reason) return undefined;
+  return {
+    reason: first.reason,
+    message: refused
+      .map((i) => `${i.environment}: import of ${i.subject} from ${i.from}: ${i.message ?? ""}`)
+      .join("; "),
+  };
+}
+
+/**
+ * The consented imports with the activation tokens their exporters signed for `account`.
+ * An exporter that has not signed one yet (it has not looked since consenting, or since this
+ * account was made) leaves the import pending: it signs when it next runs, and then this App
+ * looks again (see `linked`). An exporter held as it is decides by the tokens it holds.
+ */
+export async function withTokens(
+  plan: SharingPlan,
+  account: string | undefined,
+  deps: { store: SecretStore; getApp: SharingLookups["getApp"] },
+): Promise<{ grants: ImportGrant[]; planned: PlannedImport[] }> {
+  const exporters = new Map<string, Promise<StoredAccount | undefined>>();
+  const signedFor = async (from: PlannedImport["from"], fits: (subject: string) => boolean) => {
+    const key = accountName(from);
+    const exporter = exporters.get(key) ?? loadAccount(deps.store, from);
+    exporters.set(key, exporter);
+    if (account === undefined) return undefined;
+    return (await exporter)?.activations?.find((a) => a.account === account && fits(a.subject));
+  };
+  const grants: ImportGrant[] = [];
+  const planned: PlannedImport[] = [];
+  for (const item of plan.imports) {
+    const { spec, from, held } = item;
+    const consent: Consent | undefined =
+      item.consent ??
+      (held !== undefined
+        ? await signedFor(from, (subject) => covers(subject, spec.subject)).then(
+            (a) => a && { account: held, exportSubject: a.subject },
+          )
+        : undefined);
+    const activation =
+      consent && (await signedFor(from, (subject) => subject === consent.exportSubject));
+    if (consent && activation) {
+      grants.push(importGrant(spec, consent, activation.token));
+      planned.push({ spec, from, consent });
+    } else {
+      planned.push({ spec, from, refusal: item.refusal ?? unsigned(item, deps.getApp) });
+    }
+  }
+  return { grants, planned };
+}
+
+/** Why an import the exporter consents to (or held) has no token. */
+function unsigned(
+  { spec, from, held }: PlannedImport,
+  getApp: SharingLookups["getApp"],
+): NonNullable<PlannedImport["refusal"]> {
+  const name = accountName(from);
+  if (held !== undefined)
+    return {
+      reason: "ImportNotAllowed",
+      message: `${name} does not export ${spec.subject} (${spec.type}) to this account`,
+    };
+  const exporter = getApp(from.namespace, from.app);
+  const reason = degradedReason(exporter?.status);
+  return {
+    reason: "ImportPending",
+    message: `${name} consents; waiting for it to sign the activation${reason ? ` (that App is Degraded: ${reason})` : ""}`,
+  };
 }
