@@ -5,6 +5,7 @@
  * 2/3 of its life.
  */
 import { X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
 import { issueLeaf, type KeyAndCertificate } from "../pki/certificates.ts";
 import { renewalTime, validity, type CaState } from "./authority.ts";
 
@@ -29,6 +30,12 @@ export interface NatsNames {
   clusterDomain: string;
   /** Adds localhost and 127.0.0.1 (port-forwards, local runs, tests). */
   loopback?: boolean;
+  /**
+   * Host names and addresses clients outside the cluster connect to (the chart's
+   * nats.expose.names): the client certificate names them too, so those clients verify the
+   * servers with the same CA bundle.
+   */
+  external?: string[];
 }
 
 function serviceNames(service: string, namespace: string, clusterDomain: string): string[] {
@@ -52,16 +59,18 @@ function podNames(names: NatsNames): string[] {
 const loopbackDns = (on: boolean | undefined): string[] => (on ? ["localhost"] : []);
 const loopbackIps = (on: boolean | undefined): string[] => (on ? ["127.0.0.1"] : []);
 
-/** What clients connect to: the Service by every name, and each pod directly. */
+/** What clients connect to: the Service by every name, each pod directly, and from outside. */
 export function natsServerLeaf(names: NatsNames, lifetimeMs: number): LeafSpec {
+  const external = names.external ?? [];
   return {
     commonName: `${names.service}.${names.namespace}.svc`,
     dnsNames: [
       ...serviceNames(names.service, names.namespace, names.clusterDomain),
       ...podNames(names),
       ...loopbackDns(names.loopback),
+      ...external.filter((name) => isIP(name) === 0),
     ],
-    ipAddresses: loopbackIps(names.loopback),
+    ipAddresses: [...loopbackIps(names.loopback), ...external.filter((name) => isIP(name) !== 0)],
     server: true,
     client: false,
     lifetimeMs,
@@ -104,11 +113,16 @@ function sameSet(a: string[], b: string[]): boolean {
   return a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
 }
 
+/** One spelling per address: a certificate prints IPv6 in full and in capitals. */
+function canonicalIp(ip: string): string {
+  return isIP(ip) === 6 ? new URL(`http://[${ip}]`).hostname.slice(1, -1) : ip;
+}
+
 function sansOf(cert: X509Certificate): { dns: string[]; ip: string[] } {
   const entries = (cert.subjectAltName ?? "").split(", ").filter((e) => e !== "");
   return {
     dns: entries.filter((e) => e.startsWith("DNS:")).map((e) => e.slice(4)),
-    ip: entries.filter((e) => e.startsWith("IP Address:")).map((e) => e.slice(11)),
+    ip: entries.filter((e) => e.startsWith("IP Address:")).map((e) => canonicalIp(e.slice(11))),
   };
 }
 
@@ -140,7 +154,7 @@ export function reissueReason(
   }
   if (!issuedByActive(leaf, state)) return "issued by another CA";
   const sans = sansOf(cert);
-  if (!sameSet(sans.dns, spec.dnsNames) || !sameSet(sans.ip, spec.ipAddresses))
+  if (!sameSet(sans.dns, spec.dnsNames) || !sameSet(sans.ip, spec.ipAddresses.map(canonicalIp)))
     return "names changed";
   if (nowMs >= renewalTime(leaf.certificatePem)) return "due for renewal";
   return undefined;

@@ -3,6 +3,7 @@
  * sets) and a default that fits the Helm chart's names. Unknown flags and bad values stop the
  * process with a message naming them.
  */
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { anyCeiling, ceilingName, type Ceilings, type LimitName } from "../accounts/ceilings.ts";
@@ -84,6 +85,21 @@ const FLAGS = {
     type: "string",
     env: "NATS_TENANCY_APP_NATS_URL",
     help: "NATS_URL given to apps (default: the NATS Service)",
+  },
+  "external-names": {
+    type: "string",
+    env: "NATS_TENANCY_EXTERNAL_NAMES",
+    help: "comma-separated host names and addresses clients outside the cluster reach NATS by; the servers' certificates name them",
+  },
+  "external-url": {
+    type: "string",
+    env: "NATS_TENANCY_EXTERNAL_URL",
+    help: "NATS_EXTERNAL_URL given to apps, for clients outside the cluster; its host must be one of --external-names",
+  },
+  "external-websocket-url": {
+    type: "string",
+    env: "NATS_TENANCY_EXTERNAL_WEBSOCKET_URL",
+    help: "NATS_EXTERNAL_WEBSOCKET_URL given to apps, where the servers listen for WebSocket clients; its host must be one of --external-names",
   },
   "nats-service": {
     type: "string",
@@ -406,6 +422,50 @@ function credentialPolicy(get: (name: FlagName) => string | undefined): Credenti
   };
 }
 
+/** The external names, each as a certificate spells it. */
+function externalNames(list: string | undefined): string[] {
+  const names = [
+    ...new Set(
+      (list ?? "")
+        .split(",")
+        .map((n) => n.trim().toLowerCase())
+        .filter(Boolean),
+    ),
+  ];
+  for (const name of names)
+    if (
+      isIP(name) === 0 &&
+      !/^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(
+        name,
+      )
+    )
+      throw new OptionsError(`--external-names: ${name} is neither a host name nor an address`);
+  return names;
+}
+
+/** A URL outside clients are given: they can verify the servers only by a name listed. */
+function outsideUrl(
+  flag: "external-url" | "external-websocket-url",
+  url: string,
+  schemes: string[],
+  names: string[],
+): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new OptionsError(`--${flag}: ${url} is not a URL`);
+  }
+  if (!schemes.includes(parsed.protocol))
+    throw new OptionsError(`--${flag}: ${url} is not ${schemes[0] ?? ""}//HOST:PORT`);
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (!names.includes(host))
+    throw new OptionsError(
+      `--${flag}: ${host} is not in --external-names, so clients could not verify the servers by it`,
+    );
+  return url;
+}
+
 export function parseOptions(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
@@ -437,6 +497,9 @@ export function parseOptions(
   const clusterDomain = get("cluster-domain") ?? "cluster.local";
   const replicas = integer("nats-replicas", get("nats-replicas") ?? "", 1, 99);
   const serviceUrl = `tls://${service}.${namespace}.svc.${clusterDomain}:4222`;
+  const externalNamesList = externalNames(get("external-names"));
+  const externalUrl = get("external-url");
+  const externalWebsocketUrl = get("external-websocket-url");
   const health = hostPort("health-address", get("health-address") ?? "");
   const kubeconfig = get("kubeconfig");
   const role = oneOf("role", get("role") ?? "", [...ROLES]) as Role;
@@ -494,12 +557,35 @@ export function parseOptions(
         replicas,
         clusterDomain,
         loopback: bool("loopback-names"),
+        ...(externalNamesList.length > 0 ? { external: externalNamesList } : {}),
       },
       leafLifetimeMs,
       caPolicy,
       operatorKeyMaxAgeSeconds: operatorKeyMaxAge(get),
       natsUrls: (get("nats-url") ?? serviceUrl).split(",").map((u) => u.trim()),
-      appUrl: get("app-nats-url") ?? serviceUrl,
+      appUrls: {
+        url: get("app-nats-url") ?? serviceUrl,
+        ...(externalUrl !== undefined
+          ? {
+              externalUrl: outsideUrl(
+                "external-url",
+                externalUrl,
+                ["tls:", "nats:"],
+                externalNamesList,
+              ),
+            }
+          : {}),
+        ...(externalWebsocketUrl !== undefined
+          ? {
+              externalWebsocketUrl: outsideUrl(
+                "external-websocket-url",
+                externalWebsocketUrl,
+                ["wss:"],
+                externalNamesList,
+              ),
+            }
+          : {}),
+      },
       expectedServers: replicas,
       resyncMs: integer("resync-seconds", get("resync-seconds") ?? "", 1, 86_400) * 1000,
       ...(oneOf("server-reload", get("server-reload") ?? "", ["on", "off"]) === "on"

@@ -22,12 +22,22 @@ export function appSecretName(app: string, environment: string): string {
   return `${app}-${environment}-nats`;
 }
 
-export interface AppSecretInput {
+/** Where apps connect: pods inside the cluster, and clients outside when NATS is exposed. */
+export interface AppUrls {
+  url: string;
+  externalUrl?: string;
+  /** Where the servers listen for WebSocket clients outside, when they do. */
+  externalWebsocketUrl?: string;
+}
+
+export const EXTERNAL_URL_KEY = "NATS_EXTERNAL_URL";
+export const EXTERNAL_WEBSOCKET_URL_KEY = "NATS_EXTERNAL_WEBSOCKET_URL";
+
+export interface AppSecretInput extends AppUrls {
   namespace: string;
   app: string;
   environment: string;
   owner: V1OwnerReference;
-  url: string;
   creds: string;
   caBundle: string;
   /**
@@ -49,14 +59,20 @@ export function appSecretValues(input: AppSecretInput): Record<string, string> {
     type: "nats",
     provider: "nats-tenancy",
     url: input.url,
+    ...(input.externalUrl !== undefined ? { [EXTERNAL_URL_KEY]: input.externalUrl } : {}),
+    ...(input.externalWebsocketUrl !== undefined
+      ? { [EXTERNAL_WEBSOCKET_URL_KEY]: input.externalWebsocketUrl }
+      : {}),
   };
 }
 
 /** Over the data as stored (base64), so checking a cached Secret decodes nothing. */
 function digest(source: AppSecretSource, data: Record<string, string>): string {
-  const hash = createHash("sha256").update(
-    JSON.stringify([source.madeFrom, source.owner.uid, source.url, source.caBundle]),
-  );
+  // The external URLs only when there are: Secrets written before they existed keep their digest.
+  const sourceFields = [source.madeFrom, source.owner.uid, source.url, source.caBundle];
+  if (source.externalUrl !== undefined || source.externalWebsocketUrl !== undefined)
+    sourceFields.push(source.externalUrl ?? "", source.externalWebsocketUrl ?? "");
+  const hash = createHash("sha256").update(JSON.stringify(sourceFields));
   for (const key of Object.keys(data).sort()) hash.update(`\n${key}=${data[key] ?? ""}`);
   return hash.digest("base64url");
 }

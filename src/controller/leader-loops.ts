@@ -17,6 +17,7 @@ import type { LeaderTerm } from "../runtime/leader-gated.ts";
 import type { Loop } from "../runtime/loop.ts";
 import { AccountIndex } from "../accounts/account-index.ts";
 import { AppLoop } from "./apps/app-loop.ts";
+import type { AppUrls } from "../contract/app-secret.ts";
 import { DriftLoop } from "./drift/drift-loop.ts";
 import { NatsLink } from "./nats-link.ts";
 import { PlatformMissingError, bootstrap, type Bootstrapped } from "./platform/bootstrap.ts";
@@ -27,8 +28,8 @@ import { PlatformLoop } from "./platform/platform-loop.ts";
 export interface ControllerSettings extends BootstrapSettings {
   /** Where the operator itself connects (any server; system requests reach them all). */
   natsUrls: string[];
-  /** NATS_URL given to apps. */
-  appUrl: string;
+  /** The URLs given to apps. */
+  appUrls: AppUrls;
   /** Servers running a full resolver: a push counts once a majority of them acknowledged. */
   expectedServers: number;
   resyncMs: number;
@@ -123,7 +124,7 @@ export async function buildLeaderLoops(
     credentials: settings.credentials,
     natsConnected: nats.connected,
     serverJoined: nats.serverJoined,
-    appUrl: settings.appUrl,
+    appUrls: settings.appUrls,
     resyncMs: settings.resyncMs,
     concurrency: settings.concurrency,
     logger,

@@ -48,7 +48,7 @@ export function localSettings(namespace: string, replicas: number): ControllerSe
     leafLifetimeMs: 90 * DAY_MS,
     caPolicy: DEFAULT_CA_POLICY,
     natsUrls: [],
-    appUrl: "",
+    appUrls: { url: "" },
     expectedServers: replicas,
     resyncMs: 300_000,
     concurrency: 8,
@@ -103,7 +103,7 @@ export async function startLocalStack(options: {
     const settings: ControllerSettings = {
       ...base,
       natsUrls: nats.tlsUrls,
-      appUrl: nats.tlsUrls[0] ?? "",
+      appUrls: { url: nats.tlsUrls[0] ?? "" },
     };
     return {
       controlPlane,

@@ -49,16 +49,17 @@ function reserve(port: number): void {
   writeFileSync(join(reservations, String(port)), "");
 }
 
-export async function freePort(): Promise<number> {
+/** A free port, by default below the ephemeral range; `range` for a node port, say. */
+export async function freePort(range = { low: LOW, high: HIGH }): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
-    const port = randomInt(LOW, HIGH);
+    const port = randomInt(range.low, range.high);
     if (handedOut.has(port)) continue;
     handedOut.add(port);
     if (reservedElsewhere(port)) continue;
     reserve(port);
     if (await canBind(port)) return port;
   }
-  throw new Error(`no free loopback port found in ${LOW}-${HIGH}`);
+  throw new Error(`no free loopback port found in ${range.low}-${range.high}`);
 }
 
 /** True when nothing listens on 127.0.0.1:port. */

@@ -29,6 +29,8 @@ export interface ServerConfigInput {
   jetstream?: { maxMemory: string; maxFile: string };
   /** Largest payload the server accepts; accounts narrow it further. */
   maxPayload?: string;
+  /** A WebSocket listener (browsers, clients outside), with the client certificate. */
+  websocket?: { listen: string; tls: ServerTls };
 }
 
 function quote(value: string): string {
@@ -75,6 +77,14 @@ export function renderServerConfig(input: ServerConfigInput): string {
     // No `limit`: a full store would refuse new accounts.
     "}",
   ];
+  if (input.websocket) {
+    lines.push(
+      "websocket {",
+      `  listen: ${quote(input.websocket.listen)}`,
+      ...tlsBlock(input.websocket.tls, "  ", false),
+      "}",
+    );
+  }
   if (input.jetstream) {
     lines.push(
       "jetstream {",

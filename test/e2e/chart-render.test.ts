@@ -75,6 +75,16 @@ const EVERYTHING = {
       fileStore: { storageClassName: "fast", size: "20Gi", maxSize: "18GB" },
     },
     podLabels: { extra: "yes" },
+    expose: {
+      enabled: true,
+      type: "LoadBalancer",
+      names: ["nats.example.com", "203.0.113.10"],
+      port: 4443,
+      externalTrafficPolicy: "Local",
+      loadBalancerSourceRanges: ["203.0.113.0/24"],
+      annotations: { "lb.example.com/internal": "false" },
+      websocket: { enabled: true },
+    },
   },
   tests: { enabled: true, namespace: "tenancy-check" },
 };
@@ -162,6 +172,10 @@ for (const helm of helms) {
           dataDir: "/data",
           clientTls: tls("tls.crt", "tls.key"),
           ...(jetstream ? { jetstream } : {}),
+          // Everything exposes NATS with a WebSocket listener.
+          ...(jetstream
+            ? { websocket: { listen: "0.0.0.0:8443", tls: tls("tls.crt", "tls.key") } }
+            : {}),
         });
         assert.equal(config?.data?.["nats.conf"], expected);
       }
@@ -280,6 +294,90 @@ for (const helm of helms) {
       await assert.rejects(
         render(["--set", "operator.credentials.minLifetimeSeconds=10"]),
         /minLifetimeSeconds/,
+      );
+    });
+
+    test("exposure: off by default; on, a Service for the client port only, and the controller told the names and the URL outside clients get", async () => {
+      const controllerEnv = (objects: Rendered[]): Record<string, string | undefined> => {
+        const controller = objects.find(
+          (o) => o.kind === "Deployment" && containerEnv(o).some((e) => e.value === "controller"),
+        );
+        assert.ok(controller);
+        return Object.fromEntries(containerEnv(controller).map((e) => [e.name, e.value]));
+      };
+      const services = (objects: Rendered[]) =>
+        objects.filter((o) => o.kind === "Service" && o.metadata.name.endsWith("-external"));
+      const plain = await render([]);
+      assert.deepEqual(services(plain), []);
+      assert.equal(controllerEnv(plain).NATS_TENANCY_EXTERNAL_NAMES, undefined);
+
+      const exposed = await render([
+        "--set",
+        "nats.expose.enabled=true",
+        "--set",
+        "nats.expose.names={nats.example.com,10.0.0.5}",
+        "--set",
+        "nats.expose.nodePort=30422",
+      ]);
+      const [service] = services(exposed);
+      assert.deepEqual(service?.spec, {
+        type: "NodePort",
+        externalTrafficPolicy: "Cluster",
+        selector: {
+          "app.kubernetes.io/name": "nats-tenancy",
+          "app.kubernetes.io/instance": "nats-tenancy",
+          "app.kubernetes.io/component": "nats",
+        },
+        ports: [
+          { name: "nats", port: 4222, targetPort: "nats", appProtocol: "tls", nodePort: 30422 },
+        ],
+      });
+      const settings = parseOptions([], controllerEnv(exposed)).settings;
+      assert.deepEqual(settings.natsNames.external, ["nats.example.com", "10.0.0.5"]);
+      assert.equal(settings.appUrls.externalUrl, "tls://nats.example.com:30422");
+
+      const balanced = await render(["-f", everything]);
+      const [lb] = services(balanced);
+      assert.equal((lb?.spec as { type: string }).type, "LoadBalancer");
+      assert.deepEqual((lb?.spec as { ports: unknown[] }).ports, [
+        { name: "nats", port: 4443, targetPort: "nats", appProtocol: "tls" },
+        { name: "websocket", port: 443, targetPort: "websocket", appProtocol: "https" },
+      ]);
+      assert.deepEqual(parseOptions([], controllerEnv(balanced)).settings.appUrls, {
+        url: "tls://nats.example.com:4222",
+        externalUrl: "tls://nats.example.com:4443",
+        externalWebsocketUrl: "wss://nats.example.com:443",
+      });
+      const ipv6 = await render([
+        "--set",
+        "nats.expose.enabled=true",
+        "--set",
+        "nats.expose.type=LoadBalancer",
+        "--set",
+        "nats.expose.names={fd00::5}",
+      ]);
+      assert.equal(controllerEnv(ipv6).NATS_TENANCY_EXTERNAL_URL, "tls://[fd00::5]:4222");
+
+      await assert.rejects(
+        render(["--set", "nats.expose.enabled=true", "--set", "nats.expose.nodePort=30422"]),
+        /nats.expose.names: list at least one host name or address/,
+      );
+      await assert.rejects(
+        render(["--set", "nats.expose.enabled=true", "--set", "nats.expose.names={a.example.com}"]),
+        /nats.expose.nodePort: choose the node port/,
+      );
+      await assert.rejects(
+        render(
+          [
+            ...["nats.expose.enabled=true", "nats.expose.names={a.example.com}"],
+            ...["nats.expose.nodePort=30422", "nats.expose.websocket.enabled=true"],
+          ].flatMap((v) => ["--set", v]),
+        ),
+        /nats.expose.websocket.nodePort: choose the node port/,
+      );
+      await assert.rejects(
+        render(["--set", "nats.expose.enabled=true", "--set", "nats.expose.type=ClusterIP"]),
+        /\/nats\/expose\/type/,
       );
     });
 

@@ -6,6 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect as netConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
   AdmissionregistrationV1Api,
@@ -32,16 +36,17 @@ import { ROTATE_ANNOTATION } from "../../src/contract/credential-rotation.ts";
 import { RESTARTED_FOR_ANNOTATION } from "../../src/kube/rollout-restart.ts";
 import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator-image.ts";
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
+import { freePort } from "../../src/embedded/ports.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { readSecretData } from "../../src/kube/read-secret.ts";
 import { presentedCertificate } from "../../src/nats/server-reload.ts";
 import {
-  CHART,
   NAMESPACE,
   NATS_VERSION,
   RELEASE,
   chartImageValues as imageValues,
   installArgs,
+  upgradeArgs,
 } from "./fixtures/chart.ts";
 import { useHelm, type Helm } from "./fixtures/helm.ts";
 import { TOOL, run } from "./fixtures/run-tool.ts";
@@ -86,6 +91,18 @@ async function connectToPod(c: Clients, pod: V1Pod, creds: string): Promise<Nats
       servername: `${pod.metadata?.name ?? ""}.nats-headless.${NAMESPACE}.svc`,
     } as { ca: string },
   });
+}
+
+/** The certificate a NATS pod presents to clients, reached by its IP and verified as its name. */
+function presentedByPod(pod: V1Pod, ca: string): ReturnType<typeof presentedCertificate> {
+  return presentedCertificate(
+    {
+      host: pod.status?.podIP ?? "",
+      port: 4222,
+      servername: `${pod.metadata?.name ?? ""}.nats-headless.${NAMESPACE}.svc`,
+    },
+    ca,
+  );
 }
 
 async function appReady(c: Clients, namespace: string, name: string): Promise<void> {
@@ -477,14 +494,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           "every NATS server presents the renewed certificate",
           async () => {
             for (const pod of nats) {
-              const presented = await presentedCertificate(
-                {
-                  host: pod.status?.podIP ?? "",
-                  port: 4222,
-                  servername: `${pod.metadata?.name ?? ""}.nats-headless.${NAMESPACE}.svc`,
-                },
-                ca,
-              );
+              const presented = await presentedByPod(pod, ca);
               if (presented.fingerprint256 !== renewed) return false;
             }
             return true;
@@ -599,19 +609,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           await secrets(),
           await natsUids(),
         ];
-        await h.run([
-          "upgrade",
-          RELEASE,
-          CHART,
-          "-n",
-          NAMESPACE,
-          ...values(),
-          "--set",
-          "nats.podAnnotations.rolled=yes",
-          "--wait",
-          "--timeout",
-          "5m",
-        ]);
+        await h.run(upgradeArgs([...values(), "--set", "nats.podAnnotations.rolled=yes"]));
         const uidsAfter = await natsUids();
         assert.equal(
           uidsAfter.filter((uid) => uidsBefore.includes(uid)).length,
@@ -723,6 +721,228 @@ ${rotated.stdout}`,
             );
             throw new Error(`${String(error)}\napp: ${app}\n${controller}`, { cause: error });
           });
+        },
+      );
+
+      test(
+        "exposed on a node port: a client on the host connects with the app's creds by the external name over TLS and talks with its pod; another App's creds see nothing of it; renaming reissues the certificates; unexposing closes the port and removes the key",
+        { skip: helm !== helms[0] && "once is enough" },
+        async () => {
+          const c = clients();
+          const address = cluster().network.address;
+          const nodePort = await freePort({ low: 30000, high: 32000 });
+          const websocketPort = await freePort({ low: 30000, high: 32000 });
+          const upgrade = async (expose: string[]): Promise<void> => {
+            await h.run(
+              upgradeArgs([
+                ...values(),
+                // As the rolling test left it: the servers are not rolled again.
+                ...["nats.podAnnotations.rolled=yes", ...expose].flatMap((v) => ["--set", v]),
+              ]),
+            );
+          };
+          const exposeAs = (names: string[]): string[] => [
+            "nats.expose.enabled=true",
+            `nats.expose.names={${names.join(",")}}`,
+            `nats.expose.nodePort=${nodePort}`,
+            "nats.expose.websocket.enabled=true",
+            `nats.expose.websocket.nodePort=${websocketPort}`,
+          ];
+          const ca = async (): Promise<string> =>
+            (await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`))?.["ca.crt"] ?? "";
+          /** Waits until every server presents a certificate naming all of `external`, none of `gone`. */
+          const serversName = async (external: string[], gone: string[]): Promise<void> => {
+            const nats = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+            await waitUntil(
+              `every NATS server's certificate names ${external.join(", ")}${gone.length > 0 ? ` and not ${gone.join(", ")}` : ""}`,
+              async () => {
+                for (const pod of nats) {
+                  const cert = await presentedByPod(pod, await ca());
+                  const names = cert.subjectAltName ?? "";
+                  if (!external.every((n) => names.includes(n))) return false;
+                  if (gone.some((n) => names.includes(n))) return false;
+                }
+                return true;
+              },
+              { timeoutMs: 180_000, intervalMs: 1000 },
+            );
+          };
+          const externalUrls = async (app: string): Promise<(string | undefined)[]> => {
+            const data = await readSecretData(c.core, shop, `${app}-prod-nats`);
+            return [data?.NATS_EXTERNAL_URL, data?.NATS_EXTERNAL_WEBSOCKET_URL];
+          };
+          const url = `tls://${address}:${nodePort}`;
+          const websocketUrl = `wss://${address}:${websocketPort}`;
+
+          const asked = Date.now();
+          await upgrade(exposeAs([address, "nats.tenancy.test"]));
+          await serversName([address, "nats.tenancy.test"], []);
+          await waitUntil(
+            "NATS_EXTERNAL_URL and NATS_EXTERNAL_WEBSOCKET_URL in the app Secrets",
+            async () =>
+              [...(await externalUrls("orders")), ...(await externalUrls("billing"))].join(" ") ===
+              [url, websocketUrl, url, websocketUrl].join(" "),
+            { timeoutMs: 60_000 },
+          );
+          process.stderr.write(
+            `${helm.label}: exposed, certificates and Secrets updated ${Date.now() - asked} ms after helm upgrade began\n`,
+          );
+          const service = await c.core.readNamespacedService({
+            name: "nats-external",
+            namespace: NAMESPACE,
+          });
+          assert.deepEqual(
+            service.spec?.ports?.map((p) => [p.port, p.nodePort]),
+            [
+              [4222, nodePort],
+              [443, websocketPort],
+            ],
+            "the client port and the WebSocket listener only",
+          );
+
+          // What a developer does on their own machine: the CLI's files and URL, as apps use them.
+          const dir = mkdtempSync(join(tmpdir(), "nats-tenancy-outside-"));
+          const cli = async (args: string[]) => {
+            const result = await run(TOOL, [
+              ...args,
+              "-n",
+              shop,
+              "--kubeconfig",
+              cluster().kubeconfigPath,
+            ]);
+            assert.equal(result.code, 0, result.stderr);
+            return result.stdout;
+          };
+          // By the node's address, verified by the external name: the nats.js transport verifies
+          // an address URL as "localhost" (it sends no server name for an IP), so it is told one.
+          const connectOutside = async (app: string, servername: string) => {
+            const exported = await cli([
+              "env",
+              app,
+              "--env",
+              "prod",
+              "--external",
+              "--dir",
+              join(dir, app),
+            ]);
+            const variables: Record<string, string | undefined> = Object.fromEntries(
+              [...exported.matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1] ?? "", m[2]]),
+            );
+            assert.equal(variables.NATS_URL, url);
+            return connect({
+              servers: variables.NATS_URL,
+              authenticator: credsAuthenticator(
+                readFileSync(variables.NATS_CREDENTIALS_FILE ?? ""),
+              ),
+              tls: { caFile: variables.NATS_CA_FILE ?? "", servername } as { caFile: string },
+            });
+          };
+          try {
+            assert.equal(
+              (await cli(["info", "orders", "--env", "prod", "--url", "--external"])).trim(),
+              url,
+            );
+            assert.match(
+              await cli(["info", "orders", "--env", "prod"]),
+              new RegExp(`\n {2}outside: {5}${url}\n {2}outside: {5}${websocketUrl}\n`),
+            );
+            const orders = await connectOutside("orders", "nats.tenancy.test");
+            const billing = await connectOutside("billing", "nats.tenancy.test");
+            try {
+              const seen: string[] = [];
+              const everything = billing.subscribe(">");
+              void (async () => {
+                for await (const m of everything) seen.push(`${m.subject} ${m.string()}`);
+              })();
+              await billing.flush();
+              const reply = await orders.request("echo.outside", "from-outside", { timeout: 5000 });
+              assert.match(
+                reply.string(),
+                /^orders-prod-.*: from-outside$/,
+                "the pod answers the host",
+              );
+              const inbox = orders.subscribe("orders.outside", { max: 1 });
+              await orders.flush();
+              await ask(prod, "/publish?subject=orders.outside&data=from-pod");
+              for await (const m of inbox)
+                assert.equal(m.string(), "from-pod", "the host hears the pod");
+              orders.publish("orders.created", "from-outside");
+              await orders.flush();
+              await new Promise((resolve) => setTimeout(resolve, 500));
+              assert.deepEqual(seen, [], "billing's creds see nothing of orders");
+
+              // Renamed: the certificates are reissued; a client reconnecting verifies the new name.
+              const renamed = Date.now();
+              await upgrade(exposeAs([address, "nats2.tenancy.test"]));
+              await serversName([address, "nats2.tenancy.test"], ["nats.tenancy.test"]);
+              process.stderr.write(
+                `${helm.label}: renamed, every server presents the new names ${Date.now() - renamed} ms after helm upgrade began\n`,
+              );
+              assert.match(
+                (await orders.request("echo.renamed", "x", { timeout: 5000 })).string(),
+                /^orders-prod-.*: x$/,
+                "the connected client keeps working",
+              );
+              const again = await connectOutside("orders", "nats2.tenancy.test");
+              await again.close();
+              await assert.rejects(connectOutside("billing", "nats.tenancy.test"));
+
+              const unexposed = Date.now();
+              await upgrade([]);
+              await serversName([], [address, "nats2.tenancy.test"]);
+              await waitUntil(
+                "NATS_EXTERNAL_URL and NATS_EXTERNAL_WEBSOCKET_URL gone from the app Secrets",
+                async () =>
+                  [...(await externalUrls("orders")), ...(await externalUrls("billing"))].every(
+                    (u) => u === undefined,
+                  ),
+                { timeoutMs: 60_000 },
+              );
+              process.stderr.write(
+                `${helm.label}: unexposed, names and keys gone ${Date.now() - unexposed} ms after helm upgrade began\n`,
+              );
+              await assert.rejects(
+                c.core.readNamespacedService({ name: "nats-external", namespace: NAMESPACE }),
+                /404|not found/i,
+              );
+              for (const port of [nodePort, websocketPort])
+                await assert.rejects(
+                  new Promise<void>((resolve, reject) => {
+                    const socket = netConnect({ host: address, port, timeout: 3000 });
+                    socket.once("connect", () => {
+                      socket.destroy();
+                      resolve();
+                    });
+                    socket.once("timeout", () => {
+                      socket.destroy();
+                      reject(new Error("timeout"));
+                    });
+                    socket.once("error", reject);
+                  }),
+                  `node port ${String(port)} is closed`,
+                );
+              const refused = await run(TOOL, [
+                "env",
+                "orders",
+                "--env",
+                "prod",
+                "--external",
+                "--dir",
+                join(dir, "after"),
+                "-n",
+                shop,
+                "--kubeconfig",
+                cluster().kubeconfigPath,
+              ]);
+              assert.equal(refused.code, 1);
+              assert.match(refused.stderr, /NATS is not exposed outside the cluster/);
+            } finally {
+              await orders.close();
+              await billing.close();
+            }
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
         },
       );
 

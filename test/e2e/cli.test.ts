@@ -101,6 +101,17 @@ describe("the nats-tenancy tool", () => {
         /prod:\n {2}url: {9}tls:\/\/.*\n {2}secret: {6}lolipop-prod-nats\n {2}status: {6}ready\n {2}account: {5}A[A-Z0-9]{55}\n {2}servers: {5}3 acknowledged/,
       );
       assert.match(all.stdout, /ca expires: {2}\d{4}-\d\d-\d\dT/);
+      // Not exposed (the chart's nats.expose): no URL outside, and the CLI says where to turn it on.
+      assert.doesNotMatch(all.stdout, /outside:/);
+      const outside = await tool("info", "lolipop", "--env", "prod", "--url", "--external");
+      assert.equal(outside.code, 1);
+      assert.match(
+        outside.stderr,
+        /NATS is not exposed outside the cluster \(Secret lolipop-prod-nats has no NATS_EXTERNAL_URL\); the platform team turns it on with the chart's nats.expose values/,
+      );
+      const misplaced = await tool("info", "lolipop", "--external");
+      assert.equal(misplaced.code, 2);
+      assert.match(misplaced.stderr, /--external goes with --url or --dsn/);
       assert.doesNotMatch(all.stdout, /NKEY|BEGIN NATS/, "info printed credentials unasked");
       const creds = await tool("info", "lolipop", "--env", "prod", "--creds");
       assert.equal(

@@ -51,7 +51,7 @@ describe("App controller on a real API server and NATS cluster", () => {
     const test_ = await waitSecret(s, "shop", "orders-test-nats");
     await waitApp(s, "shop", "orders", "Ready at its generation", readyAtGeneration);
 
-    assert.equal(prod.NATS_URL, s.stack.settings.appUrl);
+    assert.equal(prod.NATS_URL, s.stack.settings.appUrls.url);
     assert.equal(prod.NATS_CREDENTIALS, prod["nats.creds"]);
     assert.match(prod["ca.crt"] ?? "", /BEGIN CERTIFICATE/);
     assert.equal(prod.type, "nats");

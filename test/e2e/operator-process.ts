@@ -99,7 +99,7 @@ export async function launchOperator(
       `--kubeconfig=${kubeconfig}`,
       `--namespace=${stack.settings.namespace}`,
       `--nats-url=${stack.settings.natsUrls.join(",")}`,
-      `--app-nats-url=${stack.settings.appUrl}`,
+      `--app-nats-url=${stack.settings.appUrls.url}`,
       `--nats-replicas=${String(stack.settings.expectedServers)}`,
       "--loopback-names",
       `--health-address=127.0.0.1:${String(port)}`,

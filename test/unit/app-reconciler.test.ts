@@ -157,7 +157,7 @@ function setup(
   const reconciler = new AppReconciler({
     identity: () => identity,
     caBundle: () => ca.bundle,
-    appUrl: "tls://nats:4222",
+    appUrls: { url: "tls://nats:4222" },
     store,
     index,
     servers: () => servers,

@@ -105,3 +105,26 @@ test("leaves carry the Service names, every pod's name, and loopback only when a
     "names changed",
   );
 });
+
+test("external names: the server certificate names them, an address as an address; a changed list reissues it, an unchanged IPv6 address does not", async () => {
+  const { state } = await stepCa(undefined, policy, Date.now(), false);
+  const external = ["nats.example.test", "10.244.0.1", "FD00::0:1"];
+  const exposed = natsServerLeaf({ ...names, external }, DAY_MS);
+  const { leaf } = await ensureLeaf(undefined, exposed, state, Date.now());
+  const cert = new X509Certificate(leaf.certificatePem);
+  assert.equal(cert.checkHost("nats.example.test"), "nats.example.test");
+  assert.equal(cert.checkIP("10.244.0.1"), "10.244.0.1");
+  assert.equal(cert.checkIP("fd00::1"), "fd00::1");
+  assert.equal(cert.checkHost("10.244.0.1"), undefined, "an address is no DNS name");
+  assert.equal(reissueReason(leaf, exposed, state, Date.now()), undefined);
+  assert.equal(
+    reissueReason(
+      leaf,
+      natsServerLeaf({ ...names, external: ["nats.example.test"] }, DAY_MS),
+      state,
+      Date.now(),
+    ),
+    "names changed",
+  );
+  assert.equal(reissueReason(leaf, spec, state, Date.now()), "names changed", "unexposed");
+});

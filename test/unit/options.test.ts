@@ -9,7 +9,7 @@ describe("operator options", () => {
     assert.deepEqual(options.settings.natsUrls, [
       "tls://nats.nats-tenancy-system.svc.cluster.local:4222",
     ]);
-    assert.equal(options.settings.appUrl, options.settings.natsUrls[0]);
+    assert.equal(options.settings.appUrls.url, options.settings.natsUrls[0]);
     assert.equal(options.settings.expectedServers, 3);
     assert.equal(options.settings.resyncMs, 300_000);
     assert.equal(options.logLevel, "info");
@@ -80,6 +80,57 @@ describe("operator options", () => {
         () => parseOptions(args, {}),
         (e: unknown) => e instanceof OptionsError && message.test(e.message),
         args.join(" "),
+      );
+  });
+
+  test("external names: one spelling each, into the server certificate's names; the external URL must be verifiable by one of them", () => {
+    const options = parseOptions(
+      [
+        "--external-names= NATS.Example.test,10.244.0.1,nats.example.test",
+        "--external-url=tls://10.244.0.1:30422",
+      ],
+      {},
+    );
+    assert.deepEqual(options.settings.natsNames.external, ["nats.example.test", "10.244.0.1"]);
+    assert.deepEqual(options.settings.appUrls, {
+      url: "tls://nats.nats-tenancy-system.svc.cluster.local:4222",
+      externalUrl: "tls://10.244.0.1:30422",
+    });
+    const unexposed = parseOptions([], {
+      NATS_TENANCY_EXTERNAL_NAMES: "",
+      NATS_TENANCY_EXTERNAL_URL: "",
+    });
+    assert.equal(unexposed.settings.natsNames.external, undefined);
+    assert.deepEqual(Object.keys(unexposed.settings.appUrls), ["url"]);
+    const refused: [string[], RegExp][] = [
+      [
+        ["--external-names=nats_example.test"],
+        /--external-names: nats_example.test is neither a host name nor an address/,
+      ],
+      [
+        ["--external-names=a.test", "--external-url=tls://b.test:4222"],
+        /--external-url: b.test is not in --external-names/,
+      ],
+      [["--external-url=tls://b.test:4222"], /b.test is not in --external-names/],
+      [["--external-names=a.test", "--external-url=https://a.test"], /is not tls:\/\/HOST:PORT/],
+      [
+        ["--external-names=a.test", "--external-websocket-url=tls://a.test:443"],
+        /--external-websocket-url: tls:\/\/a.test:443 is not wss:\/\/HOST:PORT/,
+      ],
+      [
+        ["--external-names=a.test", "--external-websocket-url=wss://b.test:443"],
+        /--external-websocket-url: b.test is not in --external-names/,
+      ],
+      [
+        ["--external-names=a.test", "--external-url=a.test:4222"],
+        /is not tls:\/\/HOST:PORT|is not a URL/,
+      ],
+    ];
+    for (const [argv, message] of refused)
+      assert.throws(
+        () => parseOptions(argv, {}),
+        (e: unknown) => e instanceof OptionsError && message.test(e.message),
+        argv.join(" "),
       );
   });
 

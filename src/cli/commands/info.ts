@@ -7,13 +7,19 @@ import { X509Certificate } from "node:crypto";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { AppObject } from "../../contract/app-object.ts";
-import { CA_KEY, CREDS_KEY } from "../../contract/app-secret.ts";
+import {
+  CA_KEY,
+  CREDS_KEY,
+  EXTERNAL_URL_KEY,
+  EXTERNAL_WEBSOCKET_URL_KEY,
+} from "../../contract/app-secret.ts";
 import type { EnvironmentStatus } from "../../crds/app.ts";
 import { environmentsOf, listApps, oneEnvironment, readApp, readAppSecret } from "./apps.ts";
 import { rotationLine, signingKeyLine } from "./rotate.ts";
 import {
   CLUSTER_OPTIONS,
   CLUSTER_USAGE,
+  CommandError,
   UsageError,
   connectCluster,
   text,
@@ -40,6 +46,16 @@ function environmentStatus(app: AppObject, environment: EnvironmentStatus): stri
     : "not ready";
 }
 
+/** The URL clients outside the cluster connect to, as the app's Secret holds it. */
+function externalUrl(secret: Record<string, string>, secretName: string): string {
+  const url = secret[EXTERNAL_URL_KEY];
+  if (url === undefined)
+    throw new CommandError(
+      `NATS is not exposed outside the cluster (Secret ${secretName} has no ${EXTERNAL_URL_KEY}); the platform team turns it on with the chart's nats.expose values`,
+    );
+  return url;
+}
+
 /** Each CA of the bundle with its expiry (two during a rotation). */
 function caExpiries(bundle: string): string {
   const pems = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
@@ -53,15 +69,17 @@ function caExpiries(bundle: string): string {
 export const info: Command = {
   summary: "what an App's environments connect to (like dokku nats:info)",
   usage:
-    "nats-tenancy info APP [-n NS] [--env ENV] [--url|--dsn|--secret|--status|--account|--ca|--creds]\n" +
+    "nats-tenancy info APP [-n NS] [--env ENV] [--url|--dsn|--secret|--status|--account|--ca|--creds] [--external]\n" +
     "  --env ENV   one environment (needed with a single field when the App has several)\n" +
     "  --url, --dsn, --secret, --status, --account   print that field alone\n" +
+    "  --external  with --url or --dsn: the URL clients outside the cluster connect to\n" +
     "  --ca        print the CA bundle apps verify the servers with\n" +
     "  --creds     print the credentials (only asked for by name; needs read access to the Secret)\n" +
     CLUSTER_USAGE,
   options: {
     ...CLUSTER_OPTIONS,
     env: { type: "string" },
+    external: { type: "boolean" },
     ...Object.fromEntries(FIELDS.map((f) => [f, { type: "boolean" }])),
   },
   run: async (values, positionals, output) => {
@@ -69,17 +87,22 @@ export const info: Command = {
     if (!name || extra.length > 0) throw new UsageError("give exactly one APP");
     const fields = FIELDS.filter((f) => values[f] === true);
     if (fields.length > 1) throw new UsageError(`choose one of --${fields.join(", --")}`);
+    const external = values.external === true;
+    const [field] = fields;
+    if (external && field !== "url" && field !== "dsn")
+      throw new UsageError("--external goes with --url or --dsn");
     const cluster = connectCluster(values);
     const app = await readApp(cluster, cluster.namespace, name);
     const only = text(values, "env");
-    const [field] = fields;
     if (field) {
       const environment = oneEnvironment(app, only);
       const secret = (): Promise<Record<string, string>> =>
         readAppSecret(cluster, cluster.namespace, environment.secret);
+      const url = async (): Promise<string> =>
+        external ? externalUrl(await secret(), environment.secret) : (environment.url ?? "");
       const answers: Record<(typeof FIELDS)[number], () => Promise<string>> = {
-        url: () => Promise.resolve(environment.url ?? ""),
-        dsn: () => Promise.resolve(environment.url ?? ""),
+        url,
+        dsn: url,
         secret: () => Promise.resolve(environment.secret),
         status: () => Promise.resolve(environmentStatus(app, environment)),
         account: () => Promise.resolve(environment.account ?? ""),
@@ -92,16 +115,20 @@ export const info: Command = {
     const lines = [`App ${cluster.namespace}/${name}: Ready ${ready(app)}`];
     for (const environment of environmentsOf(app, only)) {
       let ca: string;
+      let outside: string[] = [];
       try {
-        ca = caExpiries(
-          (await readAppSecret(cluster, cluster.namespace, environment.secret))[CA_KEY] ?? "",
-        );
+        const secret = await readAppSecret(cluster, cluster.namespace, environment.secret);
+        ca = caExpiries(secret[CA_KEY] ?? "");
+        outside = [secret[EXTERNAL_URL_KEY], secret[EXTERNAL_WEBSOCKET_URL_KEY]]
+          .filter((url) => url !== undefined)
+          .map((url) => `  outside:     ${url}`);
       } catch (error) {
         ca = `unknown: ${error instanceof Error ? error.message : String(error)}`;
       }
       lines.push(
         `${environment.name}:`,
         `  url:         ${environment.url ?? "(not yet)"}`,
+        ...outside,
         `  secret:      ${environment.secret}`,
         `  status:      ${environmentStatus(app, environment)}`,
         `  account:     ${environment.account ?? "(not yet)"}`,
@@ -179,11 +206,17 @@ function quoted(value: string): string {
 export const env: Command = {
   summary: "write nats.creds and ca.crt for local development, and print the variables",
   usage:
-    "nats-tenancy env APP --env ENV [--dir DIR] [-n NS]\n" +
+    "nats-tenancy env APP --env ENV [--dir DIR] [--external] [-n NS]\n" +
     "  --dir DIR   where to write the files (default ./nats-APP-ENV); the creds get mode 0600\n" +
+    "  --external  NATS_URL is the URL outside the cluster (where NATS is exposed)\n" +
     'Then: eval "$(nats-tenancy env APP --env ENV)"\n' +
     CLUSTER_USAGE,
-  options: { ...CLUSTER_OPTIONS, env: { type: "string" }, dir: { type: "string" } },
+  options: {
+    ...CLUSTER_OPTIONS,
+    env: { type: "string" },
+    dir: { type: "string" },
+    external: { type: "boolean" },
+  },
   run: async (values, positionals, output) => {
     const [name, ...extra] = positionals;
     if (!name || extra.length > 0) throw new UsageError("give exactly one APP");
@@ -191,6 +224,10 @@ export const env: Command = {
     const app = await readApp(cluster, cluster.namespace, name);
     const environment = oneEnvironment(app, text(values, "env"));
     const secret = await readAppSecret(cluster, cluster.namespace, environment.secret);
+    const url =
+      values.external === true
+        ? externalUrl(secret, environment.secret)
+        : (secret.NATS_URL ?? environment.url ?? "");
     const dir = resolve(text(values, "dir") ?? `nats-${name}-${environment.name}`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const credsFile = join(dir, "nats.creds");
@@ -201,7 +238,7 @@ export const env: Command = {
     writeFileSync(caFile, secret[CA_KEY] ?? "");
     output.out(
       [
-        `export NATS_URL=${quoted(secret.NATS_URL ?? environment.url ?? "")}`,
+        `export NATS_URL=${quoted(url)}`,
         `export NATS_CREDENTIALS_FILE=${quoted(credsFile)}`,
         `export NATS_CA_FILE=${quoted(caFile)}`,
       ].join("\n") + "\n",

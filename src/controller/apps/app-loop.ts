@@ -14,7 +14,7 @@ import type { CredentialPolicy } from "../../accounts/credential-policy.ts";
 import type { OperatorIdentity } from "../../accounts/identities.ts";
 import type { SecretStore } from "../../accounts/key-store.ts";
 import { asAppObject, readAppObject, type AppObject } from "../../contract/app-object.ts";
-import { APP_LABEL } from "../../contract/app-secret.ts";
+import { APP_LABEL, type AppUrls } from "../../contract/app-secret.ts";
 import { readSecret } from "../../kube/read-secret.ts";
 import { scrubSecrets } from "../../observability/logger.ts";
 import type { Metrics } from "../../observability/metrics.ts";
@@ -51,8 +51,8 @@ export interface AppLoopOptions {
   natsConnected: Trigger;
   /** Fired when a NATS server (re)joins the cluster. */
   serverJoined: Trigger;
-  /** NATS_URL given to apps. */
-  appUrl: string;
+  /** The URLs given to apps. */
+  appUrls: AppUrls;
   resyncMs: number;
   concurrency: number;
   logger: Logger;
@@ -131,7 +131,7 @@ export class AppLoop implements Loop {
     this.reconciler = new AppReconciler({
       identity: options.identity,
       caBundle: options.caBundle,
-      appUrl: options.appUrl,
+      appUrls: options.appUrls,
       store: options.store,
       index,
       servers: options.servers,

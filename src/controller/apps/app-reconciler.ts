@@ -78,6 +78,7 @@ import {
   appSecretUnchanged,
   secretOwner,
   type AppSecretSource,
+  type AppUrls,
 } from "../../contract/app-secret.ts";
 import {
   appStatus,
@@ -157,8 +158,8 @@ export type AccountServers = Pick<
 export interface ReconcilerDeps {
   identity: () => OperatorIdentity;
   caBundle: () => string;
-  /** NATS_URL written into app Secrets. */
-  appUrl: string;
+  /** The URLs written into app Secrets. */
+  appUrls: AppUrls;
   store: SecretStore;
   index: AccountIndex;
   /** Throws NatsUnavailableError while there is no connection. */
@@ -627,7 +628,7 @@ export class AppReconciler {
       app: name,
       environment,
       owner: owner(app),
-      url: deps.appUrl,
+      ...deps.appUrls,
       caBundle: deps.caBundle(),
     };
     // The index lists every stored account (loaded at start, kept by the only writer): a new
@@ -820,7 +821,7 @@ export class AppReconciler {
     return {
       name: environment,
       secret: appSecretName(app.metadata.name, environment),
-      url: this.deps.appUrl,
+      url: this.deps.appUrls.url,
       ready: true,
       ...held,
     };

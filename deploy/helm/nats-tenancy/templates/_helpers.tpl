@@ -185,3 +185,45 @@ readinessProbe:
   periodSeconds: 2
   failureThreshold: 2
 {{- end }}
+
+{{- /*
+NATS_EXTERNAL_URL of an exposed NATS: the url given, or the first name with the port outside
+clients reach (the node port, or the load balancer's port). Refuses what would give apps a URL
+they cannot verify or reach.
+*/}}
+{{- define "nats-tenancy.externalUrl" -}}
+{{- include "nats-tenancy.outsideUrl" (list . .Values.nats.expose "tls") }}
+{{- end }}
+
+{{- /* NATS_EXTERNAL_WEBSOCKET_URL, the same way from nats.expose.websocket. */}}
+{{- define "nats-tenancy.externalWebsocketUrl" -}}
+{{- include "nats-tenancy.outsideUrl" (list . .Values.nats.expose.websocket "wss") }}
+{{- end }}
+
+{{- /* Non-empty when the servers listen for WebSocket clients: only exposed, and asked for. */}}
+{{- define "nats-tenancy.websocket" -}}
+{{- if and .Values.nats.expose.enabled .Values.nats.expose.websocket.enabled }}on{{ end }}
+{{- end }}
+
+{{- /* A URL outside clients are given: (list root listenerValues scheme). */}}
+{{- define "nats-tenancy.outsideUrl" -}}
+{{- $root := index . 0 -}}
+{{- $e := index . 1 -}}
+{{- $scheme := index . 2 -}}
+{{- $expose := $root.Values.nats.expose -}}
+{{- $path := ternary "nats.expose" "nats.expose.websocket" (eq $scheme "tls") -}}
+{{- if not $expose.names }}
+{{- fail "nats.expose.names: list at least one host name or address outside clients connect to (the servers' certificates name them)" }}
+{{- end }}
+{{- if $e.url -}}
+{{ $e.url }}
+{{- else }}
+{{- $port := $e.port }}
+{{- if eq $expose.type "NodePort" }}
+{{- $port = $e.nodePort | required (printf "%s.nodePort: choose the node port (or set %s.url), so apps are told where NATS is" $path $path) }}
+{{- end }}
+{{- $host := first $expose.names }}
+{{- if contains ":" $host }}{{ $host = printf "[%s]" $host }}{{ end -}}
+{{ $scheme }}://{{ $host }}:{{ int64 $port }}
+{{- end }}
+{{- end }}
