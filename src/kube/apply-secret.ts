@@ -4,7 +4,13 @@
  */
 import type { V1Secret } from "@kubernetes/client-node";
 import { unlessExists } from "./api-errors.ts";
-import { APPLY_TYPE, corePath, type JsonRequest, type JsonRequests } from "./json-requests.ts";
+import {
+  APPLY_TYPE,
+  MERGE_PATCH_TYPE,
+  corePath,
+  type JsonRequest,
+  type JsonRequests,
+} from "./json-requests.ts";
 
 export const FIELD_MANAGER = "nats-tenancy";
 export const MANAGED_BY = { "app.kubernetes.io/managed-by": "nats-tenancy" } as const;
@@ -31,12 +37,35 @@ export async function createSecret(requests: JsonRequests, secret: V1Secret): Pr
   return (await unlessExists(requests.send(secretCreation(secret)).then(() => true))) ?? false;
 }
 
-export async function applySecret(requests: JsonRequests, secret: V1Secret): Promise<void> {
+/**
+ * Applies the Secret, after removing `staleKeys` by name: an apply drops only what the
+ * manager's earlier applies set, and a Secret's create is recorded as an update, so a key it
+ * was created with would otherwise stay for good.
+ */
+export async function applySecret(
+  requests: JsonRequests,
+  secret: V1Secret,
+  staleKeys: string[] = [],
+): Promise<void> {
+  const path = corePath("secrets", secret.metadata?.namespace ?? "", secret.metadata?.name ?? "");
+  if (staleKeys.length > 0)
+    await requests.send({
+      method: "PATCH",
+      path,
+      query: { fieldManager: FIELD_MANAGER },
+      body: { data: Object.fromEntries(staleKeys.map((key) => [key, null])) },
+      contentType: MERGE_PATCH_TYPE,
+    });
   await requests.send({
     method: "PATCH",
-    path: corePath("secrets", secret.metadata?.namespace ?? "", secret.metadata?.name ?? ""),
+    path,
     query: { fieldManager: FIELD_MANAGER, force: "true" },
     body: secret,
     contentType: APPLY_TYPE,
   });
+}
+
+/** The keys `existing` holds that `desired` does not: what an apply of `desired` leaves. */
+export function staleKeys(existing: V1Secret | undefined, desired: V1Secret): string[] {
+  return Object.keys(existing?.data ?? {}).filter((key) => !(key in (desired.data ?? {})));
 }

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ApiException, CoreV1Api, type V1Secret } from "@kubernetes/client-node";
 import { apiErrorSentence, statusOf, unlessNotFound } from "../../src/kube/api-errors.ts";
-import { applySecret, createSecret, secretCreation } from "../../src/kube/apply-secret.ts";
+import {
+  applySecret,
+  createSecret,
+  secretCreation,
+  staleKeys,
+} from "../../src/kube/apply-secret.ts";
 import { abortableKubeConfig } from "../../src/kube/abortable-config.ts";
 import { JsonRequests, MERGE_PATCH_TYPE, corePath } from "../../src/kube/json-requests.ts";
 import { useControlPlane } from "./harness.ts";
@@ -24,6 +29,23 @@ describe("the lean JSON request path (real API server)", () => {
     kind: "Secret",
     metadata: { name, namespace: NAMESPACE, labels: { test: "lean" } },
     data: { value: Buffer.from(value).toString("base64") },
+  });
+
+  test("a key the Secret was created with is left by an apply without it, and removed when named stale", async () => {
+    const { core, requests } = await setup();
+    const keys = async (): Promise<string[]> =>
+      Object.keys(
+        (await core.readNamespacedSecret({ name: "shrinks", namespace: NAMESPACE })).data ?? {},
+      ).sort();
+    const full = secret("shrinks", "one");
+    full.data = { ...full.data, extra: Buffer.from("x").toString("base64") };
+    assert.equal(await createSecret(requests, full), true);
+    const smaller = secret("shrinks", "two");
+    await applySecret(requests, smaller);
+    assert.deepEqual(await keys(), ["extra", "value"], "why stale keys are named");
+    const existing = await core.readNamespacedSecret({ name: "shrinks", namespace: NAMESPACE });
+    await applySecret(requests, smaller, staleKeys(existing, smaller));
+    assert.deepEqual(await keys(), ["value"]);
   });
 
   test("creates, applies, replaces with a precondition and deletes as client-node reads them", async () => {

@@ -772,10 +772,10 @@ export class AppReconciler {
         const problem = found && secretConflict(found, app, environment);
         if (problem) throw problem;
         if (!found || !appSecretCurrent(found, secretInput))
-          await deps.writes.applySecret(appSecret(secretInput));
+          await deps.writes.applySecret(appSecret(secretInput), found);
       }
     } else if (!appSecretCurrent(existingSecret, secretInput)) {
-      await deps.writes.applySecret(appSecret(secretInput));
+      await deps.writes.applySecret(appSecret(secretInput), existingSecret);
     }
     await this.restartForRotation(app, environment, minted.stored);
     const rotation = rotationStatus(minted.stored, deps.credentials.rotationOverlapMs);

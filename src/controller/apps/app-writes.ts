@@ -8,7 +8,7 @@ import type { KubeConfig, V1Secret } from "@kubernetes/client-node";
 import { APP_API_VERSION, APP_KIND, appPath } from "../../crds/app.ts";
 import type { AppStatus } from "../../crds/app.ts";
 import { FINALIZER, type AppObject as App } from "../../contract/app-object.ts";
-import { FIELD_MANAGER, applySecret, createSecret } from "../../kube/apply-secret.ts";
+import { FIELD_MANAGER, applySecret, createSecret, staleKeys } from "../../kube/apply-secret.ts";
 import { unlessNotFound } from "../../kube/api-errors.ts";
 import { recordEvent, type EventInput } from "../../kube/events.ts";
 import { APPLY_TYPE, JSON_PATCH_TYPE, JsonRequests, corePath } from "../../kube/json-requests.ts";
@@ -17,7 +17,8 @@ import { restartWorkloads } from "./workload-restarts.ts";
 export interface AppWrites {
   /** Creates the Secret; false, writing nothing, when one of that name exists. */
   createSecret(secret: V1Secret): Promise<boolean>;
-  applySecret(secret: V1Secret): Promise<void>;
+  /** Applies `secret`, removing what `existing` holds beyond it. */
+  applySecret(secret: V1Secret, existing?: V1Secret): Promise<void>;
   deleteSecret(namespace: string, name: string): Promise<void>;
   /** Adds or drops the operator's finalizer; other finalizers are left as they are. */
   setFinalizer(app: App, present: boolean): Promise<void>;
@@ -53,9 +54,9 @@ export function kubernetesAppWrites(
       onWrite("secret");
       return createSecret(requests, secret);
     },
-    async applySecret(secret) {
+    async applySecret(secret, existing) {
       onWrite("secret");
-      await applySecret(requests, secret);
+      await applySecret(requests, secret, staleKeys(existing, secret));
     },
     async deleteSecret(namespace, name) {
       onWrite("secret");
