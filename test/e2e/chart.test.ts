@@ -93,6 +93,29 @@ async function connectToPod(c: Clients, pod: V1Pod, creds: string): Promise<Nats
   });
 }
 
+/**
+ * The NATS pods once the StatefulSet is settled: rolled out, three, all Ready, none going (a
+ * roll the operator started may still be replacing one when its command returns).
+ */
+async function settledNatsPods(c: Clients): Promise<V1Pod[]> {
+  let pods: V1Pod[] = [];
+  await waitUntil(
+    "the NATS StatefulSet rolled out: three pods Ready, none terminating",
+    async () => {
+      const { status } = await c.apps.readNamespacedStatefulSet({
+        name: "nats",
+        namespace: NAMESPACE,
+      });
+      if (status?.currentRevision !== status?.updateRevision || status?.updatedReplicas !== 3)
+        return false;
+      pods = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+      return pods.length === 3 && pods.every((p) => isReady(p) && !p.metadata?.deletionTimestamp);
+    },
+    { timeoutMs: 120_000 },
+  );
+  return pods;
+}
+
 /** The certificate a NATS pod presents to clients, reached by its IP and verified as its name. */
 function presentedByPod(pod: V1Pod, ca: string): ReturnType<typeof presentedCertificate> {
   return presentedCertificate(
@@ -695,7 +718,7 @@ ${rotated.stdout}`,
             0,
             "every server restarted",
           );
-          const nats = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
+          const nats = await settledNatsPods(c);
           const system = await systemConnection(c, nats[0] ?? assert.fail(), [
             "$SYS.REQ.SERVER.PING.*",
             "$SYS.REQ.CLAIMS.UPDATE",
@@ -760,11 +783,10 @@ ${rotated.stdout}`,
             (await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`))?.["ca.crt"] ?? "";
           /** Waits until every server presents a certificate naming all of `external`, none of `gone`. */
           const serversName = async (external: string[], gone: string[]): Promise<void> => {
-            const nats = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
             await waitUntil(
               `every NATS server's certificate names ${external.join(", ")}${gone.length > 0 ? ` and not ${gone.join(", ")}` : ""}`,
               async () => {
-                for (const pod of nats) {
+                for (const pod of await settledNatsPods(c)) {
                   const cert = await presentedByPod(pod, await ca());
                   const names = cert.subjectAltName ?? "";
                   if (!external.every((n) => names.includes(n))) return false;
