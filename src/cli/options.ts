@@ -443,13 +443,17 @@ function externalNames(list: string | undefined): string[] {
   return names;
 }
 
-/** A URL outside clients are given: they can verify the servers only by a name listed. */
+/**
+ * A URL outside clients are given, when the flag is set: they can verify the servers only by a
+ * name listed.
+ */
 function outsideUrl(
   flag: "external-url" | "external-websocket-url",
-  url: string,
+  url: string | undefined,
   schemes: string[],
   names: string[],
-): string {
+): string | undefined {
+  if (url === undefined) return undefined;
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -498,8 +502,18 @@ export function parseOptions(
   const replicas = integer("nats-replicas", get("nats-replicas") ?? "", 1, 99);
   const serviceUrl = `tls://${service}.${namespace}.svc.${clusterDomain}:4222`;
   const externalNamesList = externalNames(get("external-names"));
-  const externalUrl = get("external-url");
-  const externalWebsocketUrl = get("external-websocket-url");
+  const externalUrl = outsideUrl(
+    "external-url",
+    get("external-url"),
+    ["tls:", "nats:"],
+    externalNamesList,
+  );
+  const externalWebsocketUrl = outsideUrl(
+    "external-websocket-url",
+    get("external-websocket-url"),
+    ["wss:"],
+    externalNamesList,
+  );
   const health = hostPort("health-address", get("health-address") ?? "");
   const kubeconfig = get("kubeconfig");
   const role = oneOf("role", get("role") ?? "", [...ROLES]) as Role;
@@ -565,26 +579,8 @@ export function parseOptions(
       natsUrls: (get("nats-url") ?? serviceUrl).split(",").map((u) => u.trim()),
       appUrls: {
         url: get("app-nats-url") ?? serviceUrl,
-        ...(externalUrl !== undefined
-          ? {
-              externalUrl: outsideUrl(
-                "external-url",
-                externalUrl,
-                ["tls:", "nats:"],
-                externalNamesList,
-              ),
-            }
-          : {}),
-        ...(externalWebsocketUrl !== undefined
-          ? {
-              externalWebsocketUrl: outsideUrl(
-                "external-websocket-url",
-                externalWebsocketUrl,
-                ["wss:"],
-                externalNamesList,
-              ),
-            }
-          : {}),
+        ...(externalUrl !== undefined ? { externalUrl } : {}),
+        ...(externalWebsocketUrl !== undefined ? { externalWebsocketUrl } : {}),
       },
       expectedServers: replicas,
       resyncMs: integer("resync-seconds", get("resync-seconds") ?? "", 1, 86_400) * 1000,

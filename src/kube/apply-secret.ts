@@ -38,22 +38,22 @@ export async function createSecret(requests: JsonRequests, secret: V1Secret): Pr
 }
 
 /**
- * Applies the Secret, after removing `staleKeys` by name: an apply drops only what the
+ * Applies the Secret, after removing `removedKeys` by name: an apply drops only what the
  * manager's earlier applies set, and a Secret's create is recorded as an update, so a key it
  * was created with would otherwise stay for good.
  */
 export async function applySecret(
   requests: JsonRequests,
   secret: V1Secret,
-  staleKeys: string[] = [],
+  removedKeys: string[] = [],
 ): Promise<void> {
   const path = corePath("secrets", secret.metadata?.namespace ?? "", secret.metadata?.name ?? "");
-  if (staleKeys.length > 0)
+  if (removedKeys.length > 0)
     await requests.send({
       method: "PATCH",
       path,
       query: { fieldManager: FIELD_MANAGER },
-      body: { data: Object.fromEntries(staleKeys.map((key) => [key, null])) },
+      body: { data: Object.fromEntries(removedKeys.map((key) => [key, null])) },
       contentType: MERGE_PATCH_TYPE,
     });
   await requests.send({
