@@ -36,7 +36,7 @@ import { ensureToolchain } from "../src/embedded/toolchain.ts";
 import { waitUntil } from "../src/embedded/wait.ts";
 import { createLogger } from "../src/observability/logger.ts";
 import { watchApps } from "../src/runtime/informers.ts";
-import { PooledKubeConfig } from "../src/kube/kube-config.ts";
+import { PooledKubeConfig, kubeConfigAccess } from "../src/kube/kube-config.ts";
 import { createSecret } from "../src/kube/apply-secret.ts";
 import { JsonRequests, MERGE_PATCH_TYPE, corePath } from "../src/kube/json-requests.ts";
 import {
@@ -295,7 +295,7 @@ async function run(): Promise<Figures> {
     const pooledCustom = pooled.makeApiClient(CustomObjectsApi);
     // The lean path the operator's own hot writes take, over pooled connections: the floor.
     // client-node's calls over the same connections are printed beside it.
-    const lean = new JsonRequests(pooled);
+    const lean = new JsonRequests(kubeConfigAccess(pooled));
     const clientNodeMs = await floor("client-node", (body) =>
       pooledCore.createNamespacedSecret({ namespace: "floor", body }),
     );
@@ -345,7 +345,7 @@ async function run(): Promise<Figures> {
     const allReady = Promise.withResolvers<undefined>();
     const waiting = new Map<string, () => void>();
     const apps = watchApps({
-      kubeConfig: kc,
+      cluster: stack.controlPlane.access(),
       label: "bench apps",
       logger: createLogger({ level: "silent" }),
       onChange: (app) => {

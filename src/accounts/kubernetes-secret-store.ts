@@ -2,7 +2,8 @@
  * The key store as Kubernetes Secrets in the operator's namespace, and only there: the
  * namespace is fixed at construction and never taken from an App.
  */
-import { CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
+import type { V1Secret, V1SecretList } from "@kubernetes/client-node";
+import type { ClusterAccess } from "../kube/cluster-access.ts";
 import {
   FIELD_MANAGER,
   MANAGED_BY,
@@ -19,13 +20,11 @@ import type { SecretStore, StoreEntry, VersionedEntry } from "./key-store.ts";
 export const KEYS_LABEL = "nats-tenancy.io/keys";
 
 export class KubernetesSecretStore implements SecretStore {
-  private readonly api: CoreV1Api;
   private readonly requests: JsonRequests;
   readonly namespace: string;
 
-  constructor(kubeConfig: KubeConfig, namespace: string) {
-    this.api = kubeConfig.makeApiClient(CoreV1Api);
-    this.requests = new JsonRequests(kubeConfig);
+  constructor(cluster: ClusterAccess, namespace: string) {
+    this.requests = new JsonRequests(cluster);
     this.namespace = namespace;
   }
 
@@ -44,7 +43,7 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   get(name: string): Promise<Record<string, string> | undefined> {
-    return readSecretData(this.api, this.namespace, name);
+    return readSecretData(this.requests, this.namespace, name);
   }
 
   create(name: string, data: Record<string, string>): Promise<boolean> {
@@ -56,7 +55,7 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async read(name: string): Promise<VersionedEntry | undefined> {
-    const secret = await readSecret(this.api, this.namespace, name);
+    const secret = await readSecret(this.requests, this.namespace, name);
     const version = secret?.metadata?.resourceVersion;
     return secret && version ? { data: decodeSecretData(secret), version } : undefined;
   }
@@ -112,17 +111,17 @@ export class KubernetesSecretStore implements SecretStore {
   async *entries(): AsyncIterable<StoreEntry> {
     let next: string | undefined;
     do {
-      const page = await this.api.listNamespacedSecret({
-        namespace: this.namespace,
+      const page = await this.requests.get<V1SecretList>(corePath("secrets", this.namespace), {
         labelSelector: `${KEYS_LABEL}=true`,
-        limit: 500,
-        ...(next ? { _continue: next } : {}),
+        limit: "500",
+        ...(next ? { continue: next } : {}),
       });
       for (const secret of page.items) {
         const name = secret.metadata?.name;
         if (name) yield { name, data: decodeSecretData(secret) };
       }
-      next = page.metadata?._continue;
+      // The page token as JSON has it (client-node's model renames it `_continue`).
+      next = (page.metadata as { continue?: string } | undefined)?.continue;
     } while (next);
   }
 }

@@ -2,7 +2,8 @@
  * Issued certificates as `kubernetes.io/tls` Secrets: tls.crt, tls.key, and ca.crt holding the
  * CA bundle (every CA a peer may present during a rotation), server-side applied.
  */
-import type { KubeConfig, V1Secret } from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node";
+import type { ClusterAccess } from "../kube/cluster-access.ts";
 import { MANAGED_BY, applySecret, secretData } from "../kube/apply-secret.ts";
 import { JsonRequests } from "../kube/json-requests.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
@@ -37,6 +38,6 @@ export function tlsSecret(
   };
 }
 
-export async function applyTlsSecret(kubeConfig: KubeConfig, secret: V1Secret): Promise<void> {
-  await applySecret(new JsonRequests(kubeConfig), secret);
+export async function applyTlsSecret(cluster: ClusterAccess, secret: V1Secret): Promise<void> {
+  await applySecret(new JsonRequests(cluster), secret);
 }

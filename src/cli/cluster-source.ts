@@ -7,8 +7,7 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-
-export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+import { SERVICE_ACCOUNT_DIR } from "../kube/kubeconfig-access.ts";
 
 export type ClusterSource =
   | { kind: "kubeconfig"; path: string }

@@ -43,7 +43,7 @@ export async function runDemo(): Promise<void> {
   const { default: pino } = await import("pino");
   const webhookPort = await freePort();
   const operator = await startOperatorProcess({
-    kubeConfig: kc,
+    cluster: stack.controlPlane.access(),
     settings: {
       ...stack.settings,
       // The operator's own defaults (names, registration by the operator), registered by URL.

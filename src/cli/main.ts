@@ -4,7 +4,11 @@
  * control plane and NATS cluster, runs the operator on them, applies an example App and prints
  * its credentials and a command that uses them, so a newcomer sees the whole path work.
  */
-import { PooledKubeConfig } from "../kube/kube-config.ts";
+import {
+  defaultKubeconfigPaths,
+  inClusterAccess,
+  kubeconfigAccess,
+} from "../kube/kubeconfig-access.ts";
 import { createLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { clusterSource, type ClusterSource } from "./cluster-source.ts";
@@ -15,13 +19,15 @@ async function runAgainstCluster(
   options: CliOptions,
   source: Exclude<ClusterSource, { kind: "demo" }>,
 ): Promise<void> {
-  const kubeConfig = new PooledKubeConfig();
-  if (source.kind === "kubeconfig") kubeConfig.loadFromFile(source.path);
-  else if (source.kind === "in-cluster") kubeConfig.loadFromCluster();
-  else kubeConfig.loadFromDefault();
+  const cluster =
+    source.kind === "in-cluster"
+      ? inClusterAccess()
+      : await kubeconfigAccess(
+          source.kind === "kubeconfig" ? [source.path] : defaultKubeconfigPaths(),
+        );
   const logger = createLogger({ level: options.logLevel });
   const operator = await startOperatorProcess({
-    kubeConfig,
+    cluster,
     settings: options.settings,
     logger,
     metrics: createMetrics(),

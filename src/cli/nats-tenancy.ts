@@ -4,9 +4,8 @@
  * caller, like kubectl, and starts nothing (the operator is `npm start`).
  * Exit codes: 0 done, 1 failed, 2 asked wrongly.
  */
-import { ApiException } from "@kubernetes/client-node";
 import { IterappError } from "../crds/iterapp-toml.ts";
-import { apiErrorSentence } from "../kube/api-errors.ts";
+import { apiAnswer, apiErrorSentence } from "../kube/api-errors.ts";
 import { CommandError, UsageError, parse, type Command, type Output } from "./commands/command.ts";
 import { env, info, list } from "./commands/info.ts";
 import { iterapp } from "./commands/iterapp.ts";
@@ -61,14 +60,14 @@ export async function main(argv: string[], output: Output): Promise<number> {
       output.err(`nats-tenancy ${name}: ${error.message}\nusage: ${command.usage}`);
       return 2;
     }
-    const message =
-      error instanceof ApiException
-        ? apiErrorSentence(error)
-        : error instanceof CommandError || error instanceof IterappError
+    const answer = apiAnswer(error);
+    const message = answer
+      ? apiErrorSentence(answer)
+      : error instanceof CommandError || error instanceof IterappError
+        ? error.message
+        : error instanceof Error
           ? error.message
-          : error instanceof Error
-            ? error.message
-            : String(error);
+          : String(error);
     output.err(`nats-tenancy ${name}: ${message}\n`);
     return 1;
   }

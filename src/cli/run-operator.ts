@@ -4,18 +4,17 @@
  * holding the Lease. SIGTERM drains the work queue, closes the watches and the NATS
  * connection, then releases the Lease so a standby takes over at once.
  */
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { AppLoop } from "../controller/apps/app-loop.ts";
 import { buildLeaderLoops, type ControllerSettings } from "../controller/leader-loops.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { LeaderGated } from "../runtime/leader-gated.ts";
-import { abortableKubeConfig } from "../kube/abortable-config.ts";
 import { startHealthServer } from "../server/health-server.ts";
 import { WebhookLoop } from "../webhook/webhook-loop.ts";
+import { boundedAccess, type ClusterAccess } from "../kube/cluster-access.ts";
 
 export interface OperatorProcessOptions {
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   settings: ControllerSettings;
   logger: Logger;
   metrics: Metrics;
@@ -48,7 +47,7 @@ export async function startOperatorProcess(
   options: OperatorProcessOptions,
 ): Promise<OperatorProcess> {
   const { logger, metrics, settings } = options;
-  const kubeConfig = abortableKubeConfig(options.kubeConfig, {
+  const cluster = boundedAccess(options.cluster, {
     timeoutMs: options.apiTimeoutMs ?? 30_000,
   });
   // The webhook serves on every replica, leader or not: the Service sends reviews to any.
@@ -56,7 +55,7 @@ export async function startOperatorProcess(
   const webhook =
     options.webhook && webhookSettings
       ? new WebhookLoop({
-          kubeConfig,
+          cluster,
           namespace: settings.namespace,
           settings: webhookSettings,
           ceilings: settings.ceilings,
@@ -74,7 +73,7 @@ export async function startOperatorProcess(
       ? undefined
       : new LeaderGated({
           election: {
-            kubeConfig,
+            cluster,
             namespace: settings.namespace,
             name: options.leaseName,
             identity: options.identity,
@@ -83,7 +82,7 @@ export async function startOperatorProcess(
             retryIntervalMs: Math.max(300, Math.floor(options.leaseDurationMs / 5)),
           },
           build: async (term) => {
-            const built = await buildLeaderLoops({ ...options, kubeConfig }, term);
+            const built = await buildLeaderLoops({ ...options, cluster }, term);
             apps = built.apps;
             return built.loops;
           },

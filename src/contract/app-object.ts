@@ -2,9 +2,9 @@
  * An App as the controller reads it from the informer: metadata it relies on is required, the
  * spec is unknown until checked (an object stored before the schema tightened may not fit).
  */
-import type { CustomObjectsApi } from "@kubernetes/client-node";
-import { APP_RESOURCE, type AppStatus } from "../crds/app.ts";
+import { appPath, type AppStatus } from "../crds/app.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
+import type { JsonRequests } from "../kube/json-requests.ts";
 
 /**
  * Holds an App that has accounts until the controller deleted them. Set at admission by the
@@ -50,11 +50,9 @@ export function asAppObject(value: unknown): AppObject | undefined {
 
 /** An App read from the API server; undefined when there is none. */
 export async function readAppObject(
-  custom: CustomObjectsApi,
+  requests: JsonRequests,
   namespace: string,
   name: string,
 ): Promise<AppObject | undefined> {
-  return asAppObject(
-    await unlessNotFound(custom.getNamespacedCustomObject({ ...APP_RESOURCE, namespace, name })),
-  );
+  return asAppObject(await unlessNotFound(requests.get<unknown>(appPath(namespace, name))));
 }

@@ -14,15 +14,10 @@
  * MutatingWebhookConfiguration adds the controller's finalizer to a new App with accounts;
  * while it is down the controller adds it itself.
  */
-import {
-  AdmissionregistrationV1Api,
-  CoreV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-  type V1MutatingWebhookConfiguration,
-  type V1ValidatingWebhookConfiguration,
-  type AdmissionregistrationV1WebhookClientConfig,
+import type {
+  V1MutatingWebhookConfiguration,
+  V1ValidatingWebhookConfiguration,
+  AdmissionregistrationV1WebhookClientConfig,
 } from "@kubernetes/client-node";
 import type { CaState } from "../ca/authority.ts";
 import { ensureLeaf, webhookLeaf } from "../ca/leaves.ts";
@@ -31,7 +26,8 @@ import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import { APP_LABEL } from "./app-secret.ts";
 import { FIELD_MANAGER, MANAGED_BY, applySecret } from "../kube/apply-secret.ts";
 import { unlessNotFound } from "../kube/api-errors.ts";
-import { JsonRequests } from "../kube/json-requests.ts";
+import type { ClusterAccess } from "../kube/cluster-access.ts";
+import { APPLY_TYPE, JSON_PATCH_TYPE, JsonRequests } from "../kube/json-requests.ts";
 import { readSecretData } from "../kube/read-secret.ts";
 import type { KeyAndCertificate } from "../pki/certificates.ts";
 
@@ -239,22 +235,18 @@ export interface WebhookTls {
 
 /** The webhook's TLS Secret as it stands: what replicas serve, what a rotation must wait for. */
 export async function readWebhookTls(
-  kubeConfig: KubeConfig,
+  cluster: ClusterAccess,
   namespace: string,
   settings: WebhookSettings,
 ): Promise<WebhookTls> {
-  const data = await readSecretData(
-    kubeConfig.makeApiClient(CoreV1Api),
-    namespace,
-    settings.tlsSecret,
-  );
+  const data = await readSecretData(new JsonRequests(cluster), namespace, settings.tlsSecret);
   const leaf = keyPairFrom(data);
   const bundle = data?.["ca.crt"];
   return { ...(leaf ? { leaf } : {}), ...(bundle !== undefined ? { bundle } : {}) };
 }
 
 export interface EnsureWebhookInput {
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   namespace: string;
   settings: WebhookSettings;
   /** The TLS Secret as read before the CA step (readWebhookTls). */
@@ -271,7 +263,8 @@ interface Registration {
   kind: string;
   desired: WebhookConfiguration;
   read: () => Promise<WebhookConfiguration | undefined>;
-  patch: (body: object, strategy: PatchStrategy, force: boolean) => Promise<unknown>;
+  /** `contentType` says the patch's kind: a JSON patch, or a server-side apply. */
+  patch: (body: object, contentType: string, force: boolean) => Promise<unknown>;
 }
 
 /**
@@ -296,7 +289,7 @@ async function injectCaBundle(
         ],
   );
   if (patch.length === 0) return [];
-  await registration.patch(patch, PatchStrategy.JsonPatch, false);
+  await registration.patch(patch, JSON_PATCH_TYPE, false);
   return [`${registration.kind} ${name}: caBundle set`];
 }
 
@@ -308,13 +301,14 @@ async function ensureRegistration(
   if (settings.registration === "ca-bundle")
     return injectCaBundle(registration, settings.configName, current);
   if (sameConfiguration(current, registration.desired)) return [];
-  await registration.patch(registration.desired, PatchStrategy.ServerSideApply, true);
+  await registration.patch(registration.desired, APPLY_TYPE, true);
   return [`${registration.kind} ${settings.configName} written`];
 }
 
 /** Ensures the serving certificate and the registration; returns what it changed. */
 export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]> {
-  const { kubeConfig, namespace, settings } = input;
+  const { namespace, settings } = input;
+  const requests = new JsonRequests(input.cluster);
   const changes: string[] = [];
   const leafSpec = webhookLeaf(settings.service, namespace, input.leafLifetimeMs, input.loopback);
   const leaf = await ensureLeaf(input.previous.leaf, leafSpec, input.ca, input.nowMs);
@@ -323,36 +317,40 @@ export async function ensureWebhook(input: EnsureWebhookInput): Promise<string[]
     input.previous.bundle !== input.caBundle
   ) {
     await applySecret(
-      new JsonRequests(kubeConfig),
+      requests,
       tlsSecret(settings.tlsSecret, namespace, leaf.leaf, input.caBundle),
     );
     changes.push(`webhook certificate: ${leaf.reason ?? "CA bundle changed"}`);
   }
 
-  const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
   const name = settings.configName;
-  const options = (strategy: PatchStrategy) => setHeaderOptions("Content-Type", strategy);
+  const registration = (kind: string, resource: string, desired: WebhookConfiguration) => {
+    const path = `/apis/admissionregistration.k8s.io/v1/${resource}/${name}`;
+    return {
+      kind,
+      desired,
+      read: () => unlessNotFound(requests.get<WebhookConfiguration>(path)),
+      patch: (body: object, contentType: string, force: boolean) =>
+        requests.send({
+          method: "PATCH",
+          path,
+          query: { fieldManager: FIELD_MANAGER, ...(force ? { force: "true" } : {}) },
+          body,
+          contentType,
+        }),
+    };
+  };
   const registrations: Registration[] = [
-    {
-      kind: "MutatingWebhookConfiguration",
-      desired: webhookConfiguration(settings, namespace, input.caBundle),
-      read: () => unlessNotFound(admission.readMutatingWebhookConfiguration({ name })),
-      patch: (body, strategy, force) =>
-        admission.patchMutatingWebhookConfiguration(
-          { name, body, fieldManager: FIELD_MANAGER, ...(force ? { force } : {}) },
-          options(strategy),
-        ),
-    },
-    {
-      kind: "ValidatingWebhookConfiguration",
-      desired: appValidationConfiguration(settings, namespace, input.caBundle),
-      read: () => unlessNotFound(admission.readValidatingWebhookConfiguration({ name })),
-      patch: (body, strategy, force) =>
-        admission.patchValidatingWebhookConfiguration(
-          { name, body, fieldManager: FIELD_MANAGER, ...(force ? { force } : {}) },
-          options(strategy),
-        ),
-    },
+    registration(
+      "MutatingWebhookConfiguration",
+      "mutatingwebhookconfigurations",
+      webhookConfiguration(settings, namespace, input.caBundle),
+    ),
+    registration(
+      "ValidatingWebhookConfiguration",
+      "validatingwebhookconfigurations",
+      appValidationConfiguration(settings, namespace, input.caBundle),
+    ),
   ];
   for (const registration of registrations)
     changes.push(...(await ensureRegistration(registration, settings)));

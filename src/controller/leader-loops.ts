@@ -5,12 +5,10 @@
  * the servers between reconciles. Every API client is made from the term's signal.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Ceilings } from "../accounts/ceilings.ts";
 import type { CredentialPolicy } from "../accounts/credential-policy.ts";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
-import { abortableKubeConfig } from "../kube/abortable-config.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { ResolverClient } from "../accounts/resolver-client.ts";
 import type { LeaderTerm } from "../runtime/leader-gated.ts";
@@ -24,6 +22,7 @@ import { PlatformMissingError, bootstrap, type Bootstrapped } from "./platform/b
 import type { BootstrapSettings } from "./platform/bootstrap.ts";
 import type { ServerReloadSettings } from "./platform/nats-reloads.ts";
 import { PlatformLoop } from "./platform/platform-loop.ts";
+import { boundedAccess, type ClusterAccess } from "../kube/cluster-access.ts";
 
 export interface ControllerSettings extends BootstrapSettings {
   /** Where the operator itself connects (any server; system requests reach them all). */
@@ -43,7 +42,7 @@ export interface ControllerSettings extends BootstrapSettings {
 }
 
 export interface LeaderLoopsOptions {
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   settings: ControllerSettings;
   logger: Logger;
   metrics: Metrics;
@@ -61,7 +60,7 @@ export async function buildLeaderLoops(
 ): Promise<LeaderLoops> {
   const { settings, logger, metrics } = options;
   // Every API request and every account push or delete first checks the Lease is still held.
-  const kubeConfig = abortableKubeConfig(options.kubeConfig, {
+  const cluster = boundedAccess(options.cluster, {
     signal: term.signal,
     beforeEach: term.fence,
   });
@@ -70,8 +69,8 @@ export async function buildLeaderLoops(
     term.signal.throwIfAborted();
     return nats.resolver();
   };
-  const store = new KubernetesSecretStore(kubeConfig, settings.namespace);
-  const boot = await bootstrapWhenRestorable(kubeConfig, store, settings, term, logger);
+  const store = new KubernetesSecretStore(cluster, settings.namespace);
+  const boot = await bootstrapWhenRestorable(cluster, store, settings, term, logger);
   const index = await AccountIndex.load(store);
   metrics.accounts.set(index.size);
 
@@ -84,7 +83,7 @@ export async function buildLeaderLoops(
   });
   const platform = new PlatformLoop(
     {
-      kubeConfig,
+      cluster,
       store,
       settings,
       resyncMs: settings.resyncMs,
@@ -112,7 +111,7 @@ export async function buildLeaderLoops(
     nats.update(artifacts.systemUserCreds, caBundle);
   });
   const apps = new AppLoop({
-    kubeConfig,
+    cluster,
     store,
     index,
     identity: () => platform.current().identity,
@@ -154,7 +153,7 @@ const RESTORE_CHECK_MS = 5000;
  * what the servers already trust.
  */
 async function bootstrapWhenRestorable(
-  kubeConfig: KubeConfig,
+  cluster: ClusterAccess,
   store: KubernetesSecretStore,
   settings: ControllerSettings,
   term: LeaderTerm,
@@ -162,7 +161,7 @@ async function bootstrapWhenRestorable(
 ): Promise<Bootstrapped> {
   for (;;) {
     try {
-      const boot = await bootstrap(kubeConfig, store, settings);
+      const boot = await bootstrap(cluster, store, settings);
       for (const change of boot.changes) logger.info({ change }, "bootstrap");
       term.report(undefined);
       return boot;

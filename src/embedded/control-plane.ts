@@ -20,6 +20,8 @@ import { logTails, ManagedProcess } from "./process.ts";
 import { ownedTempDir } from "./tempdir.ts";
 import { waitUntil } from "./wait.ts";
 import type { Toolchain } from "./toolchain.ts";
+import type { ClusterAccess } from "../kube/cluster-access.ts";
+import { kubeconfigFileAccess } from "../kube/kubeconfig-access.ts";
 
 export interface ControlPlaneOptions {
   toolchain: Pick<Toolchain, "etcd" | "kubeApiserver">;
@@ -44,6 +46,8 @@ export interface ControlPlane {
   server: string;
   kubeconfigPath: string;
   kubeConfig: () => KubeConfig;
+  /** The same cluster as the operator reaches it (new pooled connections on every call). */
+  access: () => ClusterAccess;
   /** The CA that signed the API server's certificate (for webhooks' clients, kubeconfigs). */
   ca: KeyAndCertificate;
   /** That CA's certificate as a file, for the node's components. */
@@ -314,6 +318,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         kc.loadFromFile(kubeconfigPath);
         return kc;
       },
+      access: () => kubeconfigFileAccess(kubeconfigPath),
       ca,
       kubeconfigFor: async (user, group) => {
         const client = await issueLeaf(ca, {

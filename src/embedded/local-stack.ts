@@ -5,7 +5,7 @@
  * Secret; the operator's own bootstrap then finds everything in place.
  */
 import { NO_CEILINGS } from "../accounts/ceilings.ts";
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api } from "@kubernetes/client-node";
 import { KubernetesSecretStore } from "../accounts/kubernetes-secret-store.ts";
 import { DEFAULT_CREDENTIAL_POLICY } from "../accounts/credential-policy.ts";
 import { DAY_MS, DEFAULT_CA_POLICY } from "../ca/authority.ts";
@@ -17,6 +17,8 @@ import { NATS_CONFIG_FILES, type NatsConfigFiles } from "../nats/server-config.t
 import { startControlPlane, type ControlPlane } from "./control-plane.ts";
 import { startTenancyNats, type TenancyNatsCluster } from "./tenancy-nats.ts";
 import type { Toolchain } from "./toolchain.ts";
+import type { ClusterAccess } from "../kube/cluster-access.ts";
+import { JsonRequests } from "../kube/json-requests.ts";
 
 export const LOCAL_NAMESPACE = "nats-tenancy-system";
 
@@ -58,11 +60,11 @@ export function localSettings(namespace: string, replicas: number): ControllerSe
 }
 
 async function natsConfigFiles(
-  kc: KubeConfig,
+  cluster: ClusterAccess,
   settings: ControllerSettings,
 ): Promise<NatsConfigFiles> {
   const data = await readSecretData(
-    kc.makeApiClient(CoreV1Api),
+    new JsonRequests(cluster),
     settings.namespace,
     settings.natsConfigSecret,
   );
@@ -93,10 +95,11 @@ export async function startLocalStack(options: {
     await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
     await options.beforeBootstrap?.(controlPlane, namespace);
     const base = localSettings(namespace, replicas);
-    await bootstrap(kc, new KubernetesSecretStore(kc, namespace), base);
+    const cluster = controlPlane.access();
+    await bootstrap(cluster, new KubernetesSecretStore(cluster, namespace), base);
     const nats = await startTenancyNats({
       binary: options.natsBinary,
-      files: await natsConfigFiles(kc, base),
+      files: await natsConfigFiles(cluster, base),
       size: replicas,
       jetstream: { maxMemory: "64MB", maxFile: "256MB" },
     });
@@ -110,7 +113,7 @@ export async function startLocalStack(options: {
       nats,
       settings,
       syncNatsConfig: async () => {
-        nats.writeFiles(await natsConfigFiles(kc, settings));
+        nats.writeFiles(await natsConfigFiles(cluster, settings));
         nats.reload();
       },
       logTails: (lines) => `${controlPlane.logTails(lines)}\n${nats.logTails(lines)}`,

@@ -1,12 +1,13 @@
 /**
- * The operator's writes of Secrets, App status and Events (those it makes for every
- * app-environment), sent as plain JSON over the same pooled, authenticated and abortable
- * connections as client-node's clients. client-node sends each call through undici's fetch
- * (WHATWG streams and Response objects) and walks its generated model on the way out and back;
- * for a Secret nothing of that changes what is sent. Everything else keeps using client-node.
+ * The operator's requests to the Kubernetes API, sent as plain JSON over the pooled,
+ * authenticated and bounded connections of its ClusterAccess. client-node sends each call
+ * through undici's fetch (WHATWG streams and Response objects), walks its generated model on
+ * the way out and back, and costs 75 MiB to load; none of that changes what is sent.
  */
+import { createInterface } from "node:readline";
 import { request } from "undici";
-import { ApiException, RequestContext, type KubeConfig } from "@kubernetes/client-node";
+import { KubeApiError } from "./api-errors.ts";
+import type { ClusterAccess } from "./cluster-access.ts";
 
 export const JSON_TYPE = "application/json";
 export const APPLY_TYPE = "application/apply-patch+yaml";
@@ -14,7 +15,7 @@ export const MERGE_PATCH_TYPE = "application/merge-patch+json";
 export const JSON_PATCH_TYPE = "application/json-patch+json";
 
 export interface JsonRequest {
-  method: "POST" | "PUT" | "PATCH" | "DELETE";
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   /** From the API root, e.g. `/api/v1/namespaces/default/secrets`. */
   path: string;
   query?: Record<string, string>;
@@ -47,19 +48,39 @@ function settledBy<T>(signal: AbortSignal | undefined, promise: Promise<T>): Pro
   });
 }
 
-/** Sends JSON requests to the kubeconfig's current cluster. */
-export class JsonRequests {
-  private readonly kubeConfig: KubeConfig;
+/** One event of a watch: the object as it is now, or as it was when deleted. */
+export interface WatchEvent<T> {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: T;
+}
 
-  constructor(kubeConfig: KubeConfig) {
-    this.kubeConfig = kubeConfig;
+function fail(statusCode: number, text: string): KubeApiError {
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text) as unknown;
+  } catch {
+    // Not JSON (a proxy's page): kept as text.
+  }
+  return new KubeApiError(statusCode, body);
+}
+
+function withQuery(server: string, path: string, query: Record<string, string> | undefined) {
+  const search = query ? `?${new URLSearchParams(query).toString()}` : "";
+  return `${server}${path}${search}`;
+}
+
+/** Sends JSON requests to the cluster the access leads to. */
+export class JsonRequests {
+  readonly cluster: ClusterAccess;
+
+  constructor(cluster: ClusterAccess) {
+    this.cluster = cluster;
   }
 
   /**
    * Sends the request; the answer's body is not parsed (a Secret or an App comes back whole,
    * and parsing what no one reads was 3% of the operator's CPU in a burst profile). A status of
-   * 300 or above throws the ApiException client-node would (code and body), so callers handle
-   * both paths' errors alike.
+   * 300 or above throws a KubeApiError (code and body).
    */
   async send(call: JsonRequest): Promise<void> {
     await this.exchange(call);
@@ -70,18 +91,16 @@ export class JsonRequests {
     return JSON.parse(await this.exchange(call)) as T;
   }
 
+  /** GETs a path and returns its JSON. */
+  get<T>(path: string, query?: Record<string, string>): Promise<T> {
+    return this.read<T>({ method: "GET", path, ...(query ? { query } : {}) });
+  }
+
   private async exchange(call: JsonRequest): Promise<string> {
-    const server = this.kubeConfig.getCurrentCluster()?.server;
-    if (!server) throw new Error("the kubeconfig names no current cluster");
-    const query = call.query ? `?${new URLSearchParams(call.query).toString()}` : "";
-    const url = `${server.replace(/\/+$/, "")}${call.path}${query}`;
-    // The kubeconfig fills the context in: credentials, the pooled dispatcher, and (through an
-    // abortable view) the term's signal and a timeout.
-    const context = new RequestContext(url, call.method);
-    await this.kubeConfig.applySecurityAuthentication(context);
-    const headers: Record<string, string> = { ...context.getHeaders(), accept: JSON_TYPE };
+    const url = withQuery(this.cluster.server, call.path, call.query);
+    const { headers: auth, dispatcher, signal } = await this.cluster.authorize();
+    const headers: Record<string, string> = { ...auth, accept: JSON_TYPE };
     if (call.body !== undefined) headers["content-type"] = call.contentType ?? JSON_TYPE;
-    const signal = context.getSignal();
     signal?.throwIfAborted();
     const answer = await settledBy(
       signal,
@@ -89,23 +108,44 @@ export class JsonRequests {
         method: call.method,
         headers,
         body: call.body === undefined ? undefined : JSON.stringify(call.body),
-        dispatcher: context.getDispatcher(),
+        dispatcher,
         signal,
       }),
     );
     const text = await answer.body.text();
-    if (answer.statusCode >= 300) {
-      let body: unknown = text;
-      try {
-        body = JSON.parse(text) as unknown;
-      } catch {
-        // Not JSON (a proxy's page): kept as text.
-      }
-      const headers = Object.fromEntries(
-        Object.entries(answer.headers).map(([name, value]) => [name, String(value)]),
-      );
-      throw new ApiException(answer.statusCode, "request refused", body, headers);
-    }
+    if (answer.statusCode >= 300) throw fail(answer.statusCode, text);
     return text;
+  }
+
+  /**
+   * Opens a watch of a collection and resolves once the API server has answered; its events
+   * follow until the server ends the watch or `signal` fires (then the iteration just ends).
+   * The access's own signal is not used: a watch lives as long as its informer, not a request.
+   */
+  async watch<T>(
+    path: string,
+    query: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<AsyncIterable<WatchEvent<T>>> {
+    const url = withQuery(this.cluster.server, path, { ...query, watch: "true" });
+    const { headers, dispatcher } = await this.cluster.authorize();
+    const answer = await request(url, {
+      method: "GET",
+      headers: { ...headers, accept: JSON_TYPE },
+      dispatcher,
+      signal,
+    });
+    if (answer.statusCode >= 300) throw fail(answer.statusCode, await answer.body.text());
+    const lines = createInterface({ input: answer.body, crlfDelay: Infinity });
+    return (async function* events() {
+      try {
+        for await (const line of lines) if (line.trim()) yield JSON.parse(line) as WatchEvent<T>;
+      } catch (error) {
+        if (!signal.aborted) throw error;
+      } finally {
+        lines.close();
+        answer.body.destroy();
+      }
+    })();
   }
 }

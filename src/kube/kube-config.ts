@@ -12,7 +12,8 @@
  */
 import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
-import { KubeConfig, RequestContext } from "@kubernetes/client-node";
+import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node";
+import type { ClusterAccess } from "./cluster-access.ts";
 
 type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
 
@@ -115,4 +116,42 @@ export class PooledKubeConfig extends KubeConfig {
       )
       .digest("hex");
   }
+}
+
+/**
+ * The operator's access (cluster-access.ts) through a client-node KubeConfig: for kubeconfigs
+ * with exec plugins or auth providers, and for the CLI and tests, which hold a KubeConfig.
+ * Connections are pooled as by PooledKubeConfig; a PooledKubeConfig given is used as it is.
+ */
+export function kubeConfigAccess(kubeConfig: KubeConfig): ClusterAccess {
+  let pooled: PooledKubeConfig;
+  if (kubeConfig instanceof PooledKubeConfig) pooled = kubeConfig;
+  else {
+    pooled = new PooledKubeConfig();
+    pooled.loadFromOptions({
+      clusters: kubeConfig.clusters,
+      users: kubeConfig.users,
+      contexts: kubeConfig.contexts,
+      currentContext: kubeConfig.currentContext,
+    });
+  }
+  const server = () => {
+    const url = pooled.getCurrentCluster()?.server;
+    if (!url) throw new Error("the kubeconfig names no current cluster");
+    return url.replace(/\/+$/, "");
+  };
+  return {
+    get server() {
+      return server();
+    },
+    authorize: async () => {
+      const context = new RequestContext(server(), HttpMethod.GET);
+      await pooled.applySecurityAuthentication(context);
+      const dispatcher = context.getDispatcher();
+      if (!dispatcher) throw new Error("the kubeconfig gave no connection settings");
+      const signal = context.getSignal();
+      return { headers: context.getHeaders(), dispatcher, ...(signal ? { signal } : {}) };
+    },
+    close: () => pooled.closeConnections(),
+  };
 }

@@ -1,6 +1,7 @@
 /** Reading Secrets back as text, the counterpart of apply-secret.ts. */
-import type { CoreV1Api, V1Secret } from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node";
 import { unlessNotFound } from "./api-errors.ts";
+import { corePath, type JsonRequests } from "./json-requests.ts";
 
 export function decodeSecretData(secret: V1Secret): Record<string, string> {
   return Object.fromEntries(
@@ -23,19 +24,19 @@ export function sameSecretData(
 
 /** The Secret, or undefined when there is none. */
 export async function readSecret(
-  api: CoreV1Api,
+  requests: JsonRequests,
   namespace: string,
   name: string,
 ): Promise<V1Secret | undefined> {
-  return unlessNotFound(api.readNamespacedSecret({ name, namespace }));
+  return unlessNotFound(requests.get<V1Secret>(corePath("secrets", namespace, name)));
 }
 
 /** The Secret's data as text, or undefined when there is no such Secret. */
 export async function readSecretData(
-  api: CoreV1Api,
+  requests: JsonRequests,
   namespace: string,
   name: string,
 ): Promise<Record<string, string> | undefined> {
-  const secret = await readSecret(api, namespace, name);
+  const secret = await readSecret(requests, namespace, name);
   return secret ? decodeSecretData(secret) : undefined;
 }

@@ -12,6 +12,12 @@ const RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt";
 
 export type WorkloadPlural = "deployments" | "statefulsets" | "daemonsets";
 
+/** The path of a namespace's apps/v1 workloads of one kind, or of one of them. */
+export function workloadPath(namespace: string, plural: WorkloadPlural, name?: string): string {
+  const collection = `/apis/apps/v1/namespaces/${namespace}/${plural}`;
+  return name === undefined ? collection : `${collection}/${name}`;
+}
+
 export async function rolloutRestart(
   requests: JsonRequests,
   workload: { namespace: string; plural: WorkloadPlural; name: string },
@@ -20,7 +26,7 @@ export async function rolloutRestart(
 ): Promise<void> {
   await requests.send({
     method: "PATCH",
-    path: `/apis/apps/v1/namespaces/${workload.namespace}/${workload.plural}/${workload.name}`,
+    path: workloadPath(workload.namespace, workload.plural, workload.name),
     body: {
       spec: {
         template: {

@@ -1,22 +1,18 @@
 /**
- * List-and-watch caches of the objects the controller reacts to. client-node's informer stops
- * on any error other than 410 Gone, so each is restarted with backoff until stopped; and it
- * lists without paging or the label selector it watches with, so the list is ours.
+ * List-and-watch caches of the objects the controller reacts to. A watch that fails is
+ * restarted with backoff until stopped, with a new list; one the API server ends (its request
+ * timeout) resumes from the last resourceVersion, and one too old to resume (410 Gone) lists
+ * again. Lists are paged and take the label selector the watch takes.
  */
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  makeInformer,
-  type V1Secret,
-  type KubeConfig,
-  type KubernetesObject,
-} from "@kubernetes/client-node";
+import type { KubernetesObject, V1Secret } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { APP_GROUP, APP_PLURAL, APP_RESOURCE, APP_VERSION } from "../crds/app.ts";
-import { listCustomObjectsPage } from "../kube/custom-list.ts";
+import { APP_GROUP, APP_PLURAL, APP_VERSION } from "../crds/app.ts";
 import { asAppObject, type AppObject } from "../contract/app-object.ts";
 import { APP_LABEL } from "../contract/app-secret.ts";
 import { MANAGED_BY } from "../kube/apply-secret.ts";
+import { statusOf } from "../kube/api-errors.ts";
+import type { ClusterAccess } from "../kube/cluster-access.ts";
+import { JsonRequests } from "../kube/json-requests.ts";
 
 /** Objects per list request while an informer starts: bounded memory per response. */
 export const LIST_PAGE_SIZE = 500;
@@ -39,17 +35,14 @@ export interface WatchedResource<T extends KubernetesObject> {
 }
 
 export interface WatchOptions<T extends KubernetesObject> {
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   /** What it is, for logs and the restart metric. */
   label: string;
   /** API path of the collection, e.g. /api/v1/secrets. */
   path: string;
   labelSelector?: string;
-  /** One page of the list; `continueToken` pages through. */
-  listPage: (
-    labelSelector: string | undefined,
-    continueToken: string | undefined,
-  ) => Promise<{ items: T[]; metadata?: { resourceVersion?: string; _continue?: string } }>;
+  /** Objects per list request; LIST_PAGE_SIZE when omitted. */
+  pageSize?: number;
   onChange: (object: T) => void;
   /** Each restart after a failed list or watch. */
   onRestart?: () => void;
@@ -69,60 +62,102 @@ function lean<T extends KubernetesObject>(object: T): T {
   return object;
 }
 
+interface ListPage<T> {
+  items?: T[];
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+/** Thrown when a watch must start over from a new list: what it would resume from is gone. */
+class Expired extends Error {}
+
+const keyOf = (object: KubernetesObject) =>
+  `${object.metadata?.namespace ?? ""}/${object.metadata?.name ?? ""}`;
+
 /** A cache of one collection, not started: start() lists and opens the watch. */
 export function watchResource<T extends KubernetesObject>(
   options: WatchOptions<T>,
 ): WatchedResource<T> {
-  let listed = false;
+  const requests = new JsonRequests(options.cluster);
+  const selector: Record<string, string> = options.labelSelector
+    ? { labelSelector: options.labelSelector }
+    : {};
+  /** By namespace, then name: the webhook lists one namespace's Apps on every admission. */
+  const byNamespace = new Map<string, Map<string, T>>();
+  let resourceVersion: string | undefined;
   let synced = false;
   /** When the watch last opened; undefined while it is not open. */
   let openedAt: number | undefined;
-  /** Failures so far: an attempt during which it grew did not open the watch. */
-  let failures = 0;
   let markSynced: () => void = () => undefined;
   const syncedOnce = new Promise<void>((resolve) => {
     markSynced = resolve;
   });
-  const list = async (): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> => {
-    const items: T[] = [];
-    let token: string | undefined;
-    let resourceVersion: string | undefined;
-    do {
-      const page = await options.listPage(options.labelSelector, token);
-      for (const item of page.items) items.push(lean(item));
-      resourceVersion = page.metadata?.resourceVersion;
-      token = page.metadata?._continue || undefined;
-    } while (token);
-    listed = true;
-    return { items, metadata: resourceVersion ? { resourceVersion } : {} };
-  };
-  const informer = makeInformer<T>(options.kubeConfig, options.path, list, options.labelSelector);
   let stopped = false;
   let delay = RESTART_MIN_MS;
   let timer: NodeJS.Timeout | undefined;
-  // client-node's start() resolves once the list ran and the watch request is open, or after a
-  // failure has gone to the error handler (its "connect" comes before the list, so it proves
-  // nothing).
-  const attempt = async (): Promise<void> => {
-    const failuresBefore = failures;
-    await informer.start();
-    if (failures !== failuresBefore || stopped) return;
-    openedAt = Date.now();
-    if (listed && !synced) {
-      synced = true;
-      markSynced();
+  let watching = new AbortController();
+
+  const put = (object: T) => {
+    const namespace = object.metadata?.namespace ?? "";
+    let names = byNamespace.get(namespace);
+    if (!names) byNamespace.set(namespace, (names = new Map<string, T>()));
+    names.set(object.metadata?.name ?? "", object);
+  };
+  const remove = (object: T) => {
+    const namespace = object.metadata?.namespace ?? "";
+    const names = byNamespace.get(namespace);
+    names?.delete(object.metadata?.name ?? "");
+    if (names?.size === 0) byNamespace.delete(namespace);
+  };
+  const all = () => [...byNamespace.values()].flatMap((names) => [...names.values()]);
+
+  /** Replaces the cache with a fresh list; what changed or went is handed on. */
+  const relist = async () => {
+    const listed = new Map<string, T>();
+    let token: string | undefined;
+    let version: string | undefined;
+    do {
+      const page = await requests.get<ListPage<T>>(options.path, {
+        ...selector,
+        limit: String(options.pageSize ?? LIST_PAGE_SIZE),
+        ...(token ? { continue: token } : {}),
+      });
+      for (const item of page.items ?? []) listed.set(keyOf(item), lean(item));
+      version = page.metadata?.resourceVersion;
+      token = page.metadata?.continue || undefined;
+    } while (token);
+    const gone = all().filter((object) => !listed.has(keyOf(object)));
+    const changed = [...listed.values()].filter((object) => {
+      const namespace = object.metadata?.namespace ?? "";
+      const cached = byNamespace.get(namespace)?.get(object.metadata?.name ?? "");
+      return cached?.metadata?.resourceVersion !== object.metadata?.resourceVersion;
+    });
+    byNamespace.clear();
+    for (const object of listed.values()) put(object);
+    resourceVersion = version;
+    for (const object of [...gone, ...changed]) options.onChange(object);
+  };
+
+  const consume = async (events: AsyncIterable<{ type: string; object: T }>) => {
+    for await (const { type, object } of events) {
+      if (type === "ERROR") {
+        const code = (object as { code?: unknown }).code;
+        if (code === 410) throw new Expired("the watch's resourceVersion is gone");
+        throw new Error(`the watch failed: ${JSON.stringify(object)}`);
+      }
+      resourceVersion = object.metadata?.resourceVersion ?? resourceVersion;
+      if (type === "BOOKMARK") continue;
+      if (type === "DELETED") remove(object);
+      else put(lean(object));
+      options.onChange(object);
     }
   };
-  for (const verb of ["add", "update", "delete"] as const)
-    informer.on(verb, (object) => {
-      options.onChange(lean(object));
-    });
-  informer.on("error", (error: unknown) => {
-    failures += 1;
+
+  const failed = (error: unknown) => {
     // Only a watch that stayed up a while starts the backoff over: one that opens and fails at
     // once keeps backing off.
     if (openedAt !== undefined && Date.now() - openedAt >= RESTART_MAX_MS) delay = RESTART_MIN_MS;
     openedAt = undefined;
+    resourceVersion = undefined;
     if (stopped) return;
     options.onRestart?.();
     options.logger.warn(
@@ -130,34 +165,75 @@ export function watchResource<T extends KubernetesObject>(
       "watch failed; restarting",
     );
     timer = setTimeout(() => {
-      attempt().catch(() => undefined);
+      void attempt();
     }, delay);
     delay = Math.min(delay * 2, RESTART_MAX_MS);
-  });
+  };
+
+  /**
+   * Lists when there is nothing to resume from, and opens the watch; resolves once it is open
+   * or the failure is handled. The events are read on in the background.
+   */
+  const attempt = async (): Promise<void> => {
+    try {
+      if (resourceVersion === undefined) await relist();
+      if (stopped) return;
+      watching = new AbortController();
+      const events = await requests.watch<T>(
+        options.path,
+        { ...selector, allowWatchBookmarks: "true", resourceVersion: resourceVersion ?? "" },
+        watching.signal,
+      );
+      openedAt = Date.now();
+      if (!synced) {
+        synced = true;
+        markSynced();
+      }
+      consume(events).then(
+        () => {
+          // The API server ends every watch after its request timeout: resume where it was.
+          if (!stopped) void attempt();
+        },
+        (error: unknown) => {
+          if (stopped) return;
+          if (error instanceof Expired) {
+            resourceVersion = undefined;
+            void attempt();
+          } else failed(error);
+        },
+      );
+    } catch (error) {
+      if (statusOf(error) === 410 && !stopped) {
+        resourceVersion = undefined;
+        return attempt();
+      }
+      failed(error);
+    }
+  };
+
   return {
     start: attempt,
-    get: (namespace, name) => informer.get(name, namespace),
-    list: (namespace) => informer.list(namespace),
+    get: (namespace, name) => byNamespace.get(namespace)?.get(name),
+    list: (namespace) =>
+      namespace === undefined ? all() : [...(byNamespace.get(namespace)?.values() ?? [])],
     synced: () => synced,
     waitSynced: () => syncedOnce,
-    stop: async () => {
+    stop: () => {
       stopped = true;
       clearTimeout(timer);
-      await informer.stop();
+      watching.abort();
+      return Promise.resolve();
     },
   };
 }
 
 /** Every App in the cluster; `onChange` sees only objects shaped like an App. */
 export function watchApps(
-  options: Omit<WatchOptions<AppObject>, "path" | "listPage" | "labelSelector">,
+  options: Omit<WatchOptions<AppObject>, "path" | "labelSelector">,
 ): WatchedResource<AppObject> {
-  const custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
   return watchResource<AppObject>({
     ...options,
     path: `/apis/${APP_GROUP}/${APP_VERSION}/${APP_PLURAL}`,
-    listPage: (_selector, token) =>
-      listCustomObjectsPage<AppObject>(custom, APP_RESOURCE, LIST_PAGE_SIZE, token),
     onChange: (object) => {
       const app = asAppObject(object);
       if (app) options.onChange(app);
@@ -167,18 +243,11 @@ export function watchApps(
 
 /** The operator's app Secrets in every namespace (labelled by app); no other Secret is cached. */
 export function watchAppSecrets(
-  options: Omit<WatchOptions<V1Secret>, "path" | "listPage" | "labelSelector">,
+  options: Omit<WatchOptions<V1Secret>, "path" | "labelSelector">,
 ): WatchedResource<V1Secret> {
-  const core = options.kubeConfig.makeApiClient(CoreV1Api);
   return watchResource<V1Secret>({
     ...options,
     path: "/api/v1/secrets",
     labelSelector: `app.kubernetes.io/managed-by=${MANAGED_BY["app.kubernetes.io/managed-by"]},${APP_LABEL}`,
-    listPage: (labelSelector, token) =>
-      core.listSecretForAllNamespaces({
-        limit: LIST_PAGE_SIZE,
-        ...(labelSelector ? { labelSelector } : {}),
-        ...(token ? { _continue: token } : {}),
-      }),
   });
 }

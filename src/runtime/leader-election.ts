@@ -10,21 +10,52 @@
  * standby whose clock runs ahead take a Lease its holder is still renewing.
  *
  * Times in a Lease are MicroTime, which the API server only accepts with exactly six fractional
- * digits: a plain Date is sent with three and refused (400), hence V1MicroTime. Leases read
- * back hold those times as strings, whatever the model's type says.
+ * digits: a Date's JSON has three and is refused (400), hence microTime().
  */
-import {
-  CoordinationV1Api,
-  V1MicroTime,
-  type KubeConfig,
-  type V1LeaseSpec,
-} from "@kubernetes/client-node";
+import type { V1Lease, V1LeaseSpec } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { abortableKubeConfig } from "../kube/abortable-config.ts";
+import { boundedAccess, type ClusterAccess } from "../kube/cluster-access.ts";
 import { statusOf, unlessNotFound } from "../kube/api-errors.ts";
+import { JsonRequests } from "../kube/json-requests.ts";
+
+/** A MicroTime as the API server takes it: six fractional digits. */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/Z$/, "000Z");
+}
+
+/** The Lease's reads and writes; each request bounded by the requests it is made with. */
+class Leases {
+  private readonly requests: JsonRequests;
+  private readonly path: string;
+
+  constructor(requests: JsonRequests, namespace: string, name: string) {
+    this.requests = requests;
+    this.path = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${name}`;
+  }
+
+  read(): Promise<V1Lease> {
+    return this.requests.get<V1Lease>(this.path);
+  }
+
+  create(lease: Pick<V1Lease, "metadata" | "spec">): Promise<void> {
+    return this.requests.send({
+      method: "POST",
+      path: this.path.slice(0, this.path.lastIndexOf("/")),
+      body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease },
+    });
+  }
+
+  replace(lease: Pick<V1Lease, "metadata" | "spec">): Promise<void> {
+    return this.requests.send({
+      method: "PUT",
+      path: this.path,
+      body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease },
+    });
+  }
+}
 
 export interface LeaderElectorOptions {
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   namespace: string;
   name: string;
   /** Unique per replica (the Pod's name). */
@@ -156,25 +187,21 @@ export class LeaderElector {
   }
 
   /** Takes or renews the Lease: true if this replica now holds it, false if another does. */
-  private async acquireOrRenew(api: CoordinationV1Api): Promise<boolean> {
+  private async acquireOrRenew(leases: Leases): Promise<boolean> {
     const { namespace, name, identity } = this.options;
     const nowMs = this.clock();
-    const lease = await unlessNotFound(api.readNamespacedLease({ name, namespace }));
+    const lease = await unlessNotFound(leases.read());
     if (!lease) {
-      await api.createNamespacedLease({
-        namespace,
-        body: { metadata: { name, namespace }, spec: this.heldSpec(nowMs, undefined) },
+      await leases.create({
+        metadata: { name, namespace },
+        spec: this.heldSpec(nowMs, undefined),
       });
       return true;
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity;
     if (holder && holder !== identity && !this.expired(spec)) return false;
-    await api.replaceNamespacedLease({
-      name,
-      namespace,
-      body: { metadata: lease.metadata, spec: this.heldSpec(nowMs, spec) },
-    });
+    await leases.replace({ metadata: lease.metadata, spec: this.heldSpec(nowMs, spec) });
     return true;
   }
 
@@ -187,7 +214,8 @@ export class LeaderElector {
   }
 
   private heldSpec(nowMs: number, previous: V1LeaseSpec | undefined): V1LeaseSpec {
-    const now = new V1MicroTime(nowMs);
+    // The model types these as Date; what is sent and read back is the string.
+    const now = microTime(nowMs) as unknown as Date;
     const renewal = previous?.holderIdentity === this.options.identity;
     return {
       holderIdentity: this.options.identity,
@@ -214,31 +242,27 @@ export class LeaderElector {
    * A client whose requests all end within one retry interval from now (client-node sets no
    * timeout): a hung API server cannot keep a leader from stepping down in time.
    */
-  private boundedApi(): CoordinationV1Api {
-    return abortableKubeConfig(this.options.kubeConfig, {
-      signal: AbortSignal.timeout(this.options.retryIntervalMs),
-    }).makeApiClient(CoordinationV1Api);
+  private boundedApi(): Leases {
+    const { cluster, namespace, name, retryIntervalMs } = this.options;
+    const bounded = boundedAccess(cluster, { signal: AbortSignal.timeout(retryIntervalMs) });
+    return new Leases(new JsonRequests(bounded), namespace, name);
   }
 
   /** Clears the holder so a standby acquires at its next try rather than after the duration. */
   private async release(): Promise<void> {
-    const { namespace, name, identity } = this.options;
-    const api = this.boundedApi();
+    const { identity } = this.options;
+    const leases = this.boundedApi();
     try {
-      const lease = await api.readNamespacedLease({ name, namespace });
+      const lease = await leases.read();
       if (lease.spec?.holderIdentity !== identity) return;
       const { acquireTime, leaseTransitions } = lease.spec;
       const spec = {
         leaseDurationSeconds: 1,
-        renewTime: new V1MicroTime(this.clock()),
+        renewTime: microTime(this.clock()) as unknown as Date,
         acquireTime,
         leaseTransitions,
       };
-      await api.replaceNamespacedLease({
-        name,
-        namespace,
-        body: { metadata: lease.metadata, spec },
-      });
+      await leases.replace({ metadata: lease.metadata, spec });
       this.logger.info("released the Lease");
     } catch (error) {
       // Not fatal: a Lease not released expires after its duration.

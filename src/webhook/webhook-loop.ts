@@ -6,7 +6,6 @@
  * leader keeps and swapped in place when it changes, and an Event on the pod's owner for pods
  * refused or skipped, repeats counted in one Event.
  */
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { asAppObject, type AppObject } from "../contract/app-object.ts";
 import { appSecretName } from "../contract/app-secret.ts";
@@ -26,9 +25,10 @@ import {
   type WebhookSettings,
 } from "../contract/webhook-registration.ts";
 import { startWebhookServer, type WebhookServer } from "./webhook-server.ts";
+import type { ClusterAccess } from "../kube/cluster-access.ts";
 
 export interface WebhookLoopOptions {
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   /** The operator's namespace: where the TLS Secret is, and never injected. */
   namespace: string;
   settings: WebhookSettings;
@@ -91,9 +91,9 @@ export class WebhookLoop implements Loop {
   constructor(options: WebhookLoopOptions) {
     this.options = options;
     this.excluded = new Set(excludedNamespaces(options.settings, options.namespace));
-    this.events = new EventSeries(new JsonRequests(options.kubeConfig), COMPONENT);
+    this.events = new EventSeries(new JsonRequests(options.cluster), COMPONENT);
     this.apps = watchApps({
-      kubeConfig: options.kubeConfig,
+      cluster: options.cluster,
       label: "apps (webhook)",
       onChange: () => undefined,
       onRestart: () => {
@@ -121,9 +121,9 @@ export class WebhookLoop implements Loop {
   }
 
   private async refreshCertificate(): Promise<void> {
-    const { kubeConfig, namespace, settings, logger } = this.options;
+    const { cluster, namespace, settings, logger } = this.options;
     try {
-      const { leaf } = await readWebhookTls(kubeConfig, namespace, settings);
+      const { leaf } = await readWebhookTls(cluster, namespace, settings);
       if (leaf && leaf.certificatePem !== this.certificate) {
         if (this.server) {
           this.server.setCertificate(leaf);

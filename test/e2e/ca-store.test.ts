@@ -20,7 +20,7 @@ const policy: CaPolicy = {
 describe("the CA in a Secret (real API server)", () => {
   const controlPlane = useControlPlane();
   const store = (): KubernetesSecretStore =>
-    new KubernetesSecretStore(controlPlane().kubeConfig(), NAMESPACE);
+    new KubernetesSecretStore(controlPlane().access(), NAMESPACE);
   const core = (): CoreV1Api => controlPlane().kubeConfig().makeApiClient(CoreV1Api);
 
   test("replicas starting together end with one CA, and a restart writes nothing", async () => {
@@ -59,7 +59,7 @@ describe("the CA in a Secret (real API server)", () => {
       Date.now(),
     );
     await applyTlsSecret(
-      controlPlane().kubeConfig(),
+      controlPlane().access(),
       tlsSecret("nats-tenancy-webhook-tls", NAMESPACE, leaf, caBundle(state)),
     );
     const secret = await core().readNamespacedSecret({

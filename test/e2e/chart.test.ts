@@ -38,7 +38,8 @@ import { buildOperatorImage, type BuiltImage } from "../../src/embedded/operator
 import { ensureToolchain } from "../../src/embedded/toolchain.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
-import { readSecretData } from "../../src/kube/read-secret.ts";
+import { kubeConfigAccess } from "../../src/kube/kube-config.ts";
+import { secretValues } from "./operator-harness.ts";
 import { presentedCertificate } from "../../src/nats/server-reload.ts";
 import {
   NAMESPACE,
@@ -73,7 +74,9 @@ async function systemConnection(
   pod: V1Pod,
   publish = ["$SYS.REQ.SERVER.PING.*"],
 ): Promise<NatsConnection> {
-  const seeds = await ensureOperatorSeeds(new KubernetesSecretStore(c.kc, NAMESPACE));
+  const seeds = await ensureOperatorSeeds(
+    new KubernetesSecretStore(kubeConfigAccess(c.kc), NAMESPACE),
+  );
   const identity = loadOperatorIdentity("nats-tenancy", seeds);
   const creds = systemUserCreds(identity.systemAccount, publish);
   return connectToPod(c, pod, creds);
@@ -81,7 +84,7 @@ async function systemConnection(
 
 /** Connects to one NATS pod by its IP, verified as the pod's name. */
 async function connectToPod(c: Clients, pod: V1Pod, creds: string): Promise<NatsConnection> {
-  const config = await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`);
+  const config = await secretValues(c.core, NAMESPACE, `${RELEASE}-nats-config`);
   return connect({
     servers: `tls://${pod.status?.podIP ?? ""}:4222`,
     authenticator: credsAuthenticator(new TextEncoder().encode(creds)),
@@ -452,7 +455,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           });
           await appReady(c, namespace, "ledger");
           const before = await deployApp(c, namespace, "ledger", "prod");
-          const secretBefore = await readSecretData(c.core, namespace, "ledger-prod-nats");
+          const secretBefore = await secretValues(c.core, namespace, "ledger-prod-nats");
           await c.custom.patchNamespacedCustomObject(
             {
               ...APP_RESOURCE,
@@ -485,7 +488,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
             { timeoutMs: 120_000, intervalMs: 1000 },
           );
           const pod = after ?? assert.fail("no new pod");
-          const secretAfter = await readSecretData(c.core, namespace, "ledger-prod-nats");
+          const secretAfter = await secretValues(c.core, namespace, "ledger-prod-nats");
           assert.notEqual(secretAfter?.NATS_CREDENTIALS, secretBefore?.NATS_CREDENTIALS);
           assert.equal(
             await ask(pod, "/request?subject=echo.hello&data=ping"),
@@ -511,7 +514,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
         const c = clients();
         const nats = await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats");
         const configSecret = async (): Promise<Record<string, string>> =>
-          (await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`)) ?? {};
+          (await secretValues(c.core, NAMESPACE, `${RELEASE}-nats-config`)) ?? {};
         const fingerprint = (pem: string | undefined): string =>
           new X509Certificate(pem ?? "").fingerprint256;
         const before = fingerprint((await configSecret())["tls.crt"]);
@@ -663,10 +666,10 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
         { skip: helm !== helms[0] && "once is enough" },
         async () => {
           const c = clients();
-          const store = new KubernetesSecretStore(c.kc, NAMESPACE);
+          const store = new KubernetesSecretStore(kubeConfigAccess(c.kc), NAMESPACE);
           const old = loadOperatorIdentity("nats-tenancy", await ensureOperatorSeeds(store));
           const credsOf = async () =>
-            (await readSecretData(c.core, shop, "orders-prod-nats"))?.["nats.creds"];
+            (await secretValues(c.core, shop, "orders-prod-nats"))?.["nats.creds"];
           const credsBefore = await credsOf();
           const natsUids = async (): Promise<string[]> =>
             (await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats")).map(
@@ -780,7 +783,7 @@ ${rotated.stdout}`,
             process.stderr.write(`${helm.label}: helm upgrade --wait ${Date.now() - began} ms\n`);
           };
           const ca = async (): Promise<string> =>
-            (await readSecretData(c.core, NAMESPACE, `${RELEASE}-nats-config`))?.["ca.crt"] ?? "";
+            (await secretValues(c.core, NAMESPACE, `${RELEASE}-nats-config`))?.["ca.crt"] ?? "";
           /** Waits until every server presents a certificate naming all of `external`, none of `gone`. */
           const serversName = async (external: string[], gone: string[]): Promise<void> => {
             await waitUntil(
@@ -798,7 +801,7 @@ ${rotated.stdout}`,
             );
           };
           const externalUrls = async (app: string): Promise<(string | undefined)[]> => {
-            const data = await readSecretData(c.core, shop, `${app}-prod-nats`);
+            const data = await secretValues(c.core, shop, `${app}-prod-nats`);
             return [data?.NATS_EXTERNAL_URL, data?.NATS_EXTERNAL_WEBSOCKET_URL];
           };
           const url = `tls://${address}:${nodePort}`;

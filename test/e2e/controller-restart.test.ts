@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import type { V1Secret } from "@kubernetes/client-node";
 import { connect, credsAuthenticator } from "@nats-io/transport-node";
+import { pino } from "pino";
 import { KubernetesSecretStore } from "../../src/accounts/kubernetes-secret-store.ts";
 import {
   OPERATOR_ENTRY,
@@ -15,12 +16,10 @@ import {
 } from "../../src/accounts/key-store.ts";
 import { mintAppAccount } from "../../src/accounts/app-account.ts";
 import { parseJwt } from "../../src/accounts/jwt.ts";
-import type { AppObject } from "../../src/contract/app-object.ts";
 import { CA_ENTRY } from "../../src/ca/ca-store.ts";
 import { FINALIZER } from "../../src/contract/app-object.ts";
-import { APP_RESOURCE } from "../../src/crds/app.ts";
-import { listCustomObjectsPage } from "../../src/kube/custom-list.ts";
-import { readSecretData } from "../../src/kube/read-secret.ts";
+import { watchApps } from "../../src/runtime/informers.ts";
+import { kubeConfigAccess } from "../../src/kube/kube-config.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import {
   appManifest,
@@ -35,7 +34,7 @@ import {
 const APPS = 50;
 
 async function storedAccounts(s: OperatorStack): Promise<Map<string, string>> {
-  const store = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+  const store = new KubernetesSecretStore(kubeConfigAccess(s.kc), s.stack.settings.namespace);
   const byName = new Map<string, string>();
   for await (const { name, data } of store.entries())
     for (const entry of entryAccounts(name, data))
@@ -125,18 +124,21 @@ describe("operator restarts", () => {
 
   test("the App list the informer starts from walks every page", async () => {
     const s = stack();
-    const names: string[] = [];
-    let token: string | undefined;
-    let pages = 0;
-    do {
-      const page = await listCustomObjectsPage<AppObject>(s.custom, APP_RESOURCE, 7, token);
-      names.push(...page.items.map((a) => a.metadata.name));
-      token = page.metadata._continue;
-      pages++;
-    } while (token);
-    assert.equal(names.length, APPS);
+    const cluster = s.stack.controlPlane.access();
+    const apps = watchApps({
+      cluster,
+      label: "apps",
+      pageSize: 7,
+      onChange: () => undefined,
+      logger: pino({ level: "silent" }),
+    });
+    await apps.start();
+    await apps.waitSynced();
+    await apps.stop();
+    await cluster.close();
+    const names = apps.list("fleet").map((a) => a.metadata.name);
+    assert.equal(names.length, APPS, "a list that stops at its first page caches 7");
     assert.equal(new Set(names).size, APPS);
-    assert.equal(pages, Math.ceil(APPS / 7));
   });
 
   test("a restart with everything in place makes zero API writes and zero pushes", async () => {
@@ -180,7 +182,7 @@ describe("operator restarts", () => {
   test("accounts an earlier version stored one per entry: a restart writes nothing, they keep working, and move into their App's entry with its next change", async () => {
     const s = stack();
     const apps = appsApi(s.custom);
-    const store = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+    const store = new KubernetesSecretStore(kubeConfigAccess(s.kc), s.stack.settings.namespace);
     await s.core.createNamespace({ body: { metadata: { name: "earlier" } } });
     const first = await s.startOperator({ identity: "earlier-a" });
     await first.waitReady();
@@ -389,7 +391,7 @@ describe("operator restarts", () => {
   test("with the identity Secret deleted nothing is re-minted: tenants keep working, /readyz says why, restoring it heals", async () => {
     const s = stack();
     const namespace = s.stack.settings.namespace;
-    const natsConfig = () => readSecretData(s.core, namespace, s.stack.settings.natsConfigSecret);
+    const natsConfig = () => secretValues(s.core, namespace, s.stack.settings.natsConfigSecret);
     const readyzSays = async (operator: RunningOperator, pattern: RegExp): Promise<boolean> => {
       const answer = await fetch(`${operator.healthUrl}/readyz`);
       return answer.status === 503 && pattern.test(await answer.text());
@@ -451,7 +453,7 @@ describe("operator restarts", () => {
       },
     );
     assert.equal(
-      await readSecretData(s.core, namespace, OPERATOR_ENTRY),
+      await secretValues(s.core, namespace, OPERATOR_ENTRY),
       undefined,
       "an identity was minted",
     );
@@ -482,7 +484,7 @@ describe("operator restarts", () => {
       () => readyzSays(second, /CA Secret .*nats-tenancy-ca is missing/),
       { timeoutMs: 15_000 },
     );
-    assert.equal(await readSecretData(s.core, namespace, CA_ENTRY), undefined, "a CA was minted");
+    assert.equal(await secretValues(s.core, namespace, CA_ENTRY), undefined, "a CA was minted");
     assert.equal((await natsConfig())?.["ca.crt"], bundle);
     await tenantWorks();
     await restore(savedCa);
@@ -543,7 +545,7 @@ describe("operator restarts", () => {
           ),
         );
         // The outage starts while the operator is still making the accounts.
-        const store = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+        const store = new KubernetesSecretStore(kubeConfigAccess(s.kc), s.stack.settings.namespace);
         const beforeOutage = (await store.list()).filter(
           (name) => parseAccountEntryName(name)?.namespace === namespace,
         ).length;

@@ -16,6 +16,7 @@ import {
   type OperatorStack,
   type RunningOperator,
 } from "./operator-harness.ts";
+import { kubeConfigAccess } from "../../src/kube/kube-config.ts";
 import { connectWith, refused, waitApp, waitSecret } from "./app-client.ts";
 
 async function createNamespace(s: OperatorStack, name: string): Promise<void> {
@@ -174,7 +175,7 @@ describe("App controller on a real API server and NATS cluster", () => {
       assert.ok(!accounts.includes(account));
     assert.ok(await refused(test_), "the removed environment's credentials still connect");
     assert.ok(!(await refused(prod)), "prod stopped working");
-    const keys = new KubernetesSecretStore(s.kc, s.stack.settings.namespace);
+    const keys = new KubernetesSecretStore(kubeConfigAccess(s.kc), s.stack.settings.namespace);
     const where = { namespace: "shop", app: "orders" };
     assert.equal(await loadAccount(keys, { ...where, environment: "test" }), undefined);
     assert.ok(await loadAccount(keys, { ...where, environment: "prod" }), "prod's keys went too");

@@ -1,14 +1,19 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ApiException, CoreV1Api, type V1Secret } from "@kubernetes/client-node";
-import { apiErrorSentence, statusOf, unlessNotFound } from "../../src/kube/api-errors.ts";
+import { CoreV1Api, type V1Secret } from "@kubernetes/client-node";
+import {
+  KubeApiError,
+  apiErrorSentence,
+  statusOf,
+  unlessNotFound,
+} from "../../src/kube/api-errors.ts";
 import {
   applySecret,
   createSecret,
   secretCreation,
   staleKeys,
 } from "../../src/kube/apply-secret.ts";
-import { abortableKubeConfig } from "../../src/kube/abortable-config.ts";
+import { boundedAccess } from "../../src/kube/cluster-access.ts";
 import { JsonRequests, MERGE_PATCH_TYPE, corePath } from "../../src/kube/json-requests.ts";
 import { useControlPlane } from "./harness.ts";
 
@@ -21,7 +26,7 @@ describe("the lean JSON request path (real API server)", () => {
     const kc = controlPlane().kubeConfig();
     const core = kc.makeApiClient(CoreV1Api);
     await core.createNamespace({ body: { metadata: { name: NAMESPACE } } }).catch(() => undefined);
-    return { core, requests: new JsonRequests(kc) };
+    return { core, requests: new JsonRequests(controlPlane().access()) };
   };
 
   const secret = (name: string, value: string): V1Secret => ({
@@ -81,7 +86,7 @@ describe("the lean JSON request path (real API server)", () => {
     );
   });
 
-  test("a refused request throws client-node's ApiException with a sentence for users", async () => {
+  test("a refused request throws a KubeApiError with a sentence for users", async () => {
     const { requests } = await setup();
     const refused = await requests
       .send({
@@ -94,7 +99,7 @@ describe("the lean JSON request path (real API server)", () => {
         () => undefined,
         (error: unknown) => error,
       );
-    assert.ok(refused instanceof ApiException);
+    assert.ok(refused instanceof KubeApiError);
     assert.equal(refused.code, 404);
     assert.match(apiErrorSentence(refused), /answered 404 NotFound: secrets "missing" not found/);
 
@@ -114,7 +119,7 @@ describe("the lean JSON request path (real API server)", () => {
   test("a request after the term's signal fired is never sent", async () => {
     const { core } = await setup();
     const ended = new JsonRequests(
-      abortableKubeConfig(controlPlane().kubeConfig(), { signal: AbortSignal.abort() }),
+      boundedAccess(controlPlane().access(), { signal: AbortSignal.abort() }),
     );
     await assert.rejects(
       createSecret(ended, secret("after-the-term", "x")),

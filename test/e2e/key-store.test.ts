@@ -24,10 +24,9 @@ describe("key store on Kubernetes Secrets (real API server)", () => {
   const controlPlane = useControlPlane();
 
   const setup = async (): Promise<{ core: CoreV1Api; store: () => KubernetesSecretStore }> => {
-    const kc = controlPlane().kubeConfig();
-    const core = kc.makeApiClient(CoreV1Api);
+    const core = controlPlane().kubeConfig().makeApiClient(CoreV1Api);
     await core.createNamespace({ body: { metadata: { name: NAMESPACE } } }).catch(() => undefined);
-    return { core, store: () => new KubernetesSecretStore(controlPlane().kubeConfig(), NAMESPACE) };
+    return { core, store: () => new KubernetesSecretStore(controlPlane().access(), NAMESPACE) };
   };
 
   test("two replicas starting together end with one operator identity", async () => {

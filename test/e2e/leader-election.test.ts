@@ -1,6 +1,4 @@
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, before, describe, test } from "node:test";
 import {
@@ -10,13 +8,15 @@ import {
   V1MicroTime,
   type V1LeaseSpec,
 } from "@kubernetes/client-node";
-import { abortableKubeConfig } from "../../src/kube/abortable-config.ts";
+import { boundedAccess, type ClusterAccess } from "../../src/kube/cluster-access.ts";
+import { kubeConfigAccess } from "../../src/kube/kube-config.ts";
 import { JsonRequests, corePath } from "../../src/kube/json-requests.ts";
 import { LeaderElector } from "../../src/runtime/leader-election.ts";
 import { LeaderGated } from "../../src/runtime/leader-gated.ts";
 import type { Loop } from "../../src/runtime/loop.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import { createLogger } from "../../src/observability/logger.ts";
+import { startProxy } from "./fixtures/tcp-proxy.ts";
 import { useControlPlane } from "./harness.ts";
 
 const namespace = "leader-election";
@@ -29,49 +29,6 @@ interface Candidate {
   elector: LeaderElector;
   /** When onStartedLeading and onStoppedLeading were called, in order. */
   events: { event: "started" | "stopped"; atMs: number }[];
-}
-
-/**
- * A TCP proxy to the API server that can turn into a black hole: open connections are cut and
- * new ones accepted but never answered, as when the network to the API server hangs.
- */
-async function startProxy(target: URL): Promise<{
-  server: string;
-  blackHole: () => void;
-  close: () => Promise<void>;
-}> {
-  const sockets = new Set<Socket>();
-  let forwarding = true;
-  const track = (socket: Socket): void => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
-  };
-  const proxy = createServer((client) => {
-    track(client);
-    if (!forwarding) return;
-    const upstream = connect(Number(target.port), target.hostname);
-    track(upstream);
-    client.pipe(upstream).pipe(client);
-  });
-  proxy.listen(0, "127.0.0.1");
-  await once(proxy, "listening");
-  const { port } = proxy.address() as AddressInfo;
-  const cut = (): void => {
-    for (const socket of sockets) socket.destroy();
-  };
-  return {
-    server: `https://127.0.0.1:${String(port)}`,
-    blackHole: () => {
-      forwarding = false;
-      cut();
-    },
-    close: async () => {
-      cut();
-      proxy.close();
-      await once(proxy, "close");
-    },
-  };
 }
 
 describe("leader election on a real API server", () => {
@@ -91,11 +48,11 @@ describe("leader election on a real API server", () => {
   function candidate(
     lease: string,
     identity: string,
-    overrides: { leaseDurationMs?: number; kubeConfig?: KubeConfig; clock?: () => number } = {},
+    overrides: { leaseDurationMs?: number; cluster?: ClusterAccess; clock?: () => number } = {},
   ): Candidate {
     const events: Candidate["events"] = [];
     const elector = new LeaderElector({
-      kubeConfig: overrides.kubeConfig ?? controlPlane().kubeConfig(),
+      cluster: overrides.cluster ?? controlPlane().access(),
       namespace,
       name: lease,
       identity,
@@ -139,8 +96,8 @@ describe("leader election on a real API server", () => {
     });
   };
 
-  /** The control plane's KubeConfig, its server replaced by `server`. */
-  const through = (server: string): KubeConfig => {
+  /** The control plane's access, its server replaced by `server`. */
+  const through = (server: string): ClusterAccess => {
     const direct = controlPlane().kubeConfig();
     const config = new KubeConfig();
     config.loadFromOptions({
@@ -149,14 +106,14 @@ describe("leader election on a real API server", () => {
       contexts: direct.contexts,
       currentContext: direct.currentContext,
     });
-    return config;
+    return kubeConfigAccess(config);
   };
 
   /** Replica "a" of leader-gated loops on `lease`; a failure to start is noted in `seen`. */
   const gatedOn = (lease: string, build: () => Promise<Loop[]>, seen: string[]): LeaderGated =>
     new LeaderGated({
       election: {
-        kubeConfig: controlPlane().kubeConfig(),
+        cluster: controlPlane().access(),
         namespace,
         name: lease,
         identity: "a",
@@ -292,7 +249,7 @@ describe("leader election on a real API server", () => {
     const direct = controlPlane().kubeConfig();
     const proxy = await startProxy(new URL(direct.getCurrentCluster()?.server ?? ""));
     try {
-      const a = candidate("cut-off", "a", { kubeConfig: through(proxy.server) });
+      const a = candidate("cut-off", "a", { cluster: through(proxy.server) });
       await leading(a);
       const b = candidate("cut-off", "b");
       await sleep(2 * RENEW_MS);
@@ -331,12 +288,10 @@ describe("leader election on a real API server", () => {
       start: (signal) => {
         term = signal;
         proxy.blackHole();
-        inFlight = abortableKubeConfig(viaProxy, { signal })
-          .makeApiClient(CoreV1Api)
-          .listNamespace();
+        const requests = new JsonRequests(boundedAccess(viaProxy, { signal }));
+        inFlight = requests.get("/api/v1/namespaces");
         inFlight.catch(() => undefined);
-        // The hot writes' lean path goes through the same view.
-        leanInFlight = new JsonRequests(abortableKubeConfig(viaProxy, { signal })).send({
+        leanInFlight = requests.send({
           method: "POST",
           path: corePath("secrets", "default"),
           body: { metadata: { name: "never-sent" }, data: {} },
@@ -373,9 +328,9 @@ describe("leader election on a real API server", () => {
       assert.deepEqual(gated.loops(), []);
       // After the term, nothing more is sent.
       await assert.rejects(
-        abortableKubeConfig(direct, { signal: term ?? AbortSignal.abort() })
-          .makeApiClient(CoreV1Api)
-          .listNamespace(),
+        new JsonRequests(
+          boundedAccess(controlPlane().access(), { signal: term ?? AbortSignal.abort() }),
+        ).get("/api/v1/namespaces"),
         (error: unknown) => (error as Error).name === "AbortError",
       );
     } finally {

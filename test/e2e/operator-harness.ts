@@ -19,7 +19,7 @@ import type { AppObject } from "../../src/contract/app-object.ts";
 import { startLocalStack, type LocalStack } from "../../src/embedded/local-stack.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { unlessNotFound } from "../../src/kube/api-errors.ts";
-import { decodeSecretData, readSecretData } from "../../src/kube/read-secret.ts";
+import { decodeSecretData } from "../../src/kube/read-secret.ts";
 import { toolchain } from "./harness.ts";
 
 export { readyAtGeneration };
@@ -81,7 +81,7 @@ export function useOperatorStack(natsLabel?: string): () => OperatorStack {
     const core = kc.makeApiClient(CoreV1Api);
     const { kubeconfig: operatorKubeconfig, identity } = await operatorAccess(started);
     const webhookPort = await freePort();
-    const config = await readSecretData(
+    const config = await secretValues(
       core,
       started.settings.namespace,
       started.settings.natsConfigSecret,
@@ -175,7 +175,8 @@ export async function secretValues(
   namespace: string,
   name: string,
 ): Promise<Record<string, string> | undefined> {
-  return readSecretData(core, namespace, name);
+  const secret = await unlessNotFound(core.readNamespacedSecret({ namespace, name }));
+  return secret ? decodeSecretData(secret) : undefined;
 }
 
 export function decode(secret: V1Secret): Record<string, string> {

@@ -14,8 +14,8 @@ import {
   type OperatorSeeds,
 } from "../../src/accounts/identities.ts";
 import { OPERATOR_ENTRY } from "../../src/accounts/key-store.ts";
-import { CoreV1Api } from "@kubernetes/client-node";
 import type { LocalStack } from "../../src/embedded/local-stack.ts";
+import { JsonRequests } from "../../src/kube/json-requests.ts";
 import { readSecretData } from "../../src/kube/read-secret.ts";
 import { freePort } from "../../src/embedded/ports.ts";
 import { ManagedProcess } from "../../src/embedded/process.ts";
@@ -72,8 +72,8 @@ export async function operatorAccess(
   stack: LocalStack,
 ): Promise<{ kubeconfig: string; identity: OperatorIdentity }> {
   const kubeconfig = await stack.controlPlane.kubeconfigFor(OPERATOR_USER, "system:masters");
-  const core = stack.controlPlane.kubeConfig().makeApiClient(CoreV1Api);
-  const seeds = await readSecretData(core, stack.settings.namespace, OPERATOR_ENTRY);
+  const requests = new JsonRequests(stack.controlPlane.access());
+  const seeds = await readSecretData(requests, stack.settings.namespace, OPERATOR_ENTRY);
   if (!seeds) throw new Error(`${OPERATOR_ENTRY} is missing: the bootstrap did not run`);
   const identity = loadOperatorIdentity(
     stack.settings.operatorName,

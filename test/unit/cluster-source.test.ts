@@ -3,10 +3,10 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
   InClusterConfigError,
-  SERVICE_ACCOUNT_DIR,
   clusterSource,
   type Environment,
 } from "../../src/cli/cluster-source.ts";
+import { SERVICE_ACCOUNT_DIR } from "../../src/kube/kubeconfig-access.ts";
 
 const account = (...files: string[]): string[] => files.map((f) => join(SERVICE_ACCOUNT_DIR, f));
 const POD_ENV = { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" };

@@ -7,7 +7,7 @@ import { decodeSecretData } from "../../kube/read-secret.ts";
 import { CommandError, UsageError, type Cluster } from "./command.ts";
 
 export async function readApp(cluster: Cluster, namespace: string, name: string) {
-  const app = await readAppObject(cluster.custom, namespace, name);
+  const app = await readAppObject(cluster.requests, namespace, name);
   if (!app) throw new CommandError(`App ${namespace}/${name} not found`);
   return app;
 }

@@ -37,7 +37,7 @@ function passphrase(file: string): string {
 
 function storeOf(values: Record<string, string | boolean | undefined>): KubernetesSecretStore {
   const cluster = connectCluster(values);
-  return new KubernetesSecretStore(cluster.kubeConfig, operatorNamespace(values));
+  return new KubernetesSecretStore(cluster.access, operatorNamespace(values));
 }
 
 /** Library errors of a backup become the command's own. */

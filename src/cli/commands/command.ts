@@ -5,6 +5,9 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import type { ClusterAccess } from "../../kube/cluster-access.ts";
+import { JsonRequests } from "../../kube/json-requests.ts";
+import { kubeConfigAccess } from "../../kube/kube-config.ts";
 
 /** Asked wrongly: exit 2, with the command's usage. */
 export class UsageError extends Error {
@@ -65,6 +68,9 @@ export function parse(
 
 export interface Cluster {
   kubeConfig: KubeConfig;
+  /** The same cluster for the operator's own modules (the key store, App and Secret reads). */
+  access: ClusterAccess;
+  requests: JsonRequests;
   namespace: string;
   core: CoreV1Api;
   custom: CustomObjectsApi;
@@ -85,8 +91,11 @@ export function connectCluster(values: Record<string, string | boolean | undefin
     typeof values.namespace === "string"
       ? values.namespace
       : (kubeConfig.getContextObject(kubeConfig.getCurrentContext())?.namespace ?? "default");
+  const access = kubeConfigAccess(kubeConfig);
   return {
     kubeConfig,
+    access,
+    requests: new JsonRequests(access),
     namespace,
     core: kubeConfig.makeApiClient(CoreV1Api),
     custom: kubeConfig.makeApiClient(CustomObjectsApi),

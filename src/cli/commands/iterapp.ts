@@ -36,7 +36,7 @@ function namespaceFor(values: Record<string, string | boolean | undefined>): str
 /** Environments of the stored App that have accounts the new spec no longer wants. */
 async function accountsRemoved(cluster: Cluster, wanted: IterappApp): Promise<string[]> {
   const stored = await readAppObject(
-    cluster.custom,
+    cluster.requests,
     wanted.metadata.namespace,
     wanted.metadata.name,
   );

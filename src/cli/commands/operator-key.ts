@@ -76,7 +76,7 @@ export const rotateOperatorKey: Command = {
       await waitUntil(
         "the rotation's end",
         async () => {
-          const data = (await readSecretData(cluster.core, namespace, OPERATOR_ENTRY)) ?? {};
+          const data = (await readSecretData(cluster.requests, namespace, OPERATOR_ENTRY)) ?? {};
           const state = operatorKeyState(data, token);
           if (state !== said) output.out(`${state}\n`);
           said = state;

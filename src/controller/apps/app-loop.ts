@@ -2,12 +2,7 @@
  * The App reconcile loop: a work queue of App keys, fed by the sources declared in start(),
  * each key run through the AppReconciler and its outcome counted and logged.
  */
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type V1Secret,
-} from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Ceilings } from "../../accounts/ceilings.ts";
 import type { CredentialPolicy } from "../../accounts/credential-policy.ts";
@@ -15,6 +10,8 @@ import type { OperatorIdentity } from "../../accounts/identities.ts";
 import type { SecretStore } from "../../accounts/key-store.ts";
 import { asAppObject, readAppObject, type AppObject } from "../../contract/app-object.ts";
 import { APP_LABEL, type AppUrls } from "../../contract/app-secret.ts";
+import type { ClusterAccess } from "../../kube/cluster-access.ts";
+import { JsonRequests } from "../../kube/json-requests.ts";
 import { readSecret } from "../../kube/read-secret.ts";
 import { scrubSecrets } from "../../observability/logger.ts";
 import type { Metrics } from "../../observability/metrics.ts";
@@ -31,7 +28,7 @@ import { sharingReferences } from "./sharing-plan.ts";
 
 export interface AppLoopOptions {
   /** Built for the leader's term: its requests abort when the term ends. */
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   store: SecretStore;
   index: AccountIndex;
   /** The operator identity and CA bundle as last bootstrapped. */
@@ -72,9 +69,8 @@ export class AppLoop implements Loop {
 
   constructor(options: AppLoopOptions) {
     this.options = options;
-    const { kubeConfig, index, logger, metrics } = options;
-    const core = kubeConfig.makeApiClient(CoreV1Api);
-    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    const { cluster, index, logger, metrics } = options;
+    const requests = new JsonRequests(cluster);
     const add = (namespace: string, name: string): void => {
       this.queue.add(appKey(namespace, name));
     };
@@ -84,7 +80,7 @@ export class AppLoop implements Loop {
 
     // What starts a reconcile. The two caches also serve the reconciler's reads.
     this.apps = watchApps({
-      kubeConfig,
+      cluster,
       label: "apps",
       onChange: (app) => {
         const { namespace, name } = app.metadata;
@@ -102,7 +98,7 @@ export class AppLoop implements Loop {
       logger,
     });
     this.secrets = watchAppSecrets({
-      kubeConfig,
+      cluster,
       label: "app secrets",
       // A Secret deleted or edited by hand is put back by its App's reconcile.
       onChange: (secret) => {
@@ -141,10 +137,10 @@ export class AppLoop implements Loop {
       namespaceApps: (namespace) =>
         this.apps.list(namespace).flatMap((object) => asAppObject(object) ?? []),
       getApp: (namespace, name) => this.apps.get(namespace, name),
-      readApp: (namespace, name) => readAppObject(custom, namespace, name),
+      readApp: (namespace, name) => readAppObject(requests, namespace, name),
       getSecret: (namespace, name) => this.secrets.get(namespace, name),
-      readSecret: (namespace, name) => readSecret(core, namespace, name),
-      writes: kubernetesAppWrites(kubeConfig, "nats-tenancy", (resource) => {
+      readSecret: (namespace, name) => readSecret(requests, namespace, name),
+      writes: kubernetesAppWrites(cluster, "nats-tenancy", (resource) => {
         metrics.apiWrites.inc({ resource });
       }),
       scrub: scrubSecrets,

@@ -5,7 +5,7 @@
  * without its keys), an account is deleted from the servers before its Secret and keys (a
  * half-done delete is retried, never forgotten), and the finalizer goes last.
  */
-import { ApiException, type V1OwnerReference, type V1Secret } from "@kubernetes/client-node";
+import type { V1OwnerReference, V1Secret } from "@kubernetes/client-node";
 import type { Account } from "@nats-io/jwt";
 import { deleteAppAccount } from "../../accounts/account-deletion.ts";
 import { accountRecipe, mintAppAccount, type StoredAccount } from "../../accounts/app-account.ts";
@@ -67,7 +67,7 @@ import {
   rotationsAsked,
 } from "./credential-schedule.ts";
 import { ACCOUNT_EVENTS, type AccountEvent } from "./account-events.ts";
-import { apiErrorSentence } from "../../kube/api-errors.ts";
+import { apiAnswer, apiErrorSentence } from "../../kube/api-errors.ts";
 import { done, requeueAfter, retry, type ReconcileOutcome } from "../../runtime/outcome.ts";
 import type { AccountIndex } from "../../accounts/account-index.ts";
 import { holdsFinalizer, type AppObject } from "../../contract/app-object.ts";
@@ -203,12 +203,12 @@ interface StepResult {
 
 function describe(error: unknown, scrub: (text: string) => string): AppProblem {
   if (error instanceof AppProblem) return error;
-  const text =
-    error instanceof ApiException
-      ? apiErrorSentence(error)
-      : error instanceof Error
-        ? error.message
-        : String(error);
+  const answer = apiAnswer(error);
+  const text = answer
+    ? apiErrorSentence(answer)
+    : error instanceof Error
+      ? error.message
+      : String(error);
   const message = scrub(text);
   const problem = (reason: string, remedy: Remedy) =>
     new AppProblem(reason, message, remedy, { cause: error });

@@ -4,7 +4,8 @@
  * patch (the finalizer's removal). One place, so writes can be counted and nothing writes
  * behind the metrics' back.
  */
-import type { KubeConfig, V1Secret } from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node";
+import type { ClusterAccess } from "../../kube/cluster-access.ts";
 import { APP_API_VERSION, APP_KIND, appPath } from "../../crds/app.ts";
 import type { AppStatus } from "../../crds/app.ts";
 import { FINALIZER, type AppObject as App } from "../../contract/app-object.ts";
@@ -44,11 +45,11 @@ function pathOf(app: App): string {
 }
 
 export function kubernetesAppWrites(
-  kubeConfig: KubeConfig,
+  cluster: ClusterAccess,
   component: string,
   onWrite: (resource: string) => void,
 ): AppWrites {
-  const requests = new JsonRequests(kubeConfig);
+  const requests = new JsonRequests(cluster);
   return {
     createSecret(secret) {
       onWrite("secret");
@@ -109,7 +110,7 @@ export function kubernetesAppWrites(
       });
     },
     async restartWorkloads(namespace, target) {
-      const restarted = await restartWorkloads(kubeConfig, namespace, target, Date.now());
+      const restarted = await restartWorkloads(cluster, namespace, target, Date.now());
       restarted.forEach(() => {
         onWrite("workload");
       });

@@ -4,12 +4,14 @@
  * environment see new credentials only when they start again. Each rotation restarts a
  * workload once: the template records which rotation it was restarted for.
  */
-import { AppsV1Api, type KubeConfig, type V1ObjectMeta } from "@kubernetes/client-node";
+import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { APP_LABEL, ENVIRONMENT_LABEL } from "../../contract/app-secret.ts";
+import type { ClusterAccess } from "../../kube/cluster-access.ts";
 import { JsonRequests } from "../../kube/json-requests.ts";
 import {
   RESTARTED_FOR_ANNOTATION,
   rolloutRestart,
+  workloadPath,
   type WorkloadPlural,
 } from "../../kube/rollout-restart.ts";
 
@@ -20,28 +22,27 @@ interface Workload {
   template: V1ObjectMeta | undefined;
 }
 
-async function workloads(apps: AppsV1Api, namespace: string): Promise<Workload[]> {
-  const [deployments, statefulSets, daemonSets] = await Promise.all([
-    apps.listNamespacedDeployment({ namespace }),
-    apps.listNamespacedStatefulSet({ namespace }),
-    apps.listNamespacedDaemonSet({ namespace }),
-  ]);
-  const of = (
-    kind: Workload["kind"],
-    plural: Workload["plural"],
-    items: { metadata?: V1ObjectMeta; spec?: { template: { metadata?: V1ObjectMeta } } }[],
-  ): Workload[] =>
-    items.map((item) => ({
+interface WorkloadList {
+  items?: { metadata?: V1ObjectMeta; spec?: { template?: { metadata?: V1ObjectMeta } } }[];
+}
+
+async function workloads(requests: JsonRequests, namespace: string): Promise<Workload[]> {
+  const kinds = [
+    ["Deployment", "deployments"],
+    ["StatefulSet", "statefulsets"],
+    ["DaemonSet", "daemonsets"],
+  ] as const;
+  const lists = await Promise.all(
+    kinds.map(([, plural]) => requests.get<WorkloadList>(workloadPath(namespace, plural))),
+  );
+  return kinds.flatMap(([kind, plural], i) =>
+    (lists[i]?.items ?? []).map((item) => ({
       kind,
       plural,
       name: item.metadata?.name ?? "",
-      template: item.spec?.template.metadata,
-    }));
-  return [
-    ...of("Deployment", "deployments", deployments.items),
-    ...of("StatefulSet", "statefulsets", statefulSets.items),
-    ...of("DaemonSet", "daemonsets", daemonSets.items),
-  ];
+      template: item.spec?.template?.metadata,
+    })),
+  );
 }
 
 /**
@@ -50,15 +51,14 @@ async function workloads(apps: AppsV1Api, namespace: string): Promise<Workload[]
  * ones restarted, as `Kind/name`.
  */
 export async function restartWorkloads(
-  kubeConfig: KubeConfig,
+  cluster: ClusterAccess,
   namespace: string,
   target: { app: string; environment: string; rotation: string },
   nowMs: number,
 ): Promise<string[]> {
-  const apps = kubeConfig.makeApiClient(AppsV1Api);
-  const requests = new JsonRequests(kubeConfig);
+  const requests = new JsonRequests(cluster);
   const restarted: string[] = [];
-  for (const workload of await workloads(apps, namespace)) {
+  for (const workload of await workloads(requests, namespace)) {
     const labels = workload.template?.labels ?? {};
     if (labels[APP_LABEL] !== target.app || labels[ENVIRONMENT_LABEL] !== target.environment)
       continue;

@@ -4,7 +4,8 @@
  * server and route certificates, CA bundle). Runs on every start and every resync; when nothing
  * is due it writes nothing.
  */
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node";
+import type { ClusterAccess } from "../../kube/cluster-access.ts";
 import {
   buildOperatorArtifacts,
   credsJwt,
@@ -40,7 +41,7 @@ import {
   type NatsNames,
 } from "../../ca/leaves.ts";
 import { MANAGED_BY, applySecret, secretData } from "../../kube/apply-secret.ts";
-import { JsonRequests } from "../../kube/json-requests.ts";
+import { JsonRequests, corePath } from "../../kube/json-requests.ts";
 import { readSecretData, sameSecretData } from "../../kube/read-secret.ts";
 import { NATS_CONFIG_FILES, renderNatsConfigFiles } from "../../nats/server-config.ts";
 import { keyPairFrom } from "../../ca/tls-secret.ts";
@@ -134,15 +135,15 @@ const OPERATOR_KEY_STEPS: Record<OperatorKeyStep, string> = {
 };
 
 export async function bootstrap(
-  kubeConfig: KubeConfig,
+  cluster: ClusterAccess,
   store: SecretStore,
   settings: BootstrapSettings,
   nowMs = Date.now(),
   servers: ServersSeen = {},
 ): Promise<Bootstrapped> {
   const changes: string[] = [];
-  const core = kubeConfig.makeApiClient(CoreV1Api);
-  const existing = await readSecretData(core, settings.namespace, settings.natsConfigSecret);
+  const requests = new JsonRequests(cluster);
+  const existing = await readSecretData(requests, settings.namespace, settings.natsConfigSecret);
   let seeds = await ensureOperatorSeeds(store, () =>
     refuseOverInstallation(store, existing, settings, {
       entry: OPERATOR_ENTRY,
@@ -153,7 +154,7 @@ export async function bootstrap(
     }),
   );
   const request = (
-    await core.readNamespacedSecret({ name: OPERATOR_ENTRY, namespace: settings.namespace })
+    await requests.get<V1Secret>(corePath("secrets", settings.namespace, OPERATOR_ENTRY))
   ).metadata?.annotations?.[ROTATE_SIGNING_KEY_ANNOTATION];
   const step = await operatorKeyStep(seeds, {
     request,
@@ -202,7 +203,7 @@ export async function bootstrap(
   );
   const { webhook } = settings;
   const previousWebhook = webhook
-    ? await readWebhookTls(kubeConfig, settings.namespace, webhook)
+    ? await readWebhookTls(cluster, settings.namespace, webhook)
     : undefined;
   const ca = await ensureCa(
     store,
@@ -243,7 +244,7 @@ export async function bootstrap(
     [SYSTEM_USER_JWT]: systemUserJwt ?? "",
   };
   if (!sameSecretData(existing, desired)) {
-    await applySecret(new JsonRequests(kubeConfig), {
+    await applySecret(requests, {
       apiVersion: "v1",
       kind: "Secret",
       type: "Opaque",
@@ -259,7 +260,7 @@ export async function bootstrap(
   if (webhook) {
     changes.push(
       ...(await ensureWebhook({
-        kubeConfig,
+        cluster,
         namespace: settings.namespace,
         settings: webhook,
         previous: previousWebhook ?? {},

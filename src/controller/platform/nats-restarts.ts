@@ -8,17 +8,22 @@
  */
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AppsV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { V1StatefulSet } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { trustedSigningKeysOf } from "../../accounts/identities.ts";
+import type { ClusterAccess } from "../../kube/cluster-access.ts";
 import { JsonRequests } from "../../kube/json-requests.ts";
-import { RESTARTED_FOR_ANNOTATION, rolloutRestart } from "../../kube/rollout-restart.ts";
+import {
+  RESTARTED_FOR_ANNOTATION,
+  rolloutRestart,
+  workloadPath,
+} from "../../kube/rollout-restart.ts";
 import { runningOperatorJwts } from "../../nats/server-trust.ts";
 import { Trigger } from "../../runtime/triggers.ts";
 
 export interface NatsRestartsOptions {
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   /** The servers' StatefulSet, which the leader may roll; absent: it never restarts them. */
   statefulSet?: { namespace: string; name: string };
   expectedServers: number;
@@ -140,14 +145,11 @@ export class NatsRestarts {
     operatorJwt: string,
   ): Promise<void> {
     const cause = restartedFor(operatorJwt);
-    const apps = this.options.kubeConfig.makeApiClient(AppsV1Api);
-    const found = await apps.readNamespacedStatefulSet(target);
-    if (found.spec?.template.metadata?.annotations?.[RESTARTED_FOR_ANNOTATION] === cause) return;
-    await rolloutRestart(
-      new JsonRequests(this.options.kubeConfig),
-      { ...target, plural: "statefulsets" },
-      cause,
-      Date.now(),
+    const requests = new JsonRequests(this.options.cluster);
+    const found = await requests.get<V1StatefulSet>(
+      workloadPath(target.namespace, "statefulsets", target.name),
     );
+    if (found.spec?.template.metadata?.annotations?.[RESTARTED_FOR_ANNOTATION] === cause) return;
+    await rolloutRestart(requests, { ...target, plural: "statefulsets" }, cause, Date.now());
   }
 }

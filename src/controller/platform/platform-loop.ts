@@ -5,7 +5,6 @@
  * restart when their operator JWT changed. While the operator's signing key rotates, each step
  * is taken as soon as the servers or the accounts are ready for it.
  */
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { SecretStore } from "../../accounts/key-store.ts";
@@ -19,13 +18,14 @@ import {
 } from "./bootstrap.ts";
 import { NatsReloads, type ServerReloadSettings } from "./nats-reloads.ts";
 import { NatsRestarts } from "./nats-restarts.ts";
+import type { ClusterAccess } from "../../kube/cluster-access.ts";
 
 /** How often a rotation of the operator's signing key looks whether its old key is unused. */
 export const OPERATOR_KEY_RECHECK_MS = 15_000;
 
 export interface PlatformLoopOptions {
   /** Built for the leader's term: its requests abort when the term ends. */
-  kubeConfig: KubeConfig;
+  cluster: ClusterAccess;
   store: SecretStore;
   settings: BootstrapSettings;
   resyncMs: number;
@@ -75,7 +75,7 @@ export class PlatformLoop implements Loop {
         })
       : undefined;
     this.restarts = new NatsRestarts({
-      kubeConfig: options.kubeConfig,
+      cluster: options.cluster,
       ...(options.statefulSet ? { statefulSet: options.statefulSet } : {}),
       expectedServers: options.expectedServers,
       connection: options.connection,
@@ -144,9 +144,9 @@ export class PlatformLoop implements Loop {
   }
 
   private async renew(): Promise<void> {
-    const { kubeConfig, store, settings, logger } = this.options;
+    const { cluster, store, settings, logger } = this.options;
     try {
-      const boot = await bootstrap(kubeConfig, store, settings, Date.now(), {
+      const boot = await bootstrap(cluster, store, settings, Date.now(), {
         trustedByAll: this.restarts.trustedByAll(),
         accounts: { lookup: this.options.lookup, expected: this.options.expectedServers },
       });
