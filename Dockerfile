@@ -17,6 +17,14 @@ COPY --from=dependencies /build/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
 ENV NODE_ENV=production
+# Node's compile cache, filled here by loading every module the operator imports (`--help`
+# loads them and exits). A process that finds all its modules in it never loads the type
+# stripper and compiles nothing again: an idle operator holds about 26 MiB less. The cache is
+# kept per user ID: it is filled as 65532, the user the chart runs as; any other user works
+# too, stripping types as before. It is read-only at run time, which Node accepts.
+RUN ["/usr/local/bin/node", "-e", "fs.mkdirSync('/app/.node-compile-cache'); fs.chownSync('/app/.node-compile-cache', 65532, 65532)"]
+ENV NODE_COMPILE_CACHE=/app/.node-compile-cache
 # Any non-root ID works (the chart sets its own); 65532 is the conventional "nonroot".
 USER 65532:65532
+RUN ["/usr/local/bin/node", "src/cli/main.ts", "--help"]
 ENTRYPOINT ["/usr/local/bin/node", "src/cli/main.ts"]

@@ -1,13 +1,15 @@
 /**
  * The operator's requests to the Kubernetes API, sent as plain JSON over the pooled,
- * authenticated and bounded connections of its ClusterAccess. client-node sends each call
- * through undici's fetch (WHATWG streams and Response objects), walks its generated model on
- * the way out and back, and costs 75 MiB to load; none of that changes what is sent.
+ * authenticated and bounded connections of its ClusterAccess, with Node's own https client.
+ * client-node sends each call through undici's fetch (WHATWG streams and Response objects),
+ * walks its generated model on the way out and back, and costs 75 MiB to load; none of that
+ * changes what is sent.
  */
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { createInterface } from "node:readline";
-import { request } from "undici";
 import { KubeApiError } from "./api-errors.ts";
-import type { ClusterAccess } from "./cluster-access.ts";
+import type { Authorization, ClusterAccess } from "./cluster-access.ts";
 
 export const JSON_TYPE = "application/json";
 export const APPLY_TYPE = "application/apply-patch+yaml";
@@ -30,22 +32,32 @@ export function corePath(resource: string, namespace: string, name?: string): st
   return name === undefined ? collection : `${collection}/${name}`;
 }
 
-/**
- * The promise, or the signal's reason as soon as it fires. undici holds an abort back until the
- * connection it waits for opens (then the request is dropped unsent); a leader that lost its
- * Lease must not wait that long for its requests to end.
- */
-function settledBy<T>(signal: AbortSignal | undefined, promise: Promise<T>): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const abort = () => {
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener("abort", abort, { once: true });
-    promise.then(resolve, reject).finally(() => {
-      signal.removeEventListener("abort", abort);
-    });
+/** Sends one request and resolves with the answer's head, its body still to be read. */
+function open(
+  url: string,
+  options: {
+    method: string;
+    headers: Record<string, string>;
+    agent: Authorization["agent"];
+    signal?: AbortSignal | undefined;
+  },
+  body?: string,
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const send = url.startsWith("https:") ? httpsRequest : httpRequest;
+    const { signal, ...rest } = options;
+    const request = send(url, signal ? { ...rest, signal } : rest);
+    request.once("response", resolve);
+    request.once("error", reject);
+    request.end(body);
   });
+}
+
+async function textOf(answer: IncomingMessage): Promise<string> {
+  answer.setEncoding("utf8");
+  let text = "";
+  for await (const chunk of answer) text += chunk as string;
+  return text;
 }
 
 /** One event of a watch: the object as it is now, or as it was when deleted. */
@@ -98,22 +110,19 @@ export class JsonRequests {
 
   private async exchange(call: JsonRequest): Promise<string> {
     const url = withQuery(this.cluster.server, call.path, call.query);
-    const { headers: auth, dispatcher, signal } = await this.cluster.authorize();
+    const { headers: auth, agent, signal } = await this.cluster.authorize();
     const headers: Record<string, string> = { ...auth, accept: JSON_TYPE };
-    if (call.body !== undefined) headers["content-type"] = call.contentType ?? JSON_TYPE;
+    const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+    if (body !== undefined) {
+      headers["content-type"] = call.contentType ?? JSON_TYPE;
+      // Sized, not chunked: after a DELETE whose body went chunked (the key store's
+      // preconditioned delete), the next request on that connection was answered 400.
+      headers["content-length"] = String(Buffer.byteLength(body));
+    }
     signal?.throwIfAborted();
-    const answer = await settledBy(
-      signal,
-      request(url, {
-        method: call.method,
-        headers,
-        body: call.body === undefined ? undefined : JSON.stringify(call.body),
-        dispatcher,
-        signal,
-      }),
-    );
-    const text = await answer.body.text();
-    if (answer.statusCode >= 300) throw fail(answer.statusCode, text);
+    const answer = await open(url, { method: call.method, headers, agent, signal }, body);
+    const text = await textOf(answer);
+    if ((answer.statusCode ?? 0) >= 300) throw fail(answer.statusCode ?? 0, text);
     return text;
   }
 
@@ -128,15 +137,15 @@ export class JsonRequests {
     signal: AbortSignal,
   ): Promise<AsyncIterable<WatchEvent<T>>> {
     const url = withQuery(this.cluster.server, path, { ...query, watch: "true" });
-    const { headers, dispatcher } = await this.cluster.authorize();
-    const answer = await request(url, {
+    const { headers, agent } = await this.cluster.authorize();
+    const answer = await open(url, {
       method: "GET",
       headers: { ...headers, accept: JSON_TYPE },
-      dispatcher,
+      agent,
       signal,
     });
-    if (answer.statusCode >= 300) throw fail(answer.statusCode, await answer.body.text());
-    const lines = createInterface({ input: answer.body, crlfDelay: Infinity });
+    if ((answer.statusCode ?? 0) >= 300) throw fail(answer.statusCode ?? 0, await textOf(answer));
+    const lines = createInterface({ input: answer, crlfDelay: Infinity });
     return (async function* events() {
       try {
         for await (const line of lines) if (line.trim()) yield JSON.parse(line) as WatchEvent<T>;
@@ -144,7 +153,7 @@ export class JsonRequests {
         if (!signal.aborted) throw error;
       } finally {
         lines.close();
-        answer.body.destroy();
+        answer.destroy();
       }
     })();
   }

@@ -12,8 +12,10 @@
  */
 import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
-import { HttpMethod, KubeConfig, RequestContext } from "@kubernetes/client-node";
-import type { ClusterAccess } from "./cluster-access.ts";
+import type { Agent } from "node:http";
+import type { RequestOptions } from "node:https";
+import { KubeConfig, RequestContext } from "@kubernetes/client-node";
+import { AgentPool, reused, type ClusterAccess } from "./cluster-access.ts";
 
 type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
 
@@ -120,23 +122,14 @@ export class PooledKubeConfig extends KubeConfig {
 
 /**
  * The operator's access (cluster-access.ts) through a client-node KubeConfig: for kubeconfigs
- * with exec plugins or auth providers, and for the CLI and tests, which hold a KubeConfig.
- * Connections are pooled as by PooledKubeConfig; a PooledKubeConfig given is used as it is.
+ * with exec plugins, auth providers or proxies, and for the CLI and tests, which hold a
+ * KubeConfig. client-node works out the TLS material and the Authorization header (running the
+ * exec plugin, refreshing its token) at most once a second.
  */
 export function kubeConfigAccess(kubeConfig: KubeConfig): ClusterAccess {
-  let pooled: PooledKubeConfig;
-  if (kubeConfig instanceof PooledKubeConfig) pooled = kubeConfig;
-  else {
-    pooled = new PooledKubeConfig();
-    pooled.loadFromOptions({
-      clusters: kubeConfig.clusters,
-      users: kubeConfig.users,
-      contexts: kubeConfig.contexts,
-      currentContext: kubeConfig.currentContext,
-    });
-  }
+  const agents = new AgentPool();
   const server = () => {
-    const url = pooled.getCurrentCluster()?.server;
+    const url = kubeConfig.getCurrentCluster()?.server;
     if (!url) throw new Error("the kubeconfig names no current cluster");
     return url.replace(/\/+$/, "");
   };
@@ -144,14 +137,27 @@ export function kubeConfigAccess(kubeConfig: KubeConfig): ClusterAccess {
     get server() {
       return server();
     },
-    authorize: async () => {
-      const context = new RequestContext(server(), HttpMethod.GET);
-      await pooled.applySecurityAuthentication(context);
-      const dispatcher = context.getDispatcher();
-      if (!dispatcher) throw new Error("the kubeconfig gave no connection settings");
-      const signal = context.getSignal();
-      return { headers: context.getHeaders(), dispatcher, ...(signal ? { signal } : {}) };
+    authorize: reused(async () => {
+      const options: RequestOptions = {};
+      await kubeConfig.applyToHTTPSOptions(options);
+      const headers = Object.fromEntries(
+        Object.entries(options.headers ?? {}).map(([name, value]) => [name, String(value)]),
+      );
+      // A proxy's agent is client-node's; otherwise connections are pooled here.
+      const agent = kubeConfig.getCurrentCluster()?.proxyUrl
+        ? (options.agent as Agent)
+        : agents.agentFor({
+            ca: options.ca as string | Buffer | undefined,
+            cert: options.cert as string | Buffer | undefined,
+            key: options.key as string | Buffer | undefined,
+            rejectUnauthorized: options.rejectUnauthorized,
+            servername: options.servername,
+          });
+      return { headers, agent };
+    }),
+    close: () => {
+      agents.close();
+      return Promise.resolve();
     },
-    close: () => pooled.closeConnections(),
   };
 }

@@ -5,24 +5,19 @@
  * minikube, the test clusters). A kubeconfig needing more (an exec plugin, an auth provider, a
  * proxy) is handed to client-node, loaded only then.
  */
-import { createHash } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { isIP } from "node:net";
-import { Agent, type Dispatcher } from "undici";
 import { parseAllDocuments } from "yaml";
-import type { Authorization, ClusterAccess } from "./cluster-access.ts";
+import { AgentPool, reused, type ClusterAccess } from "./cluster-access.ts";
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/** How long one reading of the credentials serves: short enough for a rotated file or token. */
-const REUSE_MS = 1000;
-
-/** A value given inline, or a file read again whenever it changes. */
+/** A value given inline, or a file read again (once a second at most) as it may be rotated. */
 type Material = { data: string } | { file: string } | undefined;
 
-interface Endpoint {
+export interface Endpoint {
   server: string;
   ca: Material;
   cert: Material;
@@ -32,73 +27,31 @@ interface Endpoint {
   tlsServerName: string | undefined;
 }
 
-function fileStamp(path: string): string {
-  try {
-    const stat = statSync(path);
-    return `${String(stat.mtimeMs)}:${String(stat.size)}`;
-  } catch {
-    return "missing";
-  }
-}
-
-function stampOf(material: Material): string {
-  return material && "file" in material ? `${material.file}@${fileStamp(material.file)}` : "";
-}
-
 function read(material: Material): string | undefined {
   if (!material) return undefined;
   return "data" in material ? material.data : readFileSync(material.file, "utf8");
 }
 
-/**
- * Pooled connections per certificate material: the first Agent made for it is kept and reused
- * (keep-alive HTTP/1.1: a burst of 2,000 environments took 21 s instead of 30 s over undici's
- * one HTTP/2 connection, with 23% less CPU); a rotated client certificate or CA gets a new one
- * and the old one closes once its requests are done.
- */
 export function endpointAccess(endpoint: Endpoint): ClusterAccess {
-  let pool: { key: string; agent: Agent } | undefined;
-  let recent: { untilMs: number; authorization: Authorization } | undefined;
-  const dispatcher = (): Dispatcher => {
-    const stamps = [endpoint.ca, endpoint.cert, endpoint.key].map(stampOf);
-    const key = createHash("sha256")
-      .update(JSON.stringify([stamps, endpoint.ca, endpoint.cert, endpoint.key]))
-      .digest("hex");
-    if (pool?.key === key) return pool.agent;
-    // Without a name given, undici checks the server's host name (an IP address as an IP).
-    const servername = endpoint.tlsServerName;
-    const agent = new Agent({
-      allowH2: false,
-      connect: {
+  const agents = new AgentPool();
+  return {
+    server: endpoint.server.replace(/\/+$/, ""),
+    authorize: reused(() => {
+      const token = read(endpoint.token)?.trim();
+      // Without a name given, the server's certificate is checked against the URL's host.
+      const agent = agents.agentFor({
         ca: read(endpoint.ca),
         cert: read(endpoint.cert),
         key: read(endpoint.key),
         rejectUnauthorized: !endpoint.insecureSkipTlsVerify,
-        ...(servername ? { servername } : {}),
-      },
-    });
-    if (pool) void pool.agent.close().catch(() => undefined);
-    pool = { key, agent };
-    return agent;
-  };
-  return {
-    server: endpoint.server.replace(/\/+$/, ""),
-    authorize: () => {
-      const now = performance.now();
-      if (recent && now < recent.untilMs) return Promise.resolve(recent.authorization);
-      const token = read(endpoint.token)?.trim();
-      const authorization: Authorization = {
-        headers: token ? { authorization: `Bearer ${token}` } : {},
-        dispatcher: dispatcher(),
-      };
-      recent = { untilMs: now + REUSE_MS, authorization };
-      return Promise.resolve(authorization);
-    },
-    close: async () => {
-      const closing = pool?.agent;
-      pool = undefined;
-      recent = undefined;
-      await closing?.close().catch(() => undefined);
+        servername: endpoint.tlsServerName,
+      });
+      const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+      return Promise.resolve({ headers, agent });
+    }),
+    close: () => {
+      agents.close();
+      return Promise.resolve();
     },
   };
 }
@@ -252,8 +205,11 @@ export function kubeconfigFileAccess(path: string): ClusterAccess {
 export async function kubeconfigAccess(paths: readonly string[]): Promise<ClusterAccess> {
   const endpoint = kubeconfigEndpoint(paths);
   if (endpoint) return endpointAccess(endpoint);
-  const { PooledKubeConfig, kubeConfigAccess } = await import("./kube-config.ts");
-  const kubeConfig = new PooledKubeConfig();
+  const [{ KubeConfig }, { kubeConfigAccess }] = await Promise.all([
+    import("@kubernetes/client-node"),
+    import("./kube-config.ts"),
+  ]);
+  const kubeConfig = new KubeConfig();
   if (paths.length === 1) kubeConfig.loadFromFile(paths[0] ?? "");
   else kubeConfig.loadFromDefault();
   return kubeConfigAccess(kubeConfig);

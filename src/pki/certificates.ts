@@ -1,16 +1,37 @@
 /**
  * X.509 building blocks on @peculiar/x509 and WebCrypto: ECDSA P-256 keys, a self-signed CA,
- * and leaf certificates signed by it. PEM in, PEM out, so callers store plain text.
+ * and leaf certificates signed by it. PEM in, PEM out, so callers store plain text. Reading
+ * certificates needs no library (node:crypto's X509Certificate does it).
  */
-// @peculiar/x509 resolves its services through tsyringe, which needs this polyfill first.
-import "reflect-metadata";
-import { webcrypto } from "node:crypto";
-import * as x509 from "@peculiar/x509";
+import { KeyObject, webcrypto } from "node:crypto";
+import type * as X509 from "@peculiar/x509";
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+let library: Promise<typeof X509> | undefined;
+
+/**
+ * @peculiar/x509, loaded when a certificate is first made: with its dependencies about 6 MiB
+ * resident, which an operator whose certificates are all current never needs (issue 16).
+ */
+function loadX509(): Promise<typeof X509> {
+  library ??= (async () => {
+    // It resolves its services through tsyringe, which needs this polyfill first.
+    await import("reflect-metadata");
+    const loaded = await import("@peculiar/x509");
+    loaded.cryptoProvider.set(
+      webcrypto as unknown as Parameters<typeof loaded.cryptoProvider.set>[0],
+    );
+    return loaded;
+  })();
+  return library;
+}
+
+/** PEM as this module has always written it: no newline after the END line. */
+function pemOf(key: CryptoKey, type: "pkcs8" | "spki"): string {
+  return (KeyObject.from(key).export({ type, format: "pem" }) as string).trimEnd();
+}
 
 const EC_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING_ALGORITHM = { name: "ECDSA", hash: "SHA-256" } as const;
@@ -46,13 +67,8 @@ async function generateKeyPair(): Promise<CryptoKeyPair> {
   return await webcrypto.subtle.generateKey(EC_ALGORITHM, true, ["sign", "verify"]);
 }
 
-async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
-  const der = await webcrypto.subtle.exportKey("pkcs8", key);
-  return x509.PemConverter.encode(der, "PRIVATE KEY");
-}
-
 async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
-  const der = x509.PemConverter.decode(pem)[0];
+  const der = (await loadX509()).PemConverter.decode(pem)[0];
   if (!der) throw new Error("no PEM block in private key");
   return webcrypto.subtle.importKey("pkcs8", der, EC_ALGORITHM, true, ["sign"]);
 }
@@ -85,6 +101,7 @@ function escapeDnValue(value: string): string {
 }
 
 export async function createCa(params: CaParams): Promise<KeyAndCertificate> {
+  const x509 = await loadX509();
   const keys = await generateKeyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
@@ -103,7 +120,7 @@ export async function createCa(params: CaParams): Promise<KeyAndCertificate> {
   });
   return {
     certificatePem: cert.toString("pem"),
-    privateKeyPem: await exportPrivateKeyPem(keys.privateKey),
+    privateKeyPem: pemOf(keys.privateKey, "pkcs8"),
   };
 }
 
@@ -111,17 +128,18 @@ export async function issueLeaf(
   ca: KeyAndCertificate,
   params: LeafParams,
 ): Promise<KeyAndCertificate> {
+  const x509 = await loadX509();
   const caCert = new x509.X509Certificate(ca.certificatePem);
   const caKey = await importPrivateKeyPem(ca.privateKeyPem);
   const keys = await generateKeyPair();
   const usages: string[] = [];
   if (params.server ?? true) usages.push(x509.ExtendedKeyUsage.serverAuth);
   if (params.client) usages.push(x509.ExtendedKeyUsage.clientAuth);
-  const names: x509.JsonGeneralName[] = [
+  const names: X509.JsonGeneralName[] = [
     ...(params.dnsNames ?? []).map((value) => ({ type: "dns" as const, value })),
     ...(params.ipAddresses ?? []).map((value) => ({ type: "ip" as const, value })),
   ];
-  const extensions: x509.Extension[] = [
+  const extensions: X509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(
       x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
@@ -150,7 +168,7 @@ export async function issueLeaf(
   });
   return {
     certificatePem: cert.toString("pem"),
-    privateKeyPem: await exportPrivateKeyPem(keys.privateKey),
+    privateKeyPem: pemOf(keys.privateKey, "pkcs8"),
   };
 }
 
@@ -160,9 +178,8 @@ export async function generateSigningKeyPem(): Promise<{
   publicKeyPem: string;
 }> {
   const keys = await generateKeyPair();
-  const spki = await webcrypto.subtle.exportKey("spki", keys.publicKey);
   return {
-    privateKeyPem: await exportPrivateKeyPem(keys.privateKey),
-    publicKeyPem: x509.PemConverter.encode(spki, "PUBLIC KEY"),
+    privateKeyPem: pemOf(keys.privateKey, "pkcs8"),
+    publicKeyPem: pemOf(keys.publicKey, "spki"),
   };
 }

@@ -18,7 +18,8 @@ import type { LocalStack } from "../../src/embedded/local-stack.ts";
 import { JsonRequests } from "../../src/kube/json-requests.ts";
 import { readSecretData } from "../../src/kube/read-secret.ts";
 import { freePort } from "../../src/embedded/ports.ts";
-import { ManagedProcess } from "../../src/embedded/process.ts";
+import { ManagedProcess, runCommand } from "../../src/embedded/process.ts";
+import { cacheRoot } from "../../src/embedded/toolchain.ts";
 import { waitUntil } from "../../src/embedded/wait.ts";
 import type { AppObject } from "../../src/contract/app-object.ts";
 import { systemUserCreds } from "./fixtures/system-user.ts";
@@ -35,6 +36,14 @@ const CHART_NODE_OPTIONS = (
 )
   .split(" ")
   .filter(Boolean);
+
+/**
+ * The image runs the operator with Node's compile cache filled at build time (see the
+ * Dockerfile), so that a process never loads the type stripper: here too, filled the same way
+ * (by a `--help` run) before the first operator starts.
+ */
+const COMPILE_CACHE_ENV = { NODE_COMPILE_CACHE: join(cacheRoot(), "node-compile-cache") };
+let compileCacheFilled: Promise<string> | undefined;
 
 export interface RunningOperator {
   process: ManagedProcess;
@@ -89,8 +98,13 @@ export async function launchOperator(
 ): Promise<RunningOperator> {
   const port = await freePort();
   const identity = flags.identity ?? `operator-${port}`;
+  compileCacheFilled ??= runCommand(globalThis.process.execPath, [MAIN, "--help"], {
+    env: { ...globalThis.process.env, ...COMPILE_CACHE_ENV },
+  });
+  await compileCacheFilled;
   const process = ManagedProcess.start({
     name: identity,
+    env: { ...globalThis.process.env, ...COMPILE_CACHE_ENV },
     command: globalThis.process.execPath,
     args: [
       ...CHART_NODE_OPTIONS,
