@@ -5,7 +5,9 @@
  * walks its generated model on the way out and back, and costs 75 MiB to load; none of that
  * changes what is sent.
  */
-import { request as httpRequest, type IncomingMessage } from "node:http";
+// Types only from node:http: importing it as a module builds its facade, whose WebSocket export
+// loads Node's bundled undici (about 3 MiB resident) that nothing here uses.
+import type { IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { createInterface } from "node:readline";
 import { KubeApiError } from "./api-errors.ts";
@@ -44,9 +46,9 @@ function open(
   body?: string,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const send = url.startsWith("https:") ? httpsRequest : httpRequest;
     const { signal, ...rest } = options;
-    const request = send(url, signal ? { ...rest, signal } : rest);
+    // https only: an API server answers plain HTTP nowhere since Kubernetes 1.20.
+    const request = httpsRequest(url, signal ? { ...rest, signal } : rest);
     request.once("response", resolve);
     request.once("error", reject);
     request.end(body);

@@ -179,6 +179,10 @@ export function kubeconfigEndpoint(paths: readonly string[]): Endpoint | undefin
   const server = cluster.fields.server;
   if (typeof server !== "string" || !server)
     throw new KubeconfigError(`cluster ${String(context.cluster)} has no server`);
+  if (!server.startsWith("https://"))
+    throw new KubeconfigError(
+      `cluster ${String(context.cluster)}: the server ${server} is not https`,
+    );
   const userBase = user?.base ?? cluster.base;
   return {
     server,

@@ -123,6 +123,11 @@ describe("kubeconfig files as the operator reads them", () => {
       ["current-context: x", /current context x is not defined/],
       ["current-context: x\ncontexts: [{ name: x, context: { cluster: k } }]", /names no defined/],
       ["{ not yaml", /not valid YAML/],
+      [
+        "current-context: x\ncontexts: [{ name: x, context: { cluster: k } }]\n" +
+          "clusters: [{ name: k, cluster: { server: 'http://127.0.0.1:8080' } }]",
+        /is not https/,
+      ],
     ];
     for (const [text, message] of cases)
       assert.throws(() => kubeconfigEndpoint([file("bad", text)]), message);
