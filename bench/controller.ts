@@ -36,7 +36,8 @@ import { ensureToolchain } from "../src/embedded/toolchain.ts";
 import { waitUntil } from "../src/embedded/wait.ts";
 import { createLogger } from "../src/observability/logger.ts";
 import { watchApps } from "../src/runtime/informers.ts";
-import { PooledKubeConfig, kubeConfigAccess } from "../src/kube/kube-config.ts";
+import { kubeConfigAccess } from "../src/kube/kube-config.ts";
+import { PooledKubeConfig } from "./pooled-kube-config.ts";
 import { createSecret } from "../src/kube/apply-secret.ts";
 import { JsonRequests, MERGE_PATCH_TYPE, corePath } from "../src/kube/json-requests.ts";
 import {
