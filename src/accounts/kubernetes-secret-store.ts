@@ -2,7 +2,7 @@
  * The key store as Kubernetes Secrets in the operator's namespace, and only there: the
  * namespace is fixed at construction and never taken from an App.
  */
-import type { V1Secret, V1SecretList } from "@kubernetes/client-node";
+import type { V1Secret } from "@kubernetes/client-node";
 import type { ClusterAccess } from "../kube/cluster-access.ts";
 import {
   FIELD_MANAGER,
@@ -109,19 +109,15 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async *entries(): AsyncIterable<StoreEntry> {
-    let next: string | undefined;
-    do {
-      const page = await this.requests.get<V1SecretList>(corePath("secrets", this.namespace), {
-        labelSelector: `${KEYS_LABEL}=true`,
-        limit: "500",
-        ...(next ? { continue: next } : {}),
-      });
-      for (const secret of page.items) {
+    const pages = this.requests.pages<V1Secret>(
+      corePath("secrets", this.namespace),
+      { labelSelector: `${KEYS_LABEL}=true` },
+      500,
+    );
+    for await (const page of pages)
+      for (const secret of page.items ?? []) {
         const name = secret.metadata?.name;
         if (name) yield { name, data: decodeSecretData(secret) };
       }
-      // The page token as JSON has it (client-node's model renames it `_continue`).
-      next = (page.metadata as { continue?: string } | undefined)?.continue;
-    } while (next);
   }
 }

@@ -28,7 +28,7 @@ export interface ClusterAccess {
 }
 
 /** How long one reading of the credentials serves: short enough for a rotated file or token. */
-export const REUSE_MS = 1000;
+const REUSE_MS = 1000;
 
 /** How long connections made with replaced certificates may finish what they carry. */
 const RETIRE_MS = 60_000;

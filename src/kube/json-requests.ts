@@ -6,7 +6,7 @@
  * changes what is sent.
  */
 // Types only from node:http: importing it as a module builds its facade, whose WebSocket export
-// loads Node's bundled undici (about 3 MiB resident) that nothing here uses.
+// loads Node's bundled undici (about 4 MiB resident) that nothing here uses.
 import type { IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { createInterface } from "node:readline";
@@ -62,6 +62,16 @@ async function textOf(answer: IncomingMessage): Promise<string> {
   return text;
 }
 
+/**
+ * One page of a list as the API sends it. The page token is `metadata.continue` in the JSON;
+ * client-node's typed models rename it `_continue`, and reading that here would end every list
+ * at its first page.
+ */
+export interface ListPage<T> {
+  items?: T[];
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
 /** One event of a watch: the object as it is now, or as it was when deleted. */
 export interface WatchEvent<T> {
   type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
@@ -85,7 +95,7 @@ function withQuery(server: string, path: string, query: Record<string, string> |
 
 /** Sends JSON requests to the cluster the access leads to. */
 export class JsonRequests {
-  readonly cluster: ClusterAccess;
+  private readonly cluster: ClusterAccess;
 
   constructor(cluster: ClusterAccess) {
     this.cluster = cluster;
@@ -108,6 +118,24 @@ export class JsonRequests {
   /** GETs a path and returns its JSON. */
   get<T>(path: string, query?: Record<string, string>): Promise<T> {
     return this.read<T>({ method: "GET", path, ...(query ? { query } : {}) });
+  }
+
+  /** Every page of a list, `limit` objects at a time, in order. */
+  async *pages<T>(
+    path: string,
+    query: Record<string, string>,
+    limit: number,
+  ): AsyncIterable<ListPage<T>> {
+    let token: string | undefined;
+    do {
+      const page = await this.get<ListPage<T>>(path, {
+        ...query,
+        limit: String(limit),
+        ...(token ? { continue: token } : {}),
+      });
+      yield page;
+      token = page.metadata?.continue || undefined;
+    } while (token);
   }
 
   private async exchange(call: JsonRequest): Promise<string> {

@@ -30,7 +30,9 @@ export function kubeConfigAccess(kubeConfig: KubeConfig): ClusterAccess {
       const headers = Object.fromEntries(
         Object.entries(options.headers ?? {}).map(([name, value]) => [name, String(value)]),
       );
-      // A proxy's agent is client-node's; otherwise connections are pooled here.
+      // A proxy's agent is client-node's. Otherwise the agent is this pool's: client-node keeps
+      // one per cluster and user name, so a rotated certificate file would not reach it, and it
+      // carries the PEM texts that Node hashes on every request (see AgentPool).
       const agent = kubeConfig.getCurrentCluster()?.proxyUrl
         ? (options.agent as Agent)
         : agents.agentFor({

@@ -26,31 +26,30 @@ export function microTime(ms: number): string {
 /** The Lease's reads and writes; each request bounded by the requests it is made with. */
 class Leases {
   private readonly requests: JsonRequests;
-  private readonly path: string;
+  private readonly collection: string;
+  private readonly name: string;
 
   constructor(requests: JsonRequests, namespace: string, name: string) {
     this.requests = requests;
-    this.path = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${name}`;
+    this.collection = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
+    this.name = name;
   }
 
   read(): Promise<V1Lease> {
-    return this.requests.get<V1Lease>(this.path);
+    return this.requests.get<V1Lease>(`${this.collection}/${this.name}`);
   }
 
   create(lease: Pick<V1Lease, "metadata" | "spec">): Promise<void> {
-    return this.requests.send({
-      method: "POST",
-      path: this.path.slice(0, this.path.lastIndexOf("/")),
-      body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease },
-    });
+    return this.write("POST", this.collection, lease);
   }
 
   replace(lease: Pick<V1Lease, "metadata" | "spec">): Promise<void> {
-    return this.requests.send({
-      method: "PUT",
-      path: this.path,
-      body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease },
-    });
+    return this.write("PUT", `${this.collection}/${this.name}`, lease);
+  }
+
+  private write(method: "POST" | "PUT", path: string, lease: Pick<V1Lease, "metadata" | "spec">) {
+    const body = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...lease };
+    return this.requests.send({ method, path, body });
   }
 }
 
