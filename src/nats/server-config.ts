@@ -60,6 +60,10 @@ export function renderServerConfig(input: ServerConfigInput): string {
     "cluster {",
     `  name: ${quote(input.cluster.name)}`,
     `  listen: ${quote(input.cluster.listen)}`,
+    // Clients learn no server addresses, so they reconnect through the address they were
+    // given (under the chart, the Service). A pod's address outlives the pod in a client's
+    // list: a reconnect to it hung until nats.js's 20 s connect timeout, once per stale address.
+    "  no_advertise: true",
     ...(input.cluster.tls ? tlsBlock(input.cluster.tls, "  ", true) : []),
     "  routes: [",
     ...input.cluster.routes.map((route) => `    ${quote(route)}`),

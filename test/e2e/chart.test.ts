@@ -146,13 +146,53 @@ async function appReady(c: Clients, namespace: string, name: string): Promise<vo
   );
 }
 
-/** Waits until the app's request-reply works (again, after its connection was disturbed). */
-async function answersWithin(pod: V1Pod, subject: string, timeoutMs: number): Promise<void> {
+/**
+ * Waits until the app's request-reply works (again, after its connection was disturbed). A
+ * failure ends with what tells why: `context` (say, the operator's logs), the NATS pods, the
+ * app pod's log and, last, its client's state (CI shows the end of a long message).
+ */
+async function answersWithin(
+  c: Clients,
+  pod: V1Pod,
+  subject: string,
+  timeoutMs: number,
+  context: () => Promise<string> = () => Promise.resolve(""),
+): Promise<void> {
+  const name = pod.metadata?.name ?? "app";
   await waitUntil(
-    `${pod.metadata?.name ?? "app"}'s request-reply on echo.${subject} works`,
+    `${name}'s request-reply on echo.${subject} works`,
     async () =>
       (await ask(pod, `/request?subject=echo.${subject}&data=x`).catch(() => "")).endsWith(": x"),
     { timeoutMs, intervalMs: 500 },
+  ).catch(async (error: unknown) => {
+    const nats = (await podsOf(c.core, NAMESPACE, "app.kubernetes.io/component=nats")).map(
+      (p) =>
+        `${p.metadata?.name ?? "?"} ${p.status?.podIP ?? "-"} ready ${String(isReady(p))} started ${String(p.status?.startTime?.toISOString())}${p.metadata?.deletionTimestamp ? " terminating" : ""}`,
+    );
+    const log = await c.core
+      .readNamespacedPodLog({ name, namespace: pod.metadata?.namespace ?? "", tailLines: 40 })
+      .catch((e: unknown) => `(no log: ${String(e)})`);
+    const status = await ask(pod, "/status").catch((e: unknown) => String(e));
+    throw new Error(
+      `${String(error)}\n${await context()}\nNATS pods:\n${nats.join("\n")}\n--- log of ${name}:\n${log}\n${name} /status (${new Date().toISOString()}): ${status}`,
+      { cause: error },
+    );
+  });
+}
+
+/**
+ * The app's client had a server again within 15 s of every loss (a roll replaces each server):
+ * it reconnects through the Service. A pod address it had learnt cost 20 s each, nats.js's
+ * connect timeout, once the pod was gone.
+ */
+async function reconnectedQuickly(pod: V1Pod, label: string): Promise<void> {
+  const { longestOutageMs } = JSON.parse(await ask(pod, "/status")) as { longestOutageMs: number };
+  process.stderr.write(
+    `${label}: the app's longest time without a NATS server ${String(longestOutageMs)} ms\n`,
+  );
+  assert.ok(
+    longestOutageMs < 15_000,
+    `the app was without a NATS server for ${String(longestOutageMs)} ms`,
   );
 }
 
@@ -555,7 +595,7 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           nats.map((p) => [p.metadata?.uid, p.status?.containerStatuses?.[0]?.restartCount]),
           "no NATS pod was restarted or replaced",
         );
-        await answersWithin(prod, "renewed", 15_000);
+        await answersWithin(c, prod, "renewed", 15_000);
         // Both prod pods answer echo requests; either answer proves the new pod connected.
         const fresh = await deployApp(c, shop, "orders", "prod", "-after-renewal");
         assert.match(await ask(fresh, "/request?subject=echo.fresh&data=y"), /^orders-prod-.*: y$/);
@@ -656,7 +696,8 @@ describe("the Helm chart on the test node", { skip: chartSkipReason() }, () => {
           0,
           "every server replaced",
         );
-        await answersWithin(prod, "rolled", 30_000);
+        await answersWithin(c, prod, "rolled", 30_000);
+        await reconnectedQuickly(prod, helm.label);
         assert.equal(await environments(), statusBefore, "every App's accounts as they were");
         assert.equal(await secrets(), secretsBefore, "no app Secret rewritten");
       });
@@ -752,15 +793,10 @@ ${rotated.stdout}`,
           );
 
           assert.equal(await credsOf(), credsBefore, "the app's credentials changed");
-          await answersWithin(prod, "operator-key", 30_000).catch(async (error: unknown) => {
-            const app = await ask(prod, "/status").catch((e: unknown) => String(e));
-            const controller = await podLogs(
-              c.core,
-              NAMESPACE,
-              "app.kubernetes.io/component=controller",
-            );
-            throw new Error(`${String(error)}\napp: ${app}\n${controller}`, { cause: error });
-          });
+          await answersWithin(c, prod, "operator-key", 30_000, () =>
+            podLogs(c.core, NAMESPACE, "app.kubernetes.io/component=controller"),
+          );
+          await reconnectedQuickly(prod, helm.label);
         },
       );
 
@@ -861,8 +897,6 @@ ${rotated.stdout}`,
                 readFileSync(variables.NATS_CREDENTIALS_FILE ?? ""),
               ),
               tls: { caFile: variables.NATS_CA_FILE ?? "", servername } as { caFile: string },
-              // The servers advertise their pod addresses, which only the test's host could reach.
-              ignoreClusterUpdates: true,
             });
           };
           try {
@@ -881,6 +915,9 @@ ${rotated.stdout}`,
               for await (const status of orders.status()) ordersStatus.push(status.type);
             })();
             try {
+              // Without client options: the servers tell no pod address a client outside could
+              // try instead of the exposed one.
+              assert.deepEqual(orders.info?.connect_urls ?? [], [], "no server address learned");
               const seen: string[] = [];
               const everything = billing.subscribe(">");
               void (async () => {

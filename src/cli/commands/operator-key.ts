@@ -23,19 +23,21 @@ import {
   type Command,
 } from "./command.ts";
 
+/** The steps of a rotation, in the order the controller always takes them, as said to the user. */
+const STEPS = {
+  asked: "asked; waiting for the controller",
+  introduced: "new key trusted beside the old one; the NATS servers restart to load it",
+  retiring: "new key signing; every account is being signed anew, then the old key leaves",
+  dropping: "old key left the operator JWT; the NATS servers restart without it",
+  done: "done: the old key is trusted no more",
+} as const;
+type Step = keyof typeof STEPS;
+const ORDER = Object.keys(STEPS) as Step[];
+
 /** Where the rotation answering `token` stands, from the operator entry's fields. */
-export function operatorKeyState(data: Record<string, string>, token: string): string {
-  if (data.signingRotatedFor !== token) return "asked; waiting for the controller";
-  switch (operatorKeyStage(data)) {
-    case "introduced":
-      return "new key trusted beside the old one; the NATS servers restart to load it";
-    case "retiring":
-      return "new key signing; every account is being signed anew, then the old key leaves";
-    case "dropping":
-      return "old key left the operator JWT; the NATS servers restart without it";
-    case undefined:
-      return "done: the old key is trusted no more";
-  }
+function rotationStep(data: Record<string, string>, token: string): Step {
+  if (data.signingRotatedFor !== token) return "asked";
+  return operatorKeyStage(data) ?? "done";
 }
 
 export const rotateOperatorKey: Command = {
@@ -71,22 +73,23 @@ export const rotateOperatorKey: Command = {
     );
     output.out(`asked for a new operator signing key (${token})\n`);
     if (values["no-wait"] === true) return;
-    let said = "";
+    let said = -1;
     try {
       await waitUntil(
         "the rotation's end",
         async () => {
           const data = (await readSecretData(cluster.requests, namespace, OPERATOR_ENTRY)) ?? {};
-          const state = operatorKeyState(data, token);
-          if (state !== said) output.out(`${state}\n`);
-          said = state;
-          return state.startsWith("done");
+          const now = ORDER.indexOf(rotationStep(data, token));
+          // A step quicker than a look (few accounts to sign anew) is said all the same.
+          for (const step of ORDER.slice(said + 1, now + 1)) output.out(`${STEPS[step]}\n`);
+          said = Math.max(said, now);
+          return ORDER[now] === "done";
         },
         { timeoutMs: timeoutSeconds * 1000, intervalMs: 1000 },
       );
     } catch {
       throw new CommandError(
-        `not done within ${String(timeoutSeconds)} s (${said}); the controller goes on, see its log`,
+        `not done within ${String(timeoutSeconds)} s (${STEPS[ORDER[said] ?? "asked"]}); the controller goes on, see its log`,
       );
     }
   },
