@@ -411,8 +411,8 @@ async function run(): Promise<Figures> {
         ` operator RSS ${String(rssBurst)} MiB (${burstMemory})`,
     );
     console.log(`CPU during the burst, by process: ${machineSpent}`);
-    // What a platform engineer's `kubectl top` shows once the burst is over: V8 gives back what
-    // the burst's garbage took when the process goes quiet (its memory reducer), not at once.
+    // What a platform engineer's `kubectl top` shows once the burst is over: whether V8's memory
+    // reducer, which runs once the process is quiet, gives back the heap the burst grew.
     await first.waitSettled(2000);
     await sleep(SETTLE_MS);
     const rssSettled = rssMiB(first.process.pid);
