@@ -182,9 +182,9 @@ async function answersWithin(
 
 /**
  * Prints the app's longest time without a NATS server so far (a roll replaces each server).
- * Not asserted yet: through the Service a reconnect still met a gone pod once in about ten
- * rolls and waited out nats.js's 20 s connect timeout twice (41 s); the servers' lame duck
- * mode is to end that.
+ * Not asserted yet: through the Service a reconnect still met a gone pod in about one roll in
+ * ten and waited out nats.js's 20 s connect timeout once or twice (21-41 s); the servers' lame
+ * duck mode is to end that.
  */
 async function printLongestOutage(pod: V1Pod, label: string): Promise<void> {
   const { longestOutageMs } = JSON.parse(await ask(pod, "/status")) as { longestOutageMs: number };
