@@ -53,7 +53,7 @@ import { useHelm, type Helm } from "./fixtures/helm.ts";
 import { TOOL, run } from "./fixtures/run-tool.ts";
 import { systemUserCreds } from "./fixtures/system-user.ts";
 import { natsAppContainer, natsAppImage } from "./fixtures/nats-app-image.ts";
-import { ask, describeNamespace, isReady, podLogs, podsOf } from "./fixtures/pods.ts";
+import { ask, describeNamespace, isReady, podLog, podLogs, podsOf } from "./fixtures/pods.ts";
 import { readyAtGeneration } from "./operator-process.ts";
 import { chartSkipReason, useNodeCluster } from "./harness.ts";
 
@@ -169,12 +169,10 @@ async function answersWithin(
       (p) =>
         `${p.metadata?.name ?? "?"} ${p.status?.podIP ?? "-"} ready ${String(isReady(p))} started ${String(p.status?.startTime?.toISOString())}${p.metadata?.deletionTimestamp ? " terminating" : ""}`,
     );
-    const log = await c.core
-      .readNamespacedPodLog({ name, namespace: pod.metadata?.namespace ?? "", tailLines: 40 })
-      .catch((e: unknown) => `(no log: ${String(e)})`);
+    const log = await podLog(c.core, pod.metadata?.namespace ?? "", name, 40);
     const status = await ask(pod, "/status").catch((e: unknown) => String(e));
     throw new Error(
-      `${String(error)}\n${await context()}\nNATS pods:\n${nats.join("\n")}\n--- log of ${name}:\n${log}\n${name} /status (${new Date().toISOString()}): ${status}`,
+      `${String(error)}\n${await context()}\nNATS pods:\n${nats.join("\n")}\n${log}\n${name} /status (${new Date().toISOString()}): ${status}`,
       { cause: error },
     );
   });
